@@ -11,6 +11,9 @@ use serde_repr::{Deserialize_repr, Serialize_repr};
 macro_rules! code_enum {
     ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $code:literal),+ $(,)? }) => {
         $(#[$doc])*
+        // Variants keep the UPPER_SNAKE names of the replaced system (API.md),
+        // so the name operators know is the name in the code and in logs.
+        #[allow(non_camel_case_types)]
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize_repr, Deserialize_repr)]
         #[repr(u8)]
         pub enum $name {

@@ -474,7 +474,7 @@ mod tests {
         assert_eq!(OrderId::parse(id.as_str()).unwrap(), id);
         assert_eq!(id.issued_at(), at("2025-11-25T04:36:27Z"));
         assert!(id.belongs_to(&user("u-1234")));
-        assert!(id.belongs_to(&user("xxxxu-1234")) && !id.belongs_to(&user("u-1235")));
+        assert!(id.belongs_to(&user("zz00u-1234")) && !id.belongs_to(&user("u-1235")));
         assert!(!id.is_sub_order());
     }
 

@@ -263,7 +263,7 @@ mod tests {
     #[test]
     fn allocation_rounds_down_in_request_order_and_gives_the_rest_to_the_last_line() {
         assert_eq!(allocate(Money::from_minor(100), &m(&[300, 300, 400])).unwrap(), m(&[30, 30, 40]));
-        assert_eq!(allocate(Money::from_minor(10), &m(&[1, 1, 1])).unwrap(), m(&[3, 3, 4]));
+        assert_eq!(allocate(Money::from_minor(10), &m(&[10, 10, 10])).unwrap(), m(&[3, 3, 4]));
         assert_eq!(allocate(Money::from_minor(7), &m(&[100, 200])).unwrap(), m(&[2, 5]));
         assert_eq!(allocate(Money::ZERO, &m(&[5, 5])).unwrap(), m(&[0, 0]));
         assert_eq!(allocate(Money::from_minor(3), &m(&[0, 0])).unwrap(), m(&[0, 0]));
