@@ -30,10 +30,28 @@ pub struct SkuDetails {
 impl SkuDetails {
     /// Checks the free-text fields' bounds.
     pub fn validate(&self) -> Result<(), DomainError> {
-        bounded_text(&self.product_name, 1, PRODUCT_TEXT_LEN_MAX, ErrorCode::SKU_INVALID, "product_name")?;
-        bounded_text(&self.product_unit, 1, PRODUCT_TEXT_LEN_MAX, ErrorCode::SKU_INVALID, "product_unit")?;
+        bounded_text(
+            &self.product_name,
+            1,
+            PRODUCT_TEXT_LEN_MAX,
+            ErrorCode::SKU_INVALID,
+            "product_name",
+        )?;
+        bounded_text(
+            &self.product_unit,
+            1,
+            PRODUCT_TEXT_LEN_MAX,
+            ErrorCode::SKU_INVALID,
+            "product_unit",
+        )?;
         if let Some(img) = &self.product_img {
-            bounded_text(img, 1, PRODUCT_TEXT_LEN_MAX, ErrorCode::SKU_INVALID, "product_img")?;
+            bounded_text(
+                img,
+                1,
+                PRODUCT_TEXT_LEN_MAX,
+                ErrorCode::SKU_INVALID,
+                "product_img",
+            )?;
         }
         Ok(())
     }
@@ -67,7 +85,12 @@ impl Sku {
 
     /// The SKU a first `SkuUpserted` event creates (no stock yet).
     pub fn new(details: SkuDetails) -> Sku {
-        Sku { details, available: 0, locked: 0, sold: 0 }
+        Sku {
+            details,
+            available: 0,
+            locked: 0,
+            sold: 0,
+        }
     }
 
     /// Applies an event that concerns this SKU; others are ignored.
@@ -131,7 +154,11 @@ pub fn decide_upsert_sku(
 /// to the available stock, never below zero available.
 pub fn decide_stock_delta(sku: &Sku, delta: i64) -> Result<Vec<EventBody>, DomainError> {
     if delta.unsigned_abs() > STOCK_MAX.unsigned_abs() {
-        return Err(DomainError::invalid(ErrorCode::SKU_INVALID, "delta", "out of range"));
+        return Err(DomainError::invalid(
+            ErrorCode::SKU_INVALID,
+            "delta",
+            "out of range",
+        ));
     }
     let available = sku.available + delta;
     if available < 0 {
@@ -144,7 +171,11 @@ pub fn decide_stock_delta(sku: &Sku, delta: i64) -> Result<Vec<EventBody>, Domai
         ));
     }
     if sku.total() + delta > STOCK_MAX {
-        return Err(DomainError::invalid(ErrorCode::SKU_INVALID, "delta", "stock above maximum"));
+        return Err(DomainError::invalid(
+            ErrorCode::SKU_INVALID,
+            "delta",
+            "stock above maximum",
+        ));
     }
     if delta == 0 {
         return Ok(Vec::new());
@@ -182,7 +213,11 @@ pub struct Coupon {
 
 impl Coupon {
     pub fn new(details: CouponDetails) -> Coupon {
-        Coupon { details, status: CouponStatus::UNUSED, order_id: None }
+        Coupon {
+            details,
+            status: CouponStatus::UNUSED,
+            order_id: None,
+        }
     }
 
     /// Applies an event that concerns this coupon; others are ignored.
@@ -217,7 +252,11 @@ pub fn decide_issue_coupon(
         }
     }
     if details.amount.is_zero() {
-        return Err(DomainError::invalid(ErrorCode::COUPON_INVALID, "amount", "must be positive"));
+        return Err(DomainError::invalid(
+            ErrorCode::COUPON_INVALID,
+            "amount",
+            "must be positive",
+        ));
     }
     if details.valid_from >= details.valid_to {
         return Err(DomainError::invalid(

@@ -74,7 +74,10 @@ code_enum! {
 impl OrderStatus {
     /// States no later change leaves: an order in one of them may be removed.
     pub const fn is_final(self) -> bool {
-        matches!(self, OrderStatus::CANCELED | OrderStatus::SIGNED | OrderStatus::REFUSED)
+        matches!(
+            self,
+            OrderStatus::CANCELED | OrderStatus::SIGNED | OrderStatus::REFUSED
+        )
     }
 
     /// FULFILLED or any later step of delivery.
@@ -269,7 +272,10 @@ mod tests {
         }
         assert!(serde_json::from_str::<OrderStatus>("11").is_err());
         assert!(serde_json::from_str::<PayType>("\"WECHAT_PAY\"").is_err());
-        assert_eq!(AfterSaleStatus::from_code(127), Some(AfterSaleStatus::REVOKED));
+        assert_eq!(
+            AfterSaleStatus::from_code(127),
+            Some(AfterSaleStatus::REVOKED)
+        );
         assert_eq!(CancelType::from_code(3), None);
     }
 
@@ -278,14 +284,23 @@ mod tests {
         assert_eq!(OrderStatus::OUT_STOCK.name(), "OUT_STOCK");
         assert_eq!(AmountType::REAL_PAY_AMOUNT.code(), 50);
         assert_eq!(AfterSaleTypeDetail::LACK_REFUND.code(), 6);
-        assert_eq!(serde_json::to_string(&FulfillmentEvent::REFUSED).unwrap(), "\"REFUSED\"");
-        assert_eq!(serde_json::to_string(&CouponStatus::LOCKED).unwrap(), "\"LOCKED\"");
+        assert_eq!(
+            serde_json::to_string(&FulfillmentEvent::REFUSED).unwrap(),
+            "\"REFUSED\""
+        );
+        assert_eq!(
+            serde_json::to_string(&CouponStatus::LOCKED).unwrap(),
+            "\"LOCKED\""
+        );
     }
 
     #[test]
     fn only_rejected_revoked_and_failed_after_sales_release_their_claim() {
-        let released: Vec<_> =
-            AfterSaleStatus::ALL.iter().filter(|s| !s.claims()).map(|s| s.name()).collect();
+        let released: Vec<_> = AfterSaleStatus::ALL
+            .iter()
+            .filter(|s| !s.claims())
+            .map(|s| s.name())
+            .collect();
         assert_eq!(released, ["REVIEW_REJECTED", "FAILED", "REVOKED"]);
     }
 }

@@ -2,13 +2,16 @@
 //! the domain's types, with who asks and why.
 
 use crate::catalog::{Coupon, Sku};
+use crate::codes::AmountType;
 use crate::codes::{
     AfterSaleType, BusinessIdentifier, CancelType, FulfillmentEvent, OrderType, PayType,
 };
 use crate::event::Actor;
-use crate::ids::{AfterSaleId, CouponId, IdempotencyKey, OrderId, OutTradeNo, RequestId, SellerId, SkuCode, TradeNo, UserId};
+use crate::ids::{
+    AfterSaleId, CouponId, IdempotencyKey, OrderId, OutTradeNo, RequestId, SellerId, SkuCode,
+    TradeNo, UserId,
+};
 use crate::money::{Money, Quantity, Timestamp};
-use crate::codes::AmountType;
 use crate::order::{Address, Delivery};
 use crate::pricing::{PricingRules, RiskRules};
 
@@ -29,7 +32,13 @@ pub struct CommandMeta {
 impl CommandMeta {
     /// Metadata for `actor` with nothing else set.
     pub fn by(actor: Actor) -> CommandMeta {
-        CommandMeta { actor, request_id: None, idempotency_key: None, reason: None, if_match: None }
+        CommandMeta {
+            actor,
+            request_id: None,
+            idempotency_key: None,
+            reason: None,
+            if_match: None,
+        }
     }
 }
 
@@ -74,8 +83,14 @@ pub struct CreateContext<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// A repeat of the create request for an existing id.
-    Create { fingerprint: u64 },
-    PrePay { order_id: OrderId, pay_type: PayType, pay_amount: Money },
+    Create {
+        fingerprint: u64,
+    },
+    PrePay {
+        order_id: OrderId,
+        pay_type: PayType,
+        pay_amount: Money,
+    },
     PayCallback {
         order_id: OrderId,
         out_trade_no: OutTradeNo,
@@ -84,11 +99,21 @@ pub enum Action {
         trade_no: TradeNo,
         paid_at: Timestamp,
     },
-    Cancel { order_id: OrderId, cancel_type: CancelType },
+    Cancel {
+        order_id: OrderId,
+        cancel_type: CancelType,
+    },
     /// The payment deadline fired.
-    Deadline { order_id: OrderId },
-    AdjustAddress { order_id: OrderId, address: Address },
-    Remove { order_id: OrderId },
+    Deadline {
+        order_id: OrderId,
+    },
+    AdjustAddress {
+        order_id: OrderId,
+        address: Address,
+    },
+    Remove {
+        order_id: OrderId,
+    },
     Fulfill {
         order_id: OrderId,
         event: FulfillmentEvent,
@@ -102,17 +127,31 @@ pub enum Action {
         reason: String,
         images: Vec<String>,
     },
-    ReviewAfterSale { after_sale_id: AfterSaleId, approved: bool, remark: Option<String> },
-    RevokeAfterSale { after_sale_id: AfterSaleId },
+    ReviewAfterSale {
+        after_sale_id: AfterSaleId,
+        approved: bool,
+        remark: Option<String>,
+    },
+    RevokeAfterSale {
+        after_sale_id: AfterSaleId,
+    },
     RefundResult {
         after_sale_id: AfterSaleId,
         refund_amount: Money,
         success: bool,
         refunded_at: Timestamp,
     },
-    RetryRefund { after_sale_id: AfterSaleId },
-    Lack { order_id: OrderId, items: Vec<(SkuCode, Quantity)> },
-    AddNote { order_id: OrderId, text: String },
+    RetryRefund {
+        after_sale_id: AfterSaleId,
+    },
+    Lack {
+        order_id: OrderId,
+        items: Vec<(SkuCode, Quantity)>,
+    },
+    AddNote {
+        order_id: OrderId,
+        text: String,
+    },
 }
 
 impl Action {

@@ -16,7 +16,7 @@ use crate::event::{
 use crate::family::{AfterSale, AfterSaleItem, NewOrder, OrderFamily, PartRef};
 use crate::ids::{AfterSaleId, OrderId, OutTradeNo, SkuCode, TradeNo};
 use crate::limits::{
-    AFTER_SALE_IMAGES_MAX, AFTER_SALES_PER_FAMILY_MAX, LOGISTICS_TEXT_LEN_MAX, NOTE_LEN_MAX,
+    AFTER_SALES_PER_FAMILY_MAX, AFTER_SALE_IMAGES_MAX, LOGISTICS_TEXT_LEN_MAX, NOTE_LEN_MAX,
     PRODUCT_TEXT_LEN_MAX, REASON_LEN_MAX, USER_REMARK_LEN_MAX,
 };
 use crate::money::{Money, Quantity, Timestamp};
@@ -27,12 +27,19 @@ use crate::text::{bounded_text, optional_text};
 /// Decides a command for an existing family. An empty list means the
 /// command is accepted and changes nothing (a repeat of an outcome already
 /// recorded, or a deadline that finds the order paid).
-pub fn decide(family: &OrderFamily, command: &Command, now: Timestamp) -> Result<Vec<Event>, DomainError> {
+pub fn decide(
+    family: &OrderFamily,
+    command: &Command,
+    now: Timestamp,
+) -> Result<Vec<Event>, DomainError> {
     let meta = &command.meta;
     check_access(family, meta)?;
     if let Some(expected) = meta.if_match {
         if expected != family.version {
-            return Err(DomainError::VersionMismatch { expected, current: family.version });
+            return Err(DomainError::VersionMismatch {
+                expected,
+                current: family.version,
+            });
         }
     }
     if let Some(reason) = &meta.reason {
@@ -59,7 +66,11 @@ fn check_access(family: &OrderFamily, meta: &CommandMeta) -> Result<(), DomainEr
             return Err(DomainError::rule(ErrorCode::FORBIDDEN, "not your order"));
         }
         if family.removed {
-            return Err(DomainError::not_found(ErrorCode::ORDER_NOT_FOUND, "order", family.order_id));
+            return Err(DomainError::not_found(
+                ErrorCode::ORDER_NOT_FOUND,
+                "order",
+                family.order_id,
+            ));
         }
     }
     Ok(())
@@ -82,10 +93,19 @@ fn decide_bodies(
                 ))
             }
         }
-        Action::PrePay { order_id, pay_type, pay_amount } => {
-            prepay(family, *order_id, *pay_type, *pay_amount, now)
-        }
-        Action::PayCallback { order_id, out_trade_no, pay_type, pay_amount, trade_no, paid_at } => {
+        Action::PrePay {
+            order_id,
+            pay_type,
+            pay_amount,
+        } => prepay(family, *order_id, *pay_type, *pay_amount, now),
+        Action::PayCallback {
+            order_id,
+            out_trade_no,
+            pay_type,
+            pay_amount,
+            trade_no,
+            paid_at,
+        } => {
             let report = PaymentReport {
                 order_id: *order_id,
                 trade_no: trade_no.clone(),
@@ -96,7 +116,10 @@ fn decide_bodies(
             };
             pay_callback(family, report, now)
         }
-        Action::Cancel { order_id, cancel_type } => cancel(family, *order_id, *cancel_type, meta, now),
+        Action::Cancel {
+            order_id,
+            cancel_type,
+        } => cancel(family, *order_id, *cancel_type, meta, now),
         Action::Deadline { order_id } => {
             family_level(family, *order_id)?;
             if family.status == OrderStatus::CREATED && now >= family.expire_at {
@@ -109,9 +132,16 @@ fn decide_bodies(
             family_level(family, *order_id)?;
             address.validate()?;
             if family.status != OrderStatus::CREATED && !family.is_paid_and_unfulfilled() {
-                return Err(state_error(family, ErrorCode::ORDER_NOT_ALLOW_TO_ADJUST_ADDRESS, "change the address"));
+                return Err(state_error(
+                    family,
+                    ErrorCode::ORDER_NOT_ALLOW_TO_ADJUST_ADDRESS,
+                    "change the address",
+                ));
             }
-            Ok(vec![EventBody::OrderAddressChanged { order_id: family.order_id, address: address.clone() }])
+            Ok(vec![EventBody::OrderAddressChanged {
+                order_id: family.order_id,
+                address: address.clone(),
+            }])
         }
         Action::Remove { order_id } => {
             family_level(family, *order_id)?;
@@ -119,13 +149,34 @@ fn decide_bodies(
                 return Ok(Vec::new());
             }
             if !family.live_statuses().iter().all(|s| s.is_final()) {
-                return Err(state_error(family, ErrorCode::ORDER_CANNOT_REMOVE, "remove"));
+                return Err(state_error(
+                    family,
+                    ErrorCode::ORDER_CANNOT_REMOVE,
+                    "remove",
+                ));
             }
-            Ok(vec![EventBody::OrderRemoved { order_id: family.order_id }])
+            Ok(vec![EventBody::OrderRemoved {
+                order_id: family.order_id,
+            }])
         }
-        Action::Fulfill { order_id, event, logistics_code, operator } => {
-            optional_text(logistics_code.as_deref(), LOGISTICS_TEXT_LEN_MAX, ErrorCode::TEXT_INVALID, "logistics_code")?;
-            optional_text(operator.as_deref(), LOGISTICS_TEXT_LEN_MAX, ErrorCode::TEXT_INVALID, "operator")?;
+        Action::Fulfill {
+            order_id,
+            event,
+            logistics_code,
+            operator,
+        } => {
+            optional_text(
+                logistics_code.as_deref(),
+                LOGISTICS_TEXT_LEN_MAX,
+                ErrorCode::TEXT_INVALID,
+                "logistics_code",
+            )?;
+            optional_text(
+                operator.as_deref(),
+                LOGISTICS_TEXT_LEN_MAX,
+                ErrorCode::TEXT_INVALID,
+                "operator",
+            )?;
             let step = FulfillmentStep {
                 order_id: *order_id,
                 logistics_code: logistics_code.clone(),
@@ -133,27 +184,58 @@ fn decide_bodies(
             };
             fulfill(family, *event, step, now)
         }
-        Action::ApplyAfterSale { order_id, after_sale_type, items, reason, images } => {
-            apply_after_sale(family, *order_id, *after_sale_type, items, reason, images, now)
-        }
-        Action::ReviewAfterSale { after_sale_id, approved, remark } => {
-            optional_text(remark.as_deref(), REASON_LEN_MAX, ErrorCode::TEXT_INVALID, "remark")?;
+        Action::ApplyAfterSale {
+            order_id,
+            after_sale_type,
+            items,
+            reason,
+            images,
+        } => apply_after_sale(
+            family,
+            *order_id,
+            *after_sale_type,
+            items,
+            reason,
+            images,
+            now,
+        ),
+        Action::ReviewAfterSale {
+            after_sale_id,
+            approved,
+            remark,
+        } => {
+            optional_text(
+                remark.as_deref(),
+                REASON_LEN_MAX,
+                ErrorCode::TEXT_INVALID,
+                "remark",
+            )?;
             review(family, after_sale_id, *approved, remark.clone())
         }
         Action::RevokeAfterSale { after_sale_id } => {
             let a = find_after_sale(family, after_sale_id)?;
             match a.status {
-                AfterSaleStatus::COMMITTED => Ok(vec![EventBody::AfterSaleRevoked { after_sale_id: *after_sale_id }]),
+                AfterSaleStatus::COMMITTED => Ok(vec![EventBody::AfterSaleRevoked {
+                    after_sale_id: *after_sale_id,
+                }]),
                 AfterSaleStatus::REVOKED => Ok(Vec::new()),
                 status => Err(after_sale_error(a, status, "revoke")),
             }
         }
-        Action::RefundResult { after_sale_id, refund_amount, success, refunded_at } => {
+        Action::RefundResult {
+            after_sale_id,
+            refund_amount,
+            success,
+            refunded_at,
+        } => {
             let a = find_after_sale(family, after_sale_id)?;
             if *refund_amount != a.apply_refund_amount {
                 return Err(DomainError::rule(
                     ErrorCode::REFUND_AMOUNT_MISMATCH,
-                    format!("after-sale {after_sale_id} refunds {}, not {refund_amount}", a.apply_refund_amount),
+                    format!(
+                        "after-sale {after_sale_id} refunds {}, not {refund_amount}",
+                        a.apply_refund_amount
+                    ),
                 ));
             }
             match (a.status, success) {
@@ -166,7 +248,9 @@ fn decide_bodies(
                     after_sale_id: *after_sale_id,
                     refund_amount: *refund_amount,
                 }]),
-                (AfterSaleStatus::REFUNDED, true) | (AfterSaleStatus::FAILED, false) => Ok(Vec::new()),
+                (AfterSaleStatus::REFUNDED, true) | (AfterSaleStatus::FAILED, false) => {
+                    Ok(Vec::new())
+                }
                 (status, _) => Err(after_sale_error(a, status, "record a refund result")),
             }
         }
@@ -174,10 +258,17 @@ fn decide_bodies(
         Action::Lack { order_id, items } => lack(family, *order_id, items, now),
         Action::AddNote { order_id, text } => {
             if order_id.family_id() != family.order_id {
-                return Err(DomainError::not_found(ErrorCode::ORDER_NOT_FOUND, "order", order_id));
+                return Err(DomainError::not_found(
+                    ErrorCode::ORDER_NOT_FOUND,
+                    "order",
+                    order_id,
+                ));
             }
             bounded_text(text, 1, NOTE_LEN_MAX, ErrorCode::TEXT_INVALID, "text")?;
-            Ok(vec![EventBody::OrderNoteAdded { order_id: *order_id, text: text.clone() }])
+            Ok(vec![EventBody::OrderNoteAdded {
+                order_id: *order_id,
+                text: text.clone(),
+            }])
         }
     }
 }
@@ -200,9 +291,14 @@ pub fn decide_create(
         .find(|(t, _)| *t == AmountType::REAL_PAY_AMOUNT)
         .map(|(_, m)| *m)
         .ok_or_else(|| {
-            DomainError::invalid(ErrorCode::AMOUNT_TYPE_ERROR, "amounts", "REAL_PAY_AMOUNT (50) is required")
+            DomainError::invalid(
+                ErrorCode::AMOUNT_TYPE_ERROR,
+                "amounts",
+                "REAL_PAY_AMOUNT (50) is required",
+            )
         })?;
-    ctx.risk.check(&cmd.user_id, claimed_pay, ctx.user_orders_last_minute)?;
+    ctx.risk
+        .check(&cmd.user_id, claimed_pay, ctx.user_orders_last_minute)?;
     let coupon = cmd.coupon_id.as_ref().map(|id| (id, ctx.coupon));
     let priced = quote(&cmd.user_id, &cmd.items, ctx.skus, coupon, ctx.pricing, now)?;
     for (amount_type, claimed) in &cmd.amounts {
@@ -218,7 +314,10 @@ pub fn decide_create(
     if pay_amount != priced.amounts.real_pay {
         return Err(DomainError::rule(
             ErrorCode::ORDER_CHECK_REAL_PAY_AMOUNT_FAIL,
-            format!("payment is {pay_amount}, the order pays {}", priced.amounts.real_pay),
+            format!(
+                "payment is {pay_amount}, the order pays {}",
+                priced.amounts.real_pay
+            ),
         ));
     }
     let mut stock = Vec::with_capacity(cmd.items.len());
@@ -228,7 +327,10 @@ pub fn decide_create(
         if !sku.can_reserve(*quantity) {
             return Err(DomainError::rule(
                 ErrorCode::PRODUCT_STOCK_NOT_ENOUGH,
-                format!("SKU {sku_code} has {} available, {quantity} asked", sku.available),
+                format!(
+                    "SKU {sku_code} has {} available, {quantity} asked",
+                    sku.available
+                ),
             ));
         }
         stock.push(EventBody::StockChanged(StockDelta {
@@ -302,25 +404,45 @@ fn validate_create(cmd: &CreateOrder, meta: &CommandMeta) -> Result<(), DomainEr
         ));
     }
     if meta.actor.kind == ActorKind::User && meta.actor.id != cmd.user_id.as_str() {
-        return Err(DomainError::rule(ErrorCode::FORBIDDEN, "user_id is not the caller"));
+        return Err(DomainError::rule(
+            ErrorCode::FORBIDDEN,
+            "user_id is not the caller",
+        ));
     }
-    optional_text(cmd.user_remark.as_deref(), USER_REMARK_LEN_MAX, ErrorCode::TEXT_INVALID, "user_remark")?;
+    optional_text(
+        cmd.user_remark.as_deref(),
+        USER_REMARK_LEN_MAX,
+        ErrorCode::TEXT_INVALID,
+        "user_remark",
+    )?;
     cmd.delivery.validate()?;
     check_items(&cmd.items)?;
     for (i, (t, _)) in cmd.amounts.iter().enumerate() {
         if cmd.amounts[..i].iter().any(|(other, _)| other == t) {
-            return Err(DomainError::invalid(ErrorCode::AMOUNT_TYPE_ERROR, "amounts", format!("{t} appears twice")));
+            return Err(DomainError::invalid(
+                ErrorCode::AMOUNT_TYPE_ERROR,
+                "amounts",
+                format!("{t} appears twice"),
+            ));
         }
     }
     if cmd.payments.len() != 1 {
-        return Err(DomainError::invalid(ErrorCode::PAY_TYPE_ERROR, "payments", "must hold exactly one payment"));
+        return Err(DomainError::invalid(
+            ErrorCode::PAY_TYPE_ERROR,
+            "payments",
+            "must hold exactly one payment",
+        ));
     }
     Ok(())
 }
 
 /// One sub-order per product type when the lines mix types; none otherwise.
 /// The sub-order of the lowest product type carries the shipping fee.
-fn split(order_id: OrderId, lines: &[OrderLine], shipping: Money) -> Result<Vec<SubOrder>, DomainError> {
+fn split(
+    order_id: OrderId,
+    lines: &[OrderLine],
+    shipping: Money,
+) -> Result<Vec<SubOrder>, DomainError> {
     let mut types: Vec<ProductType> = lines.iter().map(|l| l.product_type).collect();
     types.sort_unstable();
     types.dedup();
@@ -358,11 +480,17 @@ fn family_level(family: &OrderFamily, order_id: OrderId) -> Result<(), DomainErr
         Err(DomainError::OrderState {
             code: ErrorCode::ORDER_STATUS_CHANGED,
             order_id: order_id.to_string(),
-            status: family.part_of(order_id).map_or(family.status, |p| family.part_status(p)),
+            status: family
+                .part_of(order_id)
+                .map_or(family.status, |p| family.part_status(p)),
             action: "act on a sub-order with a family command (use the master order id)",
         })
     } else {
-        Err(DomainError::not_found(ErrorCode::ORDER_NOT_FOUND, "order", order_id))
+        Err(DomainError::not_found(
+            ErrorCode::ORDER_NOT_FOUND,
+            "order",
+            order_id,
+        ))
     }
 }
 
@@ -384,10 +512,18 @@ fn prepay(
 ) -> Result<Vec<EventBody>, DomainError> {
     family_level(family, order_id)?;
     if family.status != OrderStatus::CREATED {
-        return Err(state_error(family, ErrorCode::ORDER_STATUS_CHANGED, "prepay"));
+        return Err(state_error(
+            family,
+            ErrorCode::ORDER_STATUS_CHANGED,
+            "prepay",
+        ));
     }
     if now >= family.expire_at {
-        return Err(state_error(family, ErrorCode::ORDER_PRE_PAY_EXPIRE, "prepay after the payment deadline"));
+        return Err(state_error(
+            family,
+            ErrorCode::ORDER_PRE_PAY_EXPIRE,
+            "prepay after the payment deadline",
+        ));
     }
     if pay_amount != family.amounts.real_pay {
         return Err(pay_amount_error(family, pay_amount));
@@ -396,17 +532,29 @@ fn prepay(
         Some(existing) => existing.clone(),
         None => OutTradeNo::parse(family.order_id.as_str())?,
     };
-    Ok(vec![EventBody::OrderPrePaid { order_id, pay_type, pay_amount, out_trade_no }])
+    Ok(vec![EventBody::OrderPrePaid {
+        order_id,
+        pay_type,
+        pay_amount,
+        out_trade_no,
+    }])
 }
 
 fn pay_amount_error(family: &OrderFamily, pay_amount: Money) -> DomainError {
     DomainError::rule(
         ErrorCode::ORDER_PAY_AMOUNT_ERROR,
-        format!("order {} pays {}, not {pay_amount}", family.order_id, family.amounts.real_pay),
+        format!(
+            "order {} pays {}, not {pay_amount}",
+            family.order_id, family.amounts.real_pay
+        ),
     )
 }
 
-fn pay_callback(family: &OrderFamily, report: PaymentReport, now: Timestamp) -> Result<Vec<EventBody>, DomainError> {
+fn pay_callback(
+    family: &OrderFamily,
+    report: PaymentReport,
+    now: Timestamp,
+) -> Result<Vec<EventBody>, DomainError> {
     family_level(family, report.order_id)?;
     if family.payment_result(&report.trade_no).is_some() {
         return Ok(Vec::new());
@@ -416,7 +564,14 @@ fn pay_callback(family: &OrderFamily, report: PaymentReport, now: Timestamp) -> 
     }
     if family.status == OrderStatus::CREATED {
         let mut bodies = vec![EventBody::OrderPaid(report)];
-        bodies.extend(family.lines.iter().map(|l| stock_move(family, &l.sku_code, l.sale_quantity, StockMove::LockedToSold)));
+        bodies.extend(family.lines.iter().map(|l| {
+            stock_move(
+                family,
+                &l.sku_code,
+                l.sale_quantity,
+                StockMove::LockedToSold,
+            )
+        }));
         if let Some(c) = &family.coupon {
             bodies.push(coupon_change(family, &c.coupon_id, CouponStatus::USED));
         }
@@ -424,14 +579,32 @@ fn pay_callback(family: &OrderFamily, report: PaymentReport, now: Timestamp) -> 
     }
     // Cancelled, or paid by another payment: the money is real, refund it.
     let detail = match family.cancel_type {
-        Some(CancelType::TIMEOUT_CANCELED) if family.status == OrderStatus::CANCELED => AfterSaleTypeDetail::TIMEOUT_NO_PAY,
-        Some(CancelType::USER_CANCELED) if family.status == OrderStatus::CANCELED => AfterSaleTypeDetail::USER_CANCEL,
-        Some(CancelType::CUSTOMER_CANCELED) if family.status == OrderStatus::CANCELED => AfterSaleTypeDetail::CUSTOMER_CANCEL,
+        Some(CancelType::TIMEOUT_CANCELED) if family.status == OrderStatus::CANCELED => {
+            AfterSaleTypeDetail::TIMEOUT_NO_PAY
+        }
+        Some(CancelType::USER_CANCELED) if family.status == OrderStatus::CANCELED => {
+            AfterSaleTypeDetail::USER_CANCEL
+        }
+        Some(CancelType::CUSTOMER_CANCELED) if family.status == OrderStatus::CANCELED => {
+            AfterSaleTypeDetail::CUSTOMER_CANCEL
+        }
         _ => AfterSaleTypeDetail::ALL_REFUND,
     };
-    let after_sale = system_refund(family, family.order_id, detail, Vec::new(), Money::ZERO, report.pay_amount, Some(report.trade_no.clone()), now)?;
+    let after_sale = system_refund(
+        family,
+        family.order_id,
+        detail,
+        Vec::new(),
+        Money::ZERO,
+        report.pay_amount,
+        Some(report.trade_no.clone()),
+        now,
+    )?;
     let after_sale_id = after_sale.after_sale_id;
-    let mut bodies = vec![EventBody::PaymentReceived { payment: report, after_sale_id }];
+    let mut bodies = vec![EventBody::PaymentReceived {
+        payment: report,
+        after_sale_id,
+    }];
     bodies.extend(refund_bodies(after_sale));
     Ok(bodies)
 }
@@ -455,7 +628,10 @@ fn cancel(
             ))
         }
         CancelType::CUSTOMER_CANCELED if !meta.actor.is_admin() => {
-            return Err(DomainError::rule(ErrorCode::FORBIDDEN, "only customer service may cancel with cancel_type 2"))
+            return Err(DomainError::rule(
+                ErrorCode::FORBIDDEN,
+                "only customer service may cancel with cancel_type 2",
+            ))
         }
         _ => {}
     }
@@ -463,7 +639,11 @@ fn cancel(
         return cancel_unpaid(family, cancel_type);
     }
     if !family.is_paid_and_unfulfilled() {
-        return Err(state_error(family, ErrorCode::ORDER_CANNOT_CANCEL, "cancel"));
+        return Err(state_error(
+            family,
+            ErrorCode::ORDER_CANNOT_CANCEL,
+            "cancel",
+        ));
     }
     // Paid, nothing shipped: return the stock, release the coupon, revoke
     // pending returns (the cancel refunds what they asked for) and refund the
@@ -474,13 +654,23 @@ fn cancel(
         .filter(|a| a.status == AfterSaleStatus::COMMITTED)
         .map(|a| a.after_sale_id)
         .collect();
-    let mut bodies: Vec<EventBody> =
-        revoked.iter().map(|id| EventBody::AfterSaleRevoked { after_sale_id: *id }).collect();
-    bodies.push(EventBody::OrderCanceled { order_id: family.order_id, cancel_type });
+    let mut bodies: Vec<EventBody> = revoked
+        .iter()
+        .map(|id| EventBody::AfterSaleRevoked { after_sale_id: *id })
+        .collect();
+    bodies.push(EventBody::OrderCanceled {
+        order_id: family.order_id,
+        cancel_type,
+    });
     for line in &family.lines {
         let units = line.sale_quantity - line.restocked_quantity;
         if units > 0 {
-            bodies.push(stock_move(family, &line.sku_code, units, StockMove::SoldToAvailable));
+            bodies.push(stock_move(
+                family,
+                &line.sku_code,
+                units,
+                StockMove::SoldToAvailable,
+            ));
         }
     }
     if let Some(c) = &family.coupon {
@@ -492,14 +682,36 @@ fn cancel(
         AfterSaleTypeDetail::USER_CANCEL
     };
     let all_lines: Vec<usize> = (0..family.lines.len()).collect();
-    let (items, shipping) = remaining_refund(family, &all_lines, family.amounts.shipping, &revoked)?;
-    bodies.extend(refund_of_remaining(family, family.order_id, detail, items, shipping, &revoked, now)?);
+    let (items, shipping) =
+        remaining_refund(family, &all_lines, family.amounts.shipping, &revoked)?;
+    bodies.extend(refund_of_remaining(
+        family,
+        family.order_id,
+        detail,
+        items,
+        shipping,
+        &revoked,
+        now,
+    )?);
     Ok(bodies)
 }
 
-fn cancel_unpaid(family: &OrderFamily, cancel_type: CancelType) -> Result<Vec<EventBody>, DomainError> {
-    let mut bodies = vec![EventBody::OrderCanceled { order_id: family.order_id, cancel_type }];
-    bodies.extend(family.lines.iter().map(|l| stock_move(family, &l.sku_code, l.sale_quantity, StockMove::LockedToAvailable)));
+fn cancel_unpaid(
+    family: &OrderFamily,
+    cancel_type: CancelType,
+) -> Result<Vec<EventBody>, DomainError> {
+    let mut bodies = vec![EventBody::OrderCanceled {
+        order_id: family.order_id,
+        cancel_type,
+    }];
+    bodies.extend(family.lines.iter().map(|l| {
+        stock_move(
+            family,
+            &l.sku_code,
+            l.sale_quantity,
+            StockMove::LockedToAvailable,
+        )
+    }));
     if let Some(c) = &family.coupon {
         bodies.push(coupon_change(family, &c.coupon_id, CouponStatus::UNUSED));
     }
@@ -529,8 +741,16 @@ fn stock_move(family: &OrderFamily, sku: &SkuCode, units: Quantity, kind: StockM
     })
 }
 
-fn coupon_change(family: &OrderFamily, coupon_id: &crate::ids::CouponId, status: CouponStatus) -> EventBody {
-    EventBody::CouponChanged(CouponChange { coupon_id: coupon_id.clone(), order_id: family.order_id, status })
+fn coupon_change(
+    family: &OrderFamily,
+    coupon_id: &crate::ids::CouponId,
+    status: CouponStatus,
+) -> EventBody {
+    EventBody::CouponChanged(CouponChange {
+        coupon_id: coupon_id.clone(),
+        order_id: family.order_id,
+        status,
+    })
 }
 
 // ----- fulfillment -----
@@ -552,7 +772,12 @@ fn resolve_part(family: &OrderFamily, order_id: OrderId) -> Result<PartRef, Doma
     Ok(part)
 }
 
-fn part_error(family: &OrderFamily, part: PartRef, code: ErrorCode, action: &'static str) -> DomainError {
+fn part_error(
+    family: &OrderFamily,
+    part: PartRef,
+    code: ErrorCode,
+    action: &'static str,
+) -> DomainError {
     DomainError::OrderState {
         code,
         order_id: family.part_id(part).to_string(),
@@ -573,10 +798,20 @@ fn fulfill(
         return Ok(Vec::new());
     }
     if status != event.source() {
-        return Err(part_error(family, part, ErrorCode::ORDER_STATUS_CHANGED, "take this fulfillment step"));
+        return Err(part_error(
+            family,
+            part,
+            ErrorCode::ORDER_STATUS_CHANGED,
+            "take this fulfillment step",
+        ));
     }
     if family.is_fully_refunded(part) {
-        return Err(part_error(family, part, ErrorCode::ORDER_STATUS_CHANGED, "move on: every unit was refunded"));
+        return Err(part_error(
+            family,
+            part,
+            ErrorCode::ORDER_STATUS_CHANGED,
+            "move on: every unit was refunded",
+        ));
     }
     let part_id = family.part_id(part);
     Ok(match event {
@@ -591,18 +826,34 @@ fn fulfill(
                 .filter(|a| a.status == AfterSaleStatus::COMMITTED && a.order_id == part_id)
                 .map(|a| a.after_sale_id)
                 .collect();
-            let mut bodies: Vec<EventBody> =
-                revoked.iter().map(|id| EventBody::AfterSaleRevoked { after_sale_id: *id }).collect();
+            let mut bodies: Vec<EventBody> = revoked
+                .iter()
+                .map(|id| EventBody::AfterSaleRevoked { after_sale_id: *id })
+                .collect();
             bodies.extend(
                 family
                     .refusal_restock(part)
                     .into_iter()
-                    .map(|(sku, units)| stock_move(family, &sku, units, StockMove::SoldToAvailable)),
+                    .map(|(sku, units)| {
+                        stock_move(family, &sku, units, StockMove::SoldToAvailable)
+                    }),
             );
             bodies.push(EventBody::OrderRefused(step));
-            let (items, shipping) =
-                remaining_refund(family, &family.part_lines(part), family.part_amounts(part).shipping, &revoked)?;
-            bodies.extend(refund_of_remaining(family, part_id, AfterSaleTypeDetail::ALL_REFUND, items, shipping, &revoked, now)?);
+            let (items, shipping) = remaining_refund(
+                family,
+                &family.part_lines(part),
+                family.part_amounts(part).shipping,
+                &revoked,
+            )?;
+            bodies.extend(refund_of_remaining(
+                family,
+                part_id,
+                AfterSaleTypeDetail::ALL_REFUND,
+                items,
+                shipping,
+                &revoked,
+                now,
+            )?);
             bodies
         }
     })
@@ -621,13 +872,25 @@ fn remaining_refund(
     let mut items = Vec::new();
     for &i in lines {
         let line = &family.lines[i];
-        let units = line.sale_quantity.saturating_sub(family.claimed_quantity(&line.sku_code, skip));
-        let money = line.pay_amount.checked_sub(family.claimed_line_amount(&line.sku_code, skip))?;
+        let units = line
+            .sale_quantity
+            .saturating_sub(family.claimed_quantity(&line.sku_code, skip));
+        let money = line
+            .pay_amount
+            .checked_sub(family.claimed_line_amount(&line.sku_code, skip))?;
         if units > 0 || !money.is_zero() {
-            items.push(AfterSaleItem { sku_code: line.sku_code.clone(), quantity: units, refund_amount: money });
+            items.push(AfterSaleItem {
+                sku_code: line.sku_code.clone(),
+                quantity: units,
+                refund_amount: money,
+            });
         }
     }
-    let shipping = if family.shipping_claimed(skip) { Money::ZERO } else { shipping };
+    let shipping = if family.shipping_claimed(skip) {
+        Money::ZERO
+    } else {
+        shipping
+    };
     Ok((items, shipping))
 }
 
@@ -647,9 +910,17 @@ fn refund_of_remaining(
         return Ok(Vec::new());
     }
     let trade = family.payment.trade_no.clone();
-    let remaining = family.payment.pay_amount.checked_sub(family.claimed_amount_of(trade.as_ref(), skip))?;
-    debug_assert!(amount <= remaining, "refund {amount} above the {remaining} left of the payment");
-    let after_sale = system_refund(family, order_id, detail, items, shipping, amount, trade, now)?;
+    let remaining = family
+        .payment
+        .pay_amount
+        .checked_sub(family.claimed_amount_of(trade.as_ref(), skip))?;
+    debug_assert!(
+        amount <= remaining,
+        "refund {amount} above the {remaining} left of the payment"
+    );
+    let after_sale = system_refund(
+        family, order_id, detail, items, shipping, amount, trade, now,
+    )?;
     Ok(refund_bodies(after_sale))
 }
 
@@ -692,14 +963,20 @@ fn refund_bodies(after_sale: AfterSale) -> Vec<EventBody> {
         trade_no: after_sale.trade_no.clone(),
         refund_amount: after_sale.apply_refund_amount,
     };
-    vec![EventBody::AfterSaleCommitted(Box::new(after_sale)), requested]
+    vec![
+        EventBody::AfterSaleCommitted(Box::new(after_sale)),
+        requested,
+    ]
 }
 
 fn next_after_sale_id(family: &OrderFamily) -> Result<AfterSaleId, DomainError> {
     if family.after_sales.len() >= AFTER_SALES_PER_FAMILY_MAX {
         return Err(DomainError::rule(
             ErrorCode::AFTER_SALE_LIMIT,
-            format!("order {} holds {AFTER_SALES_PER_FAMILY_MAX} after-sales", family.order_id),
+            format!(
+                "order {} holds {AFTER_SALES_PER_FAMILY_MAX} after-sales",
+                family.order_id
+            ),
         ));
     }
     family.order_id.after_sale_id(family.after_sales.len() + 1)
@@ -723,26 +1000,43 @@ fn part_refund(
             .map(|&i| &family.lines[i])
             .find(|l| &l.sku_code == sku)
             .ok_or_else(|| {
-                DomainError::invalid(ErrorCode::ORDER_ITEM_INVALID, "items", format!("SKU {sku} is not in order {}", family.part_id(part)))
+                DomainError::invalid(
+                    ErrorCode::ORDER_ITEM_INVALID,
+                    "items",
+                    format!("SKU {sku} is not in order {}", family.part_id(part)),
+                )
             })?;
         let claimed = family.claimed_quantity(sku, skip);
         let returnable = line.sale_quantity.saturating_sub(claimed);
         if *quantity > returnable {
             return Err(DomainError::rule(
                 ErrorCode::AFTER_SALE_QUANTITY_EXCEEDED,
-                format!("SKU {sku}: {returnable} of {} units can still be refunded, {quantity} asked", line.sale_quantity),
+                format!(
+                    "SKU {sku}: {returnable} of {} units can still be refunded, {quantity} asked",
+                    line.sale_quantity
+                ),
             ));
         }
         let refund_amount = if claimed + quantity == line.sale_quantity {
-            line.pay_amount.checked_sub(family.claimed_line_amount(sku, skip))?
+            line.pay_amount
+                .checked_sub(family.claimed_line_amount(sku, skip))?
         } else {
-            line.pay_amount.mul_div_floor(i64::from(*quantity), i64::from(line.sale_quantity))?
+            line.pay_amount
+                .mul_div_floor(i64::from(*quantity), i64::from(line.sale_quantity))?
         };
-        out.push(AfterSaleItem { sku_code: sku.clone(), quantity: *quantity, refund_amount });
+        out.push(AfterSaleItem {
+            sku_code: sku.clone(),
+            quantity: *quantity,
+            refund_amount,
+        });
     }
     let completes = lines.iter().all(|&i| {
         let line = &family.lines[i];
-        let asked: Quantity = out.iter().filter(|o| o.sku_code == line.sku_code).map(|o| o.quantity).sum();
+        let asked: Quantity = out
+            .iter()
+            .filter(|o| o.sku_code == line.sku_code)
+            .map(|o| o.quantity)
+            .sum();
         family.claimed_quantity(&line.sku_code, skip) + asked >= line.sale_quantity
     });
     let shipping = if completes && !family.shipping_claimed(skip) {
@@ -766,10 +1060,20 @@ fn apply_after_sale(
     let part = resolve_part(family, order_id)?;
     bounded_text(reason, 1, REASON_LEN_MAX, ErrorCode::TEXT_INVALID, "reason")?;
     if images.len() > AFTER_SALE_IMAGES_MAX {
-        return Err(DomainError::invalid(ErrorCode::TEXT_INVALID, "images", format!("at most {AFTER_SALE_IMAGES_MAX}")));
+        return Err(DomainError::invalid(
+            ErrorCode::TEXT_INVALID,
+            "images",
+            format!("at most {AFTER_SALE_IMAGES_MAX}"),
+        ));
     }
     for image in images {
-        bounded_text(image, 1, PRODUCT_TEXT_LEN_MAX, ErrorCode::TEXT_INVALID, "images")?;
+        bounded_text(
+            image,
+            1,
+            PRODUCT_TEXT_LEN_MAX,
+            ErrorCode::TEXT_INVALID,
+            "images",
+        )?;
     }
     let status = family.part_status(part);
     let allowed = match after_sale_type {
@@ -777,7 +1081,12 @@ fn apply_after_sale(
         AfterSaleType::RETURN_MONEY => matches!(status, OrderStatus::PAID | OrderStatus::FULFILLED),
     };
     if !allowed {
-        return Err(part_error(family, part, ErrorCode::AFTER_SALE_CANNOT_APPLY, "apply for this after-sale"));
+        return Err(part_error(
+            family,
+            part,
+            ErrorCode::AFTER_SALE_CANNOT_APPLY,
+            "apply for this after-sale",
+        ));
     }
     let (items, shipping) = part_refund(family, part, items, &[])?;
     let amount = Money::sum(items.iter().map(|i| i.refund_amount))?.checked_add(shipping)?;
@@ -811,10 +1120,20 @@ fn lack(
     let part = resolve_part(family, order_id)?;
     let status = family.part_status(part);
     if !matches!(status, OrderStatus::FULFILLED | OrderStatus::OUT_STOCK) {
-        return Err(part_error(family, part, ErrorCode::ORDER_NOT_ALLOW_TO_LACK, "report a lack"));
+        return Err(part_error(
+            family,
+            part,
+            ErrorCode::ORDER_NOT_ALLOW_TO_LACK,
+            "report a lack",
+        ));
     }
     if family.is_lacked(part) {
-        return Err(part_error(family, part, ErrorCode::ORDER_NOT_ALLOW_TO_LACK, "report a second lack"));
+        return Err(part_error(
+            family,
+            part,
+            ErrorCode::ORDER_NOT_ALLOW_TO_LACK,
+            "report a second lack",
+        ));
     }
     let (items, shipping) = part_refund(family, part, items, &[])?;
     let amount = Money::sum(items.iter().map(|i| i.refund_amount))?.checked_add(shipping)?;
@@ -832,14 +1151,21 @@ fn lack(
     Ok(refund_bodies(after_sale))
 }
 
-fn find_after_sale<'a>(family: &'a OrderFamily, id: &AfterSaleId) -> Result<&'a AfterSale, DomainError> {
+fn find_after_sale<'a>(
+    family: &'a OrderFamily,
+    id: &AfterSaleId,
+) -> Result<&'a AfterSale, DomainError> {
     family
         .after_sale(id)
         .ok_or_else(|| DomainError::not_found(ErrorCode::AFTER_SALE_NOT_FOUND, "after-sale", id))
 }
 
 fn after_sale_error(a: &AfterSale, status: AfterSaleStatus, action: &'static str) -> DomainError {
-    DomainError::AfterSaleState { after_sale_id: a.after_sale_id.to_string(), status, action }
+    DomainError::AfterSaleState {
+        after_sale_id: a.after_sale_id.to_string(),
+        status,
+        action,
+    }
 }
 
 fn review(
@@ -851,9 +1177,15 @@ fn review(
     let a = find_after_sale(family, id)?;
     match (a.status, approved) {
         (AfterSaleStatus::COMMITTED, true) => {
-            let mut bodies = vec![EventBody::AfterSaleReviewed { after_sale_id: *id, approved, remark }];
+            let mut bodies = vec![EventBody::AfterSaleReviewed {
+                after_sale_id: *id,
+                approved,
+                remark,
+            }];
             if a.after_sale_type == AfterSaleType::RETURN_GOODS {
-                bodies.extend(a.items.iter().map(|i| stock_move(family, &i.sku_code, i.quantity, StockMove::SoldToAvailable)));
+                bodies.extend(a.items.iter().map(|i| {
+                    stock_move(family, &i.sku_code, i.quantity, StockMove::SoldToAvailable)
+                }));
             }
             bodies.push(EventBody::RefundRequested {
                 after_sale_id: *id,
@@ -863,9 +1195,11 @@ fn review(
             });
             Ok(bodies)
         }
-        (AfterSaleStatus::COMMITTED, false) => {
-            Ok(vec![EventBody::AfterSaleReviewed { after_sale_id: *id, approved, remark }])
-        }
+        (AfterSaleStatus::COMMITTED, false) => Ok(vec![EventBody::AfterSaleReviewed {
+            after_sale_id: *id,
+            approved,
+            remark,
+        }]),
         (_, true) if a.is_approved() => Ok(Vec::new()),
         (AfterSaleStatus::REVIEW_REJECTED, false) => Ok(Vec::new()),
         (status, _) => Err(after_sale_error(a, status, "review")),
@@ -878,7 +1212,11 @@ fn review(
 fn retry(family: &OrderFamily, id: &AfterSaleId) -> Result<Vec<EventBody>, DomainError> {
     let a = find_after_sale(family, id)?;
     if a.status != AfterSaleStatus::FAILED {
-        return Err(after_sale_error(a, a.status, "retry a refund that has not failed"));
+        return Err(after_sale_error(
+            a,
+            a.status,
+            "retry a refund that has not failed",
+        ));
     }
     let fits = a.items.iter().all(|i| {
         family.line(&i.sku_code).is_some_and(|line| {
@@ -887,14 +1225,22 @@ fn retry(family: &OrderFamily, id: &AfterSaleId) -> Result<Vec<EventBody>, Domai
     });
     let paid = match &a.trade_no {
         Some(t) if family.payment.trade_no.as_ref() == Some(t) => family.payment.pay_amount,
-        Some(t) => family.extra_payments.iter().find(|p| &p.trade_no == t).map_or(Money::ZERO, |p| p.pay_amount),
+        Some(t) => family
+            .extra_payments
+            .iter()
+            .find(|p| &p.trade_no == t)
+            .map_or(Money::ZERO, |p| p.pay_amount),
         None => Money::ZERO,
     };
     let claimed = family.claimed_amount_of(a.trade_no.as_ref(), &[]);
     let money_fits = claimed.minor() + a.apply_refund_amount.minor() <= paid.minor();
     let shipping_fits = a.shipping_amount.is_zero() || !family.shipping_claimed(&[]);
     if !(fits && money_fits && shipping_fits) {
-        return Err(after_sale_error(a, a.status, "retry: another after-sale now claims what it refunds"));
+        return Err(after_sale_error(
+            a,
+            a.status,
+            "retry: another after-sale now claims what it refunds",
+        ));
     }
     Ok(vec![EventBody::RefundRequested {
         after_sale_id: *id,

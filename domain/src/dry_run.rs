@@ -45,9 +45,11 @@ impl DryRun {
                         status = after.after_sale(&a.after_sale_id).map(|a| a.status.code());
                     }
                 }
-                EventBody::RefundRequested { after_sale_id, refund_amount, .. }
-                    if !committed.contains(after_sale_id) =>
-                {
+                EventBody::RefundRequested {
+                    after_sale_id,
+                    refund_amount,
+                    ..
+                } if !committed.contains(after_sale_id) => {
                     refund += refund_amount.minor();
                 }
                 EventBody::AfterSaleReviewed { after_sale_id, .. } => {

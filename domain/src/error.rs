@@ -177,10 +177,19 @@ impl fmt::Display for ErrorCode {
 pub enum DomainError {
     /// Input that does not parse or breaks a bound.
     #[error("{field}: {reason}")]
-    Invalid { code: ErrorCode, field: &'static str, reason: String },
+    Invalid {
+        code: ErrorCode,
+        field: &'static str,
+        reason: String,
+    },
     /// A command that the order's current state does not allow.
     #[error("order {order_id} is {status}: cannot {action}")]
-    OrderState { code: ErrorCode, order_id: String, status: OrderStatus, action: &'static str },
+    OrderState {
+        code: ErrorCode,
+        order_id: String,
+        status: OrderStatus,
+        action: &'static str,
+    },
     /// A command that the after-sale's current state does not allow.
     #[error("after-sale {after_sale_id} is {status}: cannot {action}")]
     AfterSaleState {
@@ -190,7 +199,11 @@ pub enum DomainError {
     },
     /// An id that names nothing this caller may see.
     #[error("{what} {id} not found")]
-    NotFound { code: ErrorCode, what: &'static str, id: String },
+    NotFound {
+        code: ErrorCode,
+        what: &'static str,
+        id: String,
+    },
     /// A business rule refused the command.
     #[error("{message}")]
     Rule { code: ErrorCode, message: String },
@@ -213,15 +226,26 @@ impl DomainError {
     }
 
     pub(crate) fn invalid(code: ErrorCode, field: &'static str, reason: impl Into<String>) -> Self {
-        DomainError::Invalid { code, field, reason: reason.into() }
+        DomainError::Invalid {
+            code,
+            field,
+            reason: reason.into(),
+        }
     }
 
     pub(crate) fn rule(code: ErrorCode, message: impl Into<String>) -> Self {
-        DomainError::Rule { code, message: message.into() }
+        DomainError::Rule {
+            code,
+            message: message.into(),
+        }
     }
 
     pub(crate) fn not_found(code: ErrorCode, what: &'static str, id: impl fmt::Display) -> Self {
-        DomainError::NotFound { code, what, id: id.to_string() }
+        DomainError::NotFound {
+            code,
+            what,
+            id: id.to_string(),
+        }
     }
 }
 
@@ -274,22 +298,39 @@ mod tests {
 
     #[test]
     fn no_input_code_is_a_500() {
-        let five_hundreds: Vec<_> =
-            ErrorCode::ALL.iter().filter(|c| c.http_status() == 500).collect();
+        let five_hundreds: Vec<_> = ErrorCode::ALL
+            .iter()
+            .filter(|c| c.http_status() == 500)
+            .collect();
         assert_eq!(five_hundreds, [&ErrorCode::SYSTEM_ERROR]);
     }
 
     #[test]
     fn alert_levels_follow_api_md() {
-        assert_eq!(ErrorCode::ORDER_PAY_AMOUNT_ERROR.alert_level(), AlertLevel::High);
-        assert_eq!(ErrorCode::PRODUCT_STOCK_NOT_ENOUGH.alert_level(), AlertLevel::High);
-        assert_eq!(ErrorCode::STORAGE_UNAVAILABLE.alert_level(), AlertLevel::High);
+        assert_eq!(
+            ErrorCode::ORDER_PAY_AMOUNT_ERROR.alert_level(),
+            AlertLevel::High
+        );
+        assert_eq!(
+            ErrorCode::PRODUCT_STOCK_NOT_ENOUGH.alert_level(),
+            AlertLevel::High
+        );
+        assert_eq!(
+            ErrorCode::STORAGE_UNAVAILABLE.alert_level(),
+            AlertLevel::High
+        );
         assert_eq!(ErrorCode::SYSTEM_ERROR.alert_level(), AlertLevel::High);
-        assert_eq!(ErrorCode::ORDER_CHECK_REAL_PAY_AMOUNT_FAIL.alert_level(), AlertLevel::High);
+        assert_eq!(
+            ErrorCode::ORDER_CHECK_REAL_PAY_AMOUNT_FAIL.alert_level(),
+            AlertLevel::High
+        );
         assert_eq!(ErrorCode::ORDER_NOT_FOUND.alert_level(), AlertLevel::Medium);
         assert_eq!(ErrorCode::RISK_REJECTED.alert_level(), AlertLevel::Medium);
         assert_eq!(ErrorCode::FORBIDDEN.alert_level(), AlertLevel::Low);
-        assert_eq!(ErrorCode::PRODUCT_SKU_NOT_FOUND.alert_level(), AlertLevel::Low);
+        assert_eq!(
+            ErrorCode::PRODUCT_SKU_NOT_FOUND.alert_level(),
+            AlertLevel::Low
+        );
     }
 
     #[test]

@@ -38,21 +38,33 @@ pub struct Actor {
 
 impl Actor {
     pub fn user(id: &crate::ids::UserId) -> Actor {
-        Actor { kind: ActorKind::User, id: id.as_str().to_owned() }
+        Actor {
+            kind: ActorKind::User,
+            id: id.as_str().to_owned(),
+        }
     }
 
     pub fn admin(id: impl Into<String>) -> Actor {
-        Actor { kind: ActorKind::Admin, id: id.into() }
+        Actor {
+            kind: ActorKind::Admin,
+            id: id.into(),
+        }
     }
 
     /// The payment provider.
     pub fn provider() -> Actor {
-        Actor { kind: ActorKind::Provider, id: "provider".to_owned() }
+        Actor {
+            kind: ActorKind::Provider,
+            id: "provider".to_owned(),
+        }
     }
 
     /// ordercore itself.
     pub fn system() -> Actor {
-        Actor { kind: ActorKind::System, id: "system".to_owned() }
+        Actor {
+            kind: ActorKind::System,
+            id: "system".to_owned(),
+        }
     }
 
     pub fn is_admin(&self) -> bool {
@@ -259,7 +271,9 @@ impl EventBody {
             EventBody::SkuUpserted(d) => Target::Sku(&d.sku_code),
             EventBody::CouponChanged(c) => Target::Coupon(&c.coupon_id),
             EventBody::CouponIssued(d) => Target::Coupon(&d.coupon_id),
-            other => other.order_id().map_or(Target::Unrouted, |id| Target::Family(id.family_id())),
+            other => other
+                .order_id()
+                .map_or(Target::Unrouted, |id| Target::Family(id.family_id())),
         }
     }
 

@@ -16,7 +16,9 @@ use crate::codes::{
     OrderStatus, OrderType, PayStatus,
 };
 use crate::event::{Actor, Event, EventBody};
-use crate::ids::{AfterSaleId, IdempotencyKey, OrderId, RequestId, SellerId, SkuCode, TradeNo, UserId};
+use crate::ids::{
+    AfterSaleId, IdempotencyKey, OrderId, RequestId, SellerId, SkuCode, TradeNo, UserId,
+};
 use crate::money::{Money, Quantity, Timestamp};
 use crate::order::{Amounts, CouponSnapshot, Delivery, ExtraPayment, OrderLine, Payment, SubOrder};
 use serde::{Deserialize, Serialize};
@@ -83,7 +85,11 @@ pub struct AfterSale {
 impl AfterSale {
     /// Units of `sku` this after-sale returns.
     pub fn quantity_of(&self, sku: &SkuCode) -> Quantity {
-        self.items.iter().filter(|i| &i.sku_code == sku).map(|i| i.quantity).sum()
+        self.items
+            .iter()
+            .filter(|i| &i.sku_code == sku)
+            .map(|i| i.quantity)
+            .sum()
     }
 
     /// Whether it has been approved (system refunds start approved).
@@ -177,7 +183,9 @@ pub struct OrderFamily {
 impl OrderFamily {
     /// The family an `OrderCreated` event creates; `None` for other events.
     pub fn create(event: &Event) -> Option<OrderFamily> {
-        let EventBody::OrderCreated(new) = &event.body else { return None };
+        let EventBody::OrderCreated(new) = &event.body else {
+            return None;
+        };
         let new = (**new).clone();
         let mut family = OrderFamily {
             order_id: new.order_id,
@@ -221,10 +229,18 @@ impl OrderFamily {
     pub fn apply(&mut self, event: &Event) {
         match &event.body {
             EventBody::OrderCreated(_) => {
-                debug_assert!(false, "OrderCreated applied to existing family {}", self.order_id);
+                debug_assert!(
+                    false,
+                    "OrderCreated applied to existing family {}",
+                    self.order_id
+                );
                 return;
             }
-            EventBody::OrderPrePaid { pay_type, out_trade_no, .. } => {
+            EventBody::OrderPrePaid {
+                pay_type,
+                out_trade_no,
+                ..
+            } => {
                 self.payment.pay_type = *pay_type;
                 self.payment.out_trade_no = Some(out_trade_no.clone());
                 self.payment.prepaid_at = Some(event.at);
@@ -243,7 +259,10 @@ impl OrderFamily {
                     }
                 }
             }
-            EventBody::PaymentReceived { payment, after_sale_id } => {
+            EventBody::PaymentReceived {
+                payment,
+                after_sale_id,
+            } => {
                 self.extra_payments.push(ExtraPayment {
                     trade_no: payment.trade_no.clone(),
                     out_trade_no: payment.out_trade_no.clone(),
@@ -269,9 +288,15 @@ impl OrderFamily {
                 self.delivery.address = address.clone();
             }
             EventBody::OrderRemoved { .. } => self.removed = true,
-            EventBody::OrderFulfilled(step) => self.step(event, step.order_id, OrderStatus::FULFILLED),
-            EventBody::OrderOutStock(step) => self.step(event, step.order_id, OrderStatus::OUT_STOCK),
-            EventBody::OrderDelivered(step) => self.step(event, step.order_id, OrderStatus::DELIVERY),
+            EventBody::OrderFulfilled(step) => {
+                self.step(event, step.order_id, OrderStatus::FULFILLED)
+            }
+            EventBody::OrderOutStock(step) => {
+                self.step(event, step.order_id, OrderStatus::OUT_STOCK)
+            }
+            EventBody::OrderDelivered(step) => {
+                self.step(event, step.order_id, OrderStatus::DELIVERY)
+            }
             EventBody::OrderSigned(step) => self.step(event, step.order_id, OrderStatus::SIGNED),
             EventBody::OrderRefused(step) => {
                 if let Some(part) = self.part_of(step.order_id) {
@@ -283,9 +308,17 @@ impl OrderFamily {
                 }
                 self.step(event, step.order_id, OrderStatus::REFUSED);
             }
-            EventBody::AfterSaleCommitted(after_sale) => self.after_sales.push((**after_sale).clone()),
-            EventBody::AfterSaleReviewed { after_sale_id, approved, remark } => {
-                let Some(i) = self.after_sale_index(after_sale_id) else { return };
+            EventBody::AfterSaleCommitted(after_sale) => {
+                self.after_sales.push((**after_sale).clone())
+            }
+            EventBody::AfterSaleReviewed {
+                after_sale_id,
+                approved,
+                remark,
+            } => {
+                let Some(i) = self.after_sale_index(after_sale_id) else {
+                    return;
+                };
                 let a = &mut self.after_sales[i];
                 a.review_remark.clone_from(remark);
                 a.updated_at = event.at;
@@ -294,7 +327,9 @@ impl OrderFamily {
                     if a.after_sale_type == AfterSaleType::RETURN_GOODS {
                         let items = a.items.clone();
                         for item in items {
-                            if let Some(line) = self.lines.iter_mut().find(|l| l.sku_code == item.sku_code) {
+                            if let Some(line) =
+                                self.lines.iter_mut().find(|l| l.sku_code == item.sku_code)
+                            {
                                 line.restocked_quantity += item.quantity;
                             }
                         }
@@ -309,7 +344,11 @@ impl OrderFamily {
             EventBody::AfterSaleRevoked { after_sale_id } => {
                 self.set_after_sale_status(after_sale_id, AfterSaleStatus::REVOKED, event.at);
             }
-            EventBody::RefundCompleted { after_sale_id, refunded_at, .. } => {
+            EventBody::RefundCompleted {
+                after_sale_id,
+                refunded_at,
+                ..
+            } => {
                 self.set_after_sale_status(after_sale_id, AfterSaleStatus::REFUNDED, event.at);
                 if let Some(i) = self.after_sale_index(after_sale_id) {
                     self.after_sales[i].refunded_at = Some(*refunded_at);
@@ -353,7 +392,13 @@ impl OrderFamily {
         }
     }
 
-    fn log_status(&mut self, event: &Event, order_id: OrderId, from: Option<OrderStatus>, to: OrderStatus) {
+    fn log_status(
+        &mut self,
+        event: &Event,
+        order_id: OrderId,
+        from: Option<OrderStatus>,
+        to: OrderStatus,
+    ) {
         self.status_log.push(StatusLogEntry {
             order_id,
             from,
@@ -398,7 +443,10 @@ impl OrderFamily {
         if id == self.order_id {
             return Some(PartRef::Master);
         }
-        self.sub_orders.iter().position(|s| s.order_id == id).map(PartRef::Sub)
+        self.sub_orders
+            .iter()
+            .position(|s| s.order_id == id)
+            .map(PartRef::Sub)
     }
 
     pub fn part_id(&self, part: PartRef) -> OrderId {
@@ -444,13 +492,19 @@ impl OrderFamily {
 
     /// Statuses of the live parts.
     pub fn live_statuses(&self) -> Vec<OrderStatus> {
-        self.live_parts().into_iter().map(|p| self.part_status(p)).collect()
+        self.live_parts()
+            .into_iter()
+            .map(|p| self.part_status(p))
+            .collect()
     }
 
     /// The status shown for the family as a whole: the master's, or for a
     /// paid mixed family the least advanced live part's.
     pub fn display_status(&self) -> OrderStatus {
-        self.live_statuses().into_iter().min().unwrap_or(self.status)
+        self.live_statuses()
+            .into_iter()
+            .min()
+            .unwrap_or(self.status)
     }
 
     /// Whether the whole family is paid and no part has left PAID: the
@@ -515,7 +569,9 @@ impl OrderFamily {
     /// Whether the warehouse already reported a lack for this part.
     pub fn is_lacked(&self, part: PartRef) -> bool {
         let id = self.part_id(part);
-        self.after_sales.iter().any(|a| a.detail == AfterSaleTypeDetail::LACK_REFUND && a.order_id == id)
+        self.after_sales
+            .iter()
+            .any(|a| a.detail == AfterSaleTypeDetail::LACK_REFUND && a.order_id == id)
     }
 
     /// Whether every unit of a part has been refunded by approved
@@ -542,7 +598,10 @@ impl OrderFamily {
             .map(|i| {
                 let line = &self.lines[i];
                 let held = line.sale_quantity.saturating_sub(line.restocked_quantity);
-                (line.sku_code.clone(), held.saturating_sub(self.lacked_quantity(&line.sku_code)))
+                (
+                    line.sku_code.clone(),
+                    held.saturating_sub(self.lacked_quantity(&line.sku_code)),
+                )
             })
             .filter(|(_, units)| *units > 0)
             .collect()
@@ -559,7 +618,10 @@ impl OrderFamily {
     /// PAID → REFUNDING once a refund of the payment is under way →
     /// REFUNDED when the whole of it is refunded.
     pub fn refund_status(&self, trade_no: &TradeNo, amount: Money) -> PayStatus {
-        let refunds = self.after_sales.iter().filter(|a| a.trade_no.as_ref() == Some(trade_no));
+        let refunds = self
+            .after_sales
+            .iter()
+            .filter(|a| a.trade_no.as_ref() == Some(trade_no));
         let mut refunded = 0;
         let mut any = false;
         for a in refunds {
@@ -599,8 +661,14 @@ impl OrderFamily {
         request_hash: u64,
     ) -> Result<IdempotencyCheck<'_>, crate::DomainError> {
         use crate::error::{DomainError, ErrorCode};
-        match self.idempotency.iter().find(|e| &e.caller == caller && &e.key == key) {
-            Some(entry) if entry.request_hash == request_hash => Ok(IdempotencyCheck::Replay(entry)),
+        match self
+            .idempotency
+            .iter()
+            .find(|e| &e.caller == caller && &e.key == key)
+        {
+            Some(entry) if entry.request_hash == request_hash => {
+                Ok(IdempotencyCheck::Replay(entry))
+            }
             Some(_) => Err(DomainError::rule(
                 ErrorCode::IDEMPOTENCY_KEY_REUSED,
                 format!("Idempotency-Key {key} was used for a different request"),

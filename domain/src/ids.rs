@@ -28,7 +28,7 @@
 
 use crate::codes::ProductType;
 use crate::error::{DomainError, ErrorCode};
-use crate::limits::{ID_LEN_MAX, IDEMPOTENCY_KEY_LEN_MAX, REQUEST_ID_LEN_MAX, TRADE_NO_LEN_MAX};
+use crate::limits::{IDEMPOTENCY_KEY_LEN_MAX, ID_LEN_MAX, REQUEST_ID_LEN_MAX, TRADE_NO_LEN_MAX};
 use crate::money::Timestamp;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
@@ -69,10 +69,21 @@ macro_rules! plain_id {
 
 fn check_plain(raw: &str, code: ErrorCode, field: &'static str) -> Result<(), DomainError> {
     if raw.is_empty() || raw.len() > ID_LEN_MAX {
-        return Err(DomainError::invalid(code, field, format!("must be 1..={ID_LEN_MAX} characters")));
+        return Err(DomainError::invalid(
+            code,
+            field,
+            format!("must be 1..={ID_LEN_MAX} characters"),
+        ));
     }
-    if !raw.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')) {
-        return Err(DomainError::invalid(code, field, "may hold only A-Z, a-z, 0-9, '_', '-', '.'"));
+    if !raw
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    {
+        return Err(DomainError::invalid(
+            code,
+            field,
+            "may hold only A-Z, a-z, 0-9, '_', '-', '.'",
+        ));
     }
     Ok(())
 }
@@ -201,7 +212,10 @@ impl RawId {
             return Err(bad("the first 24 characters must be digits"));
         }
         let suffix = &bytes[EXT_END..];
-        if !suffix.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')) {
+        if !suffix
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        {
             return Err(bad("bad user suffix"));
         }
         let id = RawId(bytes);
@@ -218,7 +232,9 @@ impl RawId {
     }
 
     fn digits(&self, from: usize, to: usize) -> u32 {
-        self.0[from..to].iter().fold(0, |n, d| n * 10 + u32::from(d - b'0'))
+        self.0[from..to]
+            .iter()
+            .fold(0, |n, d| n * 10 + u32::from(d - b'0'))
     }
 
     fn kind(&self) -> u8 {
@@ -238,7 +254,8 @@ impl RawId {
 
     fn issued_at(&self) -> Option<Timestamp> {
         let part = |i: usize| self.digits(i, i + 2);
-        let date = chrono::NaiveDate::from_ymd_opt(2000 + i32::try_from(part(0)).ok()?, part(2), part(4))?;
+        let date =
+            chrono::NaiveDate::from_ymd_opt(2000 + i32::try_from(part(0)).ok()?, part(2), part(4))?;
         let time = date.and_hms_opt(part(6), part(8), part(10))?;
         Some(Timestamp::from_millis(time.and_utc().timestamp_millis()))
     }
@@ -339,7 +356,11 @@ impl OrderId {
     /// Parses an order or sub-order id of ordercore's format.
     pub fn parse(raw: &str) -> Result<OrderId, DomainError> {
         if raw.is_empty() {
-            return Err(DomainError::invalid(ErrorCode::ORDER_ID_IS_NULL, "order_id", "is empty"));
+            return Err(DomainError::invalid(
+                ErrorCode::ORDER_ID_IS_NULL,
+                "order_id",
+                "is empty",
+            ));
         }
         let id = RawId::parse(raw, ErrorCode::ORDER_ID_INVALID, "order_id")?;
         let valid = match id.kind() {
@@ -359,8 +380,15 @@ impl OrderId {
 
     /// Builds the id of an order issued at `at` by `node` with sequence `seq`
     /// for `user`. Pure: the same inputs give the same id.
-    pub fn generate(at: Timestamp, node: u8, seq: u32, user: &UserId) -> Result<OrderId, DomainError> {
-        let bad = |why: &str| DomainError::invalid(ErrorCode::ORDER_ID_INVALID, "order_id", why.to_owned());
+    pub fn generate(
+        at: Timestamp,
+        node: u8,
+        seq: u32,
+        user: &UserId,
+    ) -> Result<OrderId, DomainError> {
+        let bad = |why: &str| {
+            DomainError::invalid(ErrorCode::ORDER_ID_INVALID, "order_id", why.to_owned())
+        };
         if node > NODE_MAX || seq > SEQ_MAX {
             return Err(bad("node or sequence out of range"));
         }
@@ -390,14 +418,23 @@ impl OrderId {
 
     /// The id of this family's sub-order of `product_type`.
     pub fn sub_order_id(&self, product_type: ProductType) -> OrderId {
-        OrderId(self.0.with_kind_ext(KIND_SUB_ORDER, u32::from(product_type.code())))
+        OrderId(
+            self.0
+                .with_kind_ext(KIND_SUB_ORDER, u32::from(product_type.code())),
+        )
     }
 
     /// The id of this family's after-sale number `number` (1-based).
     pub fn after_sale_id(&self, number: usize) -> Result<AfterSaleId, DomainError> {
-        let n = u32::try_from(number).ok().filter(|n| (1..=999).contains(n)).ok_or_else(|| {
-            DomainError::rule(ErrorCode::AFTER_SALE_LIMIT, "the order holds its maximum of after-sales")
-        })?;
+        let n = u32::try_from(number)
+            .ok()
+            .filter(|n| (1..=999).contains(n))
+            .ok_or_else(|| {
+                DomainError::rule(
+                    ErrorCode::AFTER_SALE_LIMIT,
+                    "the order holds its maximum of after-sales",
+                )
+            })?;
         Ok(AfterSaleId(self.0.with_kind_ext(KIND_AFTER_SALE, n)))
     }
 }
@@ -512,7 +549,10 @@ mod tests {
         ] {
             let err = OrderId::parse(raw).unwrap_err();
             assert!(
-                matches!(err.code(), ErrorCode::ORDER_ID_INVALID | ErrorCode::ORDER_ID_IS_NULL),
+                matches!(
+                    err.code(),
+                    ErrorCode::ORDER_ID_INVALID | ErrorCode::ORDER_ID_IS_NULL
+                ),
                 "{raw}: {err}"
             );
         }
@@ -553,7 +593,10 @@ mod tests {
         assert!(UserId::parse("").is_err());
         assert!(UserId::parse("has space").is_err());
         assert!(UserId::parse(&"x".repeat(65)).is_err());
-        assert_eq!(UserId::parse("").unwrap_err().code(), ErrorCode::USER_ID_INVALID);
+        assert_eq!(
+            UserId::parse("").unwrap_err().code(),
+            ErrorCode::USER_ID_INVALID
+        );
         assert!(IdempotencyKey::parse("key with space").is_err());
         assert!(IdempotencyKey::parse(&"k".repeat(64)).is_ok());
         assert!(IdempotencyKey::parse(&"k".repeat(65)).is_err());

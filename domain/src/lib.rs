@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod codes;
 pub mod command;
 pub mod decide;
+mod dry_run;
 pub mod error;
 pub mod event;
 pub mod family;
@@ -21,8 +22,9 @@ pub mod limits;
 pub mod money;
 pub mod order;
 pub mod pricing;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 pub mod text;
-mod dry_run;
 
 pub use catalog::{Coupon, CouponDetails, Sku, SkuDetails};
 pub use command::{Action, Command, CommandMeta, CreateContext, CreateOrder};

@@ -48,7 +48,10 @@ impl Money {
 
     /// The amount for `quantity` units at this unit price.
     pub fn checked_mul(self, quantity: u32) -> Result<Money, DomainError> {
-        self.0.checked_mul(i64::from(quantity)).map(Money).ok_or_else(overflow)
+        self.0
+            .checked_mul(i64::from(quantity))
+            .map(Money)
+            .ok_or_else(overflow)
     }
 
     /// `floor(self × numerator / denominator)` computed in 128 bits, so the
@@ -180,11 +183,18 @@ mod tests {
         assert!(Money::parse(-1, "x").is_err());
         assert!(Money::parse(MONEY_INPUT_MAX + 1, "x").is_err());
         assert_eq!(Money::parse(0, "x").unwrap(), Money::ZERO);
-        assert!(Money::from_minor(i64::MAX).checked_add(Money::from_minor(1)).is_err());
+        assert!(Money::from_minor(i64::MAX)
+            .checked_add(Money::from_minor(1))
+            .is_err());
         assert!(Money::from_minor(i64::MAX).checked_mul(2).is_err());
-        assert_eq!(Money::from_minor(10).mul_div_floor(1, 3).unwrap(), Money::from_minor(3));
         assert_eq!(
-            Money::from_minor(i64::MAX).mul_div_floor(9_999, 10_000).unwrap(),
+            Money::from_minor(10).mul_div_floor(1, 3).unwrap(),
+            Money::from_minor(3)
+        );
+        assert_eq!(
+            Money::from_minor(i64::MAX)
+                .mul_div_floor(9_999, 10_000)
+                .unwrap(),
             Money::from_minor(i64::MAX / 10_000 * 9_999 + (i64::MAX % 10_000) * 9_999 / 10_000)
         );
         assert!(Money::from_minor(1).mul_div_floor(1, 0).is_err());

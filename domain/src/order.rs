@@ -28,9 +28,21 @@ impl Address {
         bounded_text(&self.province, 1, ADDRESS_FIELD_LEN_MAX, code, "province")?;
         bounded_text(&self.city, 1, ADDRESS_FIELD_LEN_MAX, code, "city")?;
         bounded_text(&self.area, 1, ADDRESS_FIELD_LEN_MAX, code, "area")?;
-        optional_text(self.street.as_deref(), ADDRESS_FIELD_LEN_MAX, code, "street")?;
-        bounded_text(&self.detail_address, 1, ADDRESS_DETAIL_LEN_MAX, code, "detail_address")?;
-        let in_range = |v: Option<f64>, limit: f64| v.is_none_or(|v| v.is_finite() && v.abs() <= limit);
+        optional_text(
+            self.street.as_deref(),
+            ADDRESS_FIELD_LEN_MAX,
+            code,
+            "street",
+        )?;
+        bounded_text(
+            &self.detail_address,
+            1,
+            ADDRESS_DETAIL_LEN_MAX,
+            code,
+            "detail_address",
+        )?;
+        let in_range =
+            |v: Option<f64>, limit: f64| v.is_none_or(|v| v.is_finite() && v.abs() <= limit);
         if !in_range(self.lon, 180.0) {
             return Err(DomainError::invalid(code, "lon", "must be -180..=180"));
         }
@@ -53,11 +65,19 @@ pub struct Delivery {
 impl Delivery {
     pub fn validate(&self) -> Result<(), DomainError> {
         let code = ErrorCode::DELIVERY_ADDRESS_INVALID;
-        bounded_text(&self.receiver_name, 1, ADDRESS_FIELD_LEN_MAX, code, "receiver_name")?;
+        bounded_text(
+            &self.receiver_name,
+            1,
+            ADDRESS_FIELD_LEN_MAX,
+            code,
+            "receiver_name",
+        )?;
         let phone = &self.receiver_phone;
         if phone.is_empty()
             || phone.len() > PHONE_LEN_MAX
-            || !phone.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'+' | b'-' | b' '))
+            || !phone
+                .bytes()
+                .all(|b| b.is_ascii_digit() || matches!(b, b'+' | b'-' | b' '))
             || !phone.bytes().any(|b| b.is_ascii_digit())
         {
             return Err(DomainError::invalid(
@@ -200,7 +220,10 @@ mod tests {
         assert!(address().validate().is_ok());
         let mut a = address();
         a.lat = Some(91.0);
-        assert_eq!(a.validate().unwrap_err().code(), ErrorCode::DELIVERY_ADDRESS_INVALID);
+        assert_eq!(
+            a.validate().unwrap_err().code(),
+            ErrorCode::DELIVERY_ADDRESS_INVALID
+        );
         let mut a = address();
         a.lon = Some(f64::NAN);
         assert!(a.validate().is_err());

@@ -80,7 +80,9 @@ pub fn check_coupon(
 ) -> Result<(), DomainError> {
     let coupon = coupon
         .filter(|c| &c.details.user_id == user)
-        .ok_or_else(|| DomainError::not_found(ErrorCode::USER_COUPON_NOT_EXIST, "coupon", coupon_id))?;
+        .ok_or_else(|| {
+            DomainError::not_found(ErrorCode::USER_COUPON_NOT_EXIST, "coupon", coupon_id)
+        })?;
     if coupon.status != CouponStatus::UNUSED {
         return Err(DomainError::rule(
             ErrorCode::USER_COUPON_IS_USED,
@@ -90,7 +92,10 @@ pub fn check_coupon(
     if now < coupon.details.valid_from {
         return Err(DomainError::rule(
             ErrorCode::USER_COUPON_NOT_STARTED,
-            format!("coupon {coupon_id} is valid from {}", coupon.details.valid_from),
+            format!(
+                "coupon {coupon_id} is valid from {}",
+                coupon.details.valid_from
+            ),
         ));
     }
     if now > coupon.details.valid_to {
@@ -163,7 +168,11 @@ pub fn quote(
         real_pay: after_discount.checked_add(shipping)?,
     };
     debug_assert!(amounts.is_consistent());
-    Ok(Quote { amounts, lines, coupon: snapshot })
+    Ok(Quote {
+        amounts,
+        lines,
+        coupon: snapshot,
+    })
 }
 
 pub(crate) fn find_sku<'a>(skus: &'a [Sku], code: &SkuCode) -> Result<&'a Sku, DomainError> {
@@ -229,12 +238,18 @@ impl RiskRules {
         orders_in_last_minute: u32,
     ) -> Result<(), DomainError> {
         if self.blocked_users.contains(user) {
-            return Err(DomainError::rule(ErrorCode::RISK_REJECTED, format!("user {user} is blocked")));
+            return Err(DomainError::rule(
+                ErrorCode::RISK_REJECTED,
+                format!("user {user} is blocked"),
+            ));
         }
         if !self.max_order_amount.is_zero() && claimed_real_pay > self.max_order_amount {
             return Err(DomainError::rule(
                 ErrorCode::RISK_REJECTED,
-                format!("amount {claimed_real_pay} is above the cap {}", self.max_order_amount),
+                format!(
+                    "amount {claimed_real_pay} is above the cap {}",
+                    self.max_order_amount
+                ),
             ));
         }
         if self.max_orders_per_user_per_min > 0
@@ -262,11 +277,23 @@ mod tests {
 
     #[test]
     fn allocation_rounds_down_in_request_order_and_gives_the_rest_to_the_last_line() {
-        assert_eq!(allocate(Money::from_minor(100), &m(&[300, 300, 400])).unwrap(), m(&[30, 30, 40]));
-        assert_eq!(allocate(Money::from_minor(10), &m(&[10, 10, 10])).unwrap(), m(&[3, 3, 4]));
-        assert_eq!(allocate(Money::from_minor(7), &m(&[100, 200])).unwrap(), m(&[2, 5]));
+        assert_eq!(
+            allocate(Money::from_minor(100), &m(&[300, 300, 400])).unwrap(),
+            m(&[30, 30, 40])
+        );
+        assert_eq!(
+            allocate(Money::from_minor(10), &m(&[10, 10, 10])).unwrap(),
+            m(&[3, 3, 4])
+        );
+        assert_eq!(
+            allocate(Money::from_minor(7), &m(&[100, 200])).unwrap(),
+            m(&[2, 5])
+        );
         assert_eq!(allocate(Money::ZERO, &m(&[5, 5])).unwrap(), m(&[0, 0]));
-        assert_eq!(allocate(Money::from_minor(3), &m(&[0, 0])).unwrap(), m(&[0, 0]));
+        assert_eq!(
+            allocate(Money::from_minor(3), &m(&[0, 0])).unwrap(),
+            m(&[0, 0])
+        );
     }
 
     #[test]
@@ -287,10 +314,22 @@ mod tests {
             blocked_users: vec![bad.clone()],
         };
         let code = |r: Result<(), DomainError>| r.map_err(|e| e.code());
-        assert_eq!(code(rules.check(&bad, Money::ZERO, 0)), Err(ErrorCode::RISK_REJECTED));
-        assert_eq!(code(rules.check(&ok, Money::from_minor(1_001), 0)), Err(ErrorCode::RISK_REJECTED));
-        assert_eq!(code(rules.check(&ok, Money::from_minor(1_000), 2)), Err(ErrorCode::ORDER_RATE_LIMITED));
+        assert_eq!(
+            code(rules.check(&bad, Money::ZERO, 0)),
+            Err(ErrorCode::RISK_REJECTED)
+        );
+        assert_eq!(
+            code(rules.check(&ok, Money::from_minor(1_001), 0)),
+            Err(ErrorCode::RISK_REJECTED)
+        );
+        assert_eq!(
+            code(rules.check(&ok, Money::from_minor(1_000), 2)),
+            Err(ErrorCode::ORDER_RATE_LIMITED)
+        );
         assert_eq!(code(rules.check(&ok, Money::from_minor(1_000), 1)), Ok(()));
-        assert_eq!(code(RiskRules::default().check(&ok, Money::from_minor(i64::MAX), 1_000)), Ok(()));
+        assert_eq!(
+            code(RiskRules::default().check(&ok, Money::from_minor(i64::MAX), 1_000)),
+            Ok(())
+        );
     }
 }

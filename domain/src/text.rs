@@ -14,10 +14,21 @@ pub fn bounded_text(
 ) -> Result<(), DomainError> {
     let chars = text.chars().count();
     if chars < min || chars > max {
-        return Err(DomainError::invalid(code, field, format!("must be {min}..={max} characters")));
+        return Err(DomainError::invalid(
+            code,
+            field,
+            format!("must be {min}..={max} characters"),
+        ));
     }
-    if text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-        return Err(DomainError::invalid(code, field, "must not hold control characters"));
+    if text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err(DomainError::invalid(
+            code,
+            field,
+            "must not hold control characters",
+        ));
     }
     if min > 0 && text.trim().is_empty() {
         return Err(DomainError::invalid(code, field, "must not be blank"));
