@@ -1,0 +1,84 @@
+//! The store's configuration and its named limits.
+
+use crate::clock::{Clock, SystemClock};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// When a reply may go out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// After the change's journal record is flushed (the default).
+    #[default]
+    Durable,
+    /// After the change is queued; it reaches disk within
+    /// [`StoreConfig::relaxed_flush_interval`].
+    Relaxed,
+}
+
+/// Units the writer's queue holds before submitters get `Overloaded`.
+pub const QUEUE_UNITS_MAX: usize = 65_536;
+/// Encoded bytes the writer's queue holds before `Overloaded` (64 MiB).
+pub const QUEUE_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Units in one group commit (one journal record).
+pub const GROUP_UNITS_MAX: usize = 8_192;
+/// Encoded bytes in one group commit (8 MiB).
+pub const GROUP_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// Time between write-behind checkpoints.
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(1_000);
+/// Families changed but not yet written behind before submitters get
+/// `Overloaded`: bounds the memory of the write-behind view.
+pub const DIRTY_FAMILIES_MAX: usize = 1_000_000;
+/// Dirty families that wake the write-behind before its interval ends.
+pub const DIRTY_FAMILIES_WAKE: usize = 200_000;
+/// How long event consumers can come back for journalled events.
+pub const JOURNAL_RETENTION: Duration = Duration::from_secs(10 * 60);
+/// How often a failed writer probes the disk to recover.
+pub const PROBE_INTERVAL: Duration = Duration::from_millis(200);
+/// sled's page cache (256 MiB).
+pub const SLED_CACHE_BYTES: u64 = 256 * 1024 * 1024;
+/// Relaxed mode: longest time a queued change waits for its flush.
+pub const RELAXED_FLUSH_INTERVAL: Duration = Duration::from_millis(10);
+/// Families an admin listing page may examine (decode) before it answers
+/// with a cursor to continue from.
+pub const LISTING_SCAN_MAX: usize = 10_000;
+
+/// Everything the store needs to open.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub path: PathBuf,
+    pub durability: Durability,
+    pub queue_units_max: usize,
+    pub queue_bytes_max: usize,
+    pub group_units_max: usize,
+    pub group_bytes_max: usize,
+    /// Extra time the writer waits to grow a group (0: take what is queued).
+    pub group_wait: Duration,
+    pub checkpoint_interval: Duration,
+    pub dirty_families_max: usize,
+    pub journal_retention: Duration,
+    pub relaxed_flush_interval: Duration,
+    pub sled_cache_bytes: u64,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl StoreConfig {
+    /// The defaults above, storing in `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        StoreConfig {
+            path: path.into(),
+            durability: Durability::Durable,
+            queue_units_max: QUEUE_UNITS_MAX,
+            queue_bytes_max: QUEUE_BYTES_MAX,
+            group_units_max: GROUP_UNITS_MAX,
+            group_bytes_max: GROUP_BYTES_MAX,
+            group_wait: Duration::ZERO,
+            checkpoint_interval: CHECKPOINT_INTERVAL,
+            dirty_families_max: DIRTY_FAMILIES_MAX,
+            journal_retention: JOURNAL_RETENTION,
+            relaxed_flush_interval: RELAXED_FLUSH_INTERVAL,
+            sled_cache_bytes: SLED_CACHE_BYTES,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! The journal: one record per group commit, the source of truth and the
+//! event outbox. The writer speaks to it only through [`Journal`] (append a
+//! group after an expected sequence, flush, read from a sequence, trim), so
+//! a replicated per-shard journal can replace the sled one without touching
+//! order logic (DESIGN.md, "Scale-out").
+//!
+//! Record layout (`journal` tree, key = first sequence, 8 bytes big-endian):
+//!
+//! ```text
+//! [version u8][written_at_ms i64 BE][first_seq u64 BE][last_seq u64 BE][units u32 BE]
+//! then per unit: [len u32 BE][bincode(Unit)]
+//! ```
+//!
+//! Each unit is encoded by its submitter (off the writer thread); the writer
+//! only frames and appends them.
+
+use crate::codec::{decode_body, encode_body_into, read_u32, read_u64, FORMAT_VERSION};
+use crate::error::StorageError;
+use ordercore_domain::{Event, Timestamp};
+use serde::{Deserialize, Serialize};
+
+/// The events of one decided change: durable together or not at all. It
+/// names its shard, the unit of ownership and (later) replication.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Unit {
+    pub shard: u32,
+    /// Stamped with consecutive sequence numbers.
+    pub events: Vec<Event>,
+}
+
+impl Unit {
+    pub fn first_seq(&self) -> u64 {
+        self.events.first().map_or(0, |e| e.seq)
+    }
+
+    pub fn last_seq(&self) -> u64 {
+        self.events.last().map_or(0, |e| e.seq)
+    }
+}
+
+const HEADER_LEN: usize = 1 + 8 + 8 + 8 + 4;
+
+/// A group of encoded units framed as one journal record.
+#[derive(Debug, Clone, Default)]
+pub struct RecordBuilder {
+    bytes: Vec<u8>,
+    units: u32,
+    first_seq: u64,
+    last_seq: u64,
+}
+
+impl RecordBuilder {
+    pub fn new() -> Self {
+        RecordBuilder { bytes: vec![0; HEADER_LEN], units: 0, first_seq: 0, last_seq: 0 }
+    }
+
+    /// Adds one unit, already encoded with [`encode_unit`].
+    pub fn push(&mut self, first_seq: u64, last_seq: u64, encoded: &[u8]) {
+        if self.units == 0 {
+            self.first_seq = first_seq;
+        }
+        self.last_seq = last_seq;
+        self.units += 1;
+        let len = u32::try_from(encoded.len()).unwrap_or(u32::MAX);
+        self.bytes.extend_from_slice(&len.to_be_bytes());
+        self.bytes.extend_from_slice(encoded);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.units == 0
+    }
+
+    pub fn len_bytes(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn first_seq(&self) -> u64 {
+        self.first_seq
+    }
+
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// The finished record, stamped with the time it was written.
+    pub fn finish(mut self, written_at: Timestamp) -> EncodedRecord {
+        self.bytes[0] = FORMAT_VERSION;
+        self.bytes[1..9].copy_from_slice(&written_at.millis().to_be_bytes());
+        self.bytes[9..17].copy_from_slice(&self.first_seq.to_be_bytes());
+        self.bytes[17..25].copy_from_slice(&self.last_seq.to_be_bytes());
+        self.bytes[25..29].copy_from_slice(&self.units.to_be_bytes());
+        EncodedRecord { first_seq: self.first_seq, last_seq: self.last_seq, bytes: self.bytes }
+    }
+}
+
+/// A framed journal record ready to append.
+#[derive(Debug, Clone)]
+pub struct EncodedRecord {
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub bytes: Vec<u8>,
+}
+
+/// Encodes a unit for [`RecordBuilder::push`].
+pub fn encode_unit(unit: &Unit) -> Result<Vec<u8>, StorageError> {
+    let mut out = Vec::with_capacity(512 * unit.events.len());
+    encode_body_into(unit, &mut out)?;
+    Ok(out)
+}
+
+/// The header of a stored record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordHeader {
+    pub written_at: Timestamp,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub units: u32,
+}
+
+/// Reads a record's header without decoding its units.
+pub fn read_header(bytes: &[u8]) -> Result<RecordHeader, StorageError> {
+    match bytes.first() {
+        Some(&FORMAT_VERSION) => {}
+        Some(v) => return Err(StorageError::corrupt("journal record", format!("unknown format version {v}"))),
+        None => return Err(StorageError::corrupt("journal record", "empty")),
+    }
+    let short = || StorageError::corrupt("journal record", "short header");
+    let at = read_u64(bytes, 1).ok_or_else(short)?;
+    Ok(RecordHeader {
+        written_at: Timestamp::from_millis(i64::from_be_bytes(at.to_be_bytes())),
+        first_seq: read_u64(bytes, 9).ok_or_else(short)?,
+        last_seq: read_u64(bytes, 17).ok_or_else(short)?,
+        units: read_u32(bytes, 25).ok_or_else(short)?,
+    })
+}
+
+/// Decodes every unit of a record.
+pub fn decode_record(bytes: &[u8]) -> Result<(RecordHeader, Vec<Unit>), StorageError> {
+    let header = read_header(bytes)?;
+    let mut units = Vec::with_capacity(header.units.min(65_536) as usize);
+    let mut at = HEADER_LEN;
+    for _ in 0..header.units {
+        let len = read_u32(bytes, at).ok_or_else(|| StorageError::corrupt("journal record", "short frame"))? as usize;
+        let body = bytes
+            .get(at + 4..at + 4 + len)
+            .ok_or_else(|| StorageError::corrupt("journal record", "frame past the end"))?;
+        units.push(decode_body::<Unit>(body, "journal unit")?);
+        at += 4 + len;
+    }
+    if at != bytes.len() {
+        return Err(StorageError::corrupt("journal record", "trailing bytes"));
+    }
+    Ok((header, units))
+}
+
+/// The narrow interface between the writer and a journal.
+pub trait Journal: Send + Sync + std::fmt::Debug {
+    /// Appends a record whose first sequence follows `expected_last` (the
+    /// last sequence the writer appended); a journal that has moved on (a
+    /// deposed owner) refuses.
+    fn append(&self, expected_last: u64, record: &EncodedRecord) -> Result<(), StorageError>;
+    /// Makes every appended record durable.
+    fn flush(&self) -> Result<(), StorageError>;
+    /// The last sequence stored (0 when empty).
+    fn last_seq(&self) -> Result<u64, StorageError>;
+    /// Calls `f` with every unit holding events after `after`, in order;
+    /// events at or before `after` are dropped from the first unit. Stops
+    /// early when `f` answers false.
+    fn scan(&self, after: u64, f: &mut dyn FnMut(Unit) -> bool) -> Result<(), StorageError>;
+    /// Removes records whose every event is at or before `through` and that
+    /// were written before `written_before`. Answers how many went.
+    fn trim(&self, through: u64, written_before: Timestamp) -> Result<usize, StorageError>;
+}
+
+/// The journal in a sled tree.
+#[derive(Debug, Clone)]
+pub struct SledJournal {
+    tree: sled::Tree,
+    db: sled::Db,
+}
+
+impl SledJournal {
+    pub fn open(db: &sled::Db) -> Result<Self, StorageError> {
+        Ok(SledJournal { tree: db.open_tree("journal")?, db: db.clone() })
+    }
+}
+
+impl Journal for SledJournal {
+    fn append(&self, expected_last: u64, record: &EncodedRecord) -> Result<(), StorageError> {
+        if record.first_seq <= expected_last {
+            return Err(StorageError::Unavailable(format!(
+                "journal append at {} does not follow {expected_last}",
+                record.first_seq
+            )));
+        }
+        self.tree.insert(record.first_seq.to_be_bytes(), record.bytes.as_slice())?;
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), StorageError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn last_seq(&self) -> Result<u64, StorageError> {
+        match self.tree.last()? {
+            Some((_, bytes)) => Ok(read_header(&bytes)?.last_seq),
+            None => Ok(0),
+        }
+    }
+
+    fn scan(&self, after: u64, f: &mut dyn FnMut(Unit) -> bool) -> Result<(), StorageError> {
+        let start = after.saturating_add(1);
+        // The record holding `start` may begin before it.
+        let from = match self.tree.range(..=start.to_be_bytes()).next_back() {
+            Some(entry) => entry?.0.to_vec(),
+            None => start.to_be_bytes().to_vec(),
+        };
+        for entry in self.tree.range(from..) {
+            let (_, bytes) = entry?;
+            let (header, units) = decode_record(&bytes)?;
+            if header.last_seq <= after {
+                continue;
+            }
+            for mut unit in units {
+                if unit.last_seq() <= after {
+                    continue;
+                }
+                unit.events.retain(|e| e.seq > after);
+                if !f(unit) {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn trim(&self, through: u64, written_before: Timestamp) -> Result<usize, StorageError> {
+        let mut removed = 0;
+        for entry in self.tree.iter() {
+            let (key, bytes) = entry?;
+            let header = read_header(&bytes)?;
+            if header.last_seq > through || header.written_at >= written_before {
+                break;
+            }
+            self.tree.remove(key)?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+}

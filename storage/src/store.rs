@@ -1,0 +1,760 @@
+//! The store: the single writer of sled, its queue, the write-behind and
+//! recovery.
+//!
+//! Two threads own every write. The *journal writer* takes everything queued
+//! (up to the group limits), appends it as ONE journal record, flushes, and
+//! only then completes the waiting submitters; afterwards it applies the
+//! units to the write-behind view. The *write-behind* thread writes the
+//! view's dirty entries as state rows, coalesced, with a checkpoint row in
+//! the same atomic batch, then trims the journal.
+
+use crate::codec::{decode, encode};
+use crate::config::{Durability, StoreConfig, DIRTY_FAMILIES_WAKE, LISTING_SCAN_MAX, PROBE_INTERVAL};
+use crate::error::StorageError;
+use crate::journal::{encode_unit, Journal, RecordBuilder, SledJournal, Unit};
+use crate::metrics::{MetricsSnapshot, StoreMetrics};
+use crate::view::{
+    coupon_key, family_key, parse_expiry_key, read_row, sku_key, user_key, user_prefix,
+    Checkpoint, View, CHECKPOINT_KEY, COUPON, EXPIRY, FAMILY, SKU,
+};
+use ordercore_domain::{Coupon, CouponId, Event, OrderFamily, OrderId, Sku, SkuCode, Timestamp, UserId};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// The outcome a submitter waits for.
+pub type Completion = oneshot::Receiver<Result<(), StorageError>>;
+
+/// A submitted unit: its events stamped with their sequence numbers, and
+/// the completion that says whether it is durable.
+#[derive(Debug)]
+pub struct Ticket {
+    pub unit: Arc<Unit>,
+    pub done: Completion,
+}
+
+impl Ticket {
+    /// Blocks until the unit is durable (or failed). For threads outside an
+    /// async runtime: tests, tools, the crash-test child.
+    pub fn wait(self) -> Result<(), StorageError> {
+        self.done.blocking_recv().unwrap_or(Err(StorageError::Closed))
+    }
+}
+
+/// What recovery found and how long it took.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub checkpoint_seq: u64,
+    pub last_seq: u64,
+    pub replayed_units: u64,
+    pub replayed_events: u64,
+    pub pending_deadlines: usize,
+    pub duration: Duration,
+}
+
+#[derive(Debug)]
+struct Pending {
+    unit: Arc<Unit>,
+    encoded: Vec<u8>,
+    done: Option<oneshot::Sender<Result<(), StorageError>>>,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    units: VecDeque<Pending>,
+    bytes: usize,
+    next_seq: u64,
+    closing: bool,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: StoreConfig,
+    db: sled::Db,
+    rows: sled::Tree,
+    journal: Arc<dyn Journal>,
+    queue: Mutex<Queue>,
+    queue_cv: Condvar,
+    view: Mutex<View>,
+    view_cv: Condvar,
+    /// Highest sequence acknowledged to a submitter.
+    acked: AtomicU64,
+    journal_ok: AtomicBool,
+    write_behind_ok: AtomicBool,
+    epoch: AtomicU64,
+    dirty_families: AtomicUsize,
+    wake_write_behind: Condvar,
+    write_behind_flag: Mutex<bool>,
+    metrics: StoreMetrics,
+    recovery: Mutex<RecoveryReport>,
+}
+
+/// A handle to the store; clones share it.
+#[derive(Debug, Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+    threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these locks is a defect; keep serving
+    // with the data as it is rather than cascading the panic.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Store {
+    /// Opens (or creates) the store, recovers it and starts its threads.
+    pub fn open(config: StoreConfig) -> Result<Store, StorageError> {
+        let db = sled::Config::new()
+            .path(&config.path)
+            .cache_capacity(config.sled_cache_bytes)
+            .mode(sled::Mode::HighThroughput)
+            .flush_every_ms(match config.durability {
+                Durability::Durable => None,
+                Durability::Relaxed => Some(millis(config.relaxed_flush_interval).max(1)),
+            })
+            .open()?;
+        let journal: Arc<dyn Journal> = Arc::new(SledJournal::open(&db)?);
+        Store::open_with_journal(config, db, journal)
+    }
+
+    /// Opens with a given journal (a fault-injecting one in tests; a
+    /// replicated one later).
+    pub fn open_with_journal(
+        config: StoreConfig,
+        db: sled::Db,
+        journal: Arc<dyn Journal>,
+    ) -> Result<Store, StorageError> {
+        let started = Instant::now();
+        let rows = db.open_tree("state")?;
+        let checkpoint: Checkpoint = read_row(&rows, CHECKPOINT_KEY, "checkpoint")?.unwrap_or_default();
+        let mut view = View { applied_seq: checkpoint.seq, ..View::default() };
+        let (mut units, mut events) = (0_u64, 0_u64);
+        journal.scan(checkpoint.seq, &mut |unit| {
+            units += 1;
+            events += unit.events.len() as u64;
+            view.apply_unit(&unit, &rows);
+            true
+        })?;
+        let last_seq = journal.last_seq()?.max(view.applied_seq).max(checkpoint.seq);
+        view.applied_seq = last_seq;
+        let dirty = view.families.len();
+        let inner = Arc::new(Inner {
+            queue: Mutex::new(Queue { next_seq: last_seq + 1, ..Queue::default() }),
+            queue_cv: Condvar::new(),
+            acked: AtomicU64::new(last_seq),
+            journal_ok: AtomicBool::new(true),
+            write_behind_ok: AtomicBool::new(true),
+            epoch: AtomicU64::new(1),
+            dirty_families: AtomicUsize::new(dirty),
+            wake_write_behind: Condvar::new(),
+            write_behind_flag: Mutex::new(false),
+            metrics: StoreMetrics::default(),
+            recovery: Mutex::new(RecoveryReport::default()),
+            view: Mutex::new(view),
+            view_cv: Condvar::new(),
+            config,
+            db,
+            rows,
+            journal,
+        });
+        let store = Store { inner, threads: Arc::new(Mutex::new(Vec::new())) };
+        let report = RecoveryReport {
+            checkpoint_seq: checkpoint.seq,
+            last_seq,
+            replayed_units: units,
+            replayed_events: events,
+            pending_deadlines: store.pending_deadlines()?.len(),
+            duration: started.elapsed(),
+        };
+        store.inner.metrics.recovery_ms.store(millis(report.duration), Ordering::Relaxed);
+        store.inner.metrics.recovery_units.store(units, Ordering::Relaxed);
+        store.inner.metrics.checkpoint_seq.store(checkpoint.seq, Ordering::Relaxed);
+        tracing::info!(
+            checkpoint = checkpoint.seq,
+            last_seq,
+            replayed_units = units,
+            ms = millis(report.duration),
+            "storage recovered"
+        );
+        *lock(&store.inner.recovery) = report;
+        store.spawn_threads()?;
+        Ok(store)
+    }
+
+    fn spawn_threads(&self) -> Result<(), StorageError> {
+        let spawn = |name: &str, f: fn(Arc<Inner>)| {
+            let inner = Arc::clone(&self.inner);
+            std::thread::Builder::new()
+                .name(name.to_owned())
+                .spawn(move || f(inner))
+                .map_err(|e| StorageError::Unavailable(format!("cannot start {name}: {e}")))
+        };
+        let writer = spawn("ordercore-journal", journal_writer)?;
+        let behind = spawn("ordercore-write-behind", write_behind)?;
+        lock(&self.threads).extend([writer, behind]);
+        Ok(())
+    }
+
+    /// What recovery found when the store opened.
+    pub fn recovery(&self) -> RecoveryReport {
+        lock(&self.inner.recovery).clone()
+    }
+
+    /// The epoch of the store's state: it moves on when the writer recovers
+    /// from a failed write, and a change decided before that is refused
+    /// (`StaleEpoch`) so its actor reloads.
+    pub fn epoch(&self) -> u64 {
+        self.inner.epoch.load(Ordering::SeqCst)
+    }
+
+    /// Whether writes are going through (journal and write-behind).
+    pub fn is_healthy(&self) -> bool {
+        self.inner.journal_ok.load(Ordering::SeqCst) && self.inner.write_behind_ok.load(Ordering::SeqCst)
+    }
+
+    pub fn durability(&self) -> Durability {
+        self.inner.config.durability
+    }
+
+    /// Submits the events of one decided change. They are stamped with
+    /// consecutive sequence numbers and become durable together or not at
+    /// all. A full queue answers `Overloaded` at once.
+    pub fn submit(&self, shard: u32, epoch: u64, events: Vec<Event>) -> Result<Ticket, StorageError> {
+        let inner = &self.inner;
+        if !inner.journal_ok.load(Ordering::SeqCst) {
+            return Err(StorageError::Unavailable("the journal writer is failing".into()));
+        }
+        let current = inner.epoch.load(Ordering::SeqCst);
+        if epoch != current {
+            return Err(StorageError::StaleEpoch { submitted: epoch, current });
+        }
+        if inner.dirty_families.load(Ordering::Relaxed) >= inner.config.dirty_families_max {
+            inner.metrics.overloaded.fetch_add(1, Ordering::Relaxed);
+            return Err(StorageError::Overloaded { what: "write-behind" });
+        }
+        let mut unit = Unit { shard, events };
+        // Encoded here, on the submitter's thread, so the single writer only
+        // frames bytes; sequence numbers live in the frame, not the bytes.
+        let encoded = encode_unit(&unit)?;
+        let (tx, rx) = oneshot::channel();
+        let mut queue = lock(&inner.queue);
+        if queue.closing {
+            return Err(StorageError::Closed);
+        }
+        if queue.units.len() >= inner.config.queue_units_max
+            || queue.bytes + encoded.len() > inner.config.queue_bytes_max
+        {
+            drop(queue);
+            inner.metrics.overloaded.fetch_add(1, Ordering::Relaxed);
+            return Err(StorageError::Overloaded { what: "journal queue" });
+        }
+        let first = queue.next_seq;
+        for (i, event) in unit.events.iter_mut().enumerate() {
+            event.seq = first + i as u64;
+        }
+        queue.next_seq = first + unit.events.len().max(1) as u64;
+        let unit = Arc::new(unit);
+        let relaxed = inner.config.durability == Durability::Relaxed;
+        queue.bytes += encoded.len();
+        queue.units.push_back(Pending {
+            unit: Arc::clone(&unit),
+            encoded,
+            done: if relaxed { None } else { Some(tx) },
+        });
+        if relaxed {
+            inner.acked.fetch_max(unit.last_seq(), Ordering::SeqCst);
+        }
+        drop(queue);
+        inner.queue_cv.notify_one();
+        if relaxed {
+            let (tx, rx) = oneshot::channel();
+            let _ = tx.send(Ok(()));
+            return Ok(Ticket { unit, done: rx });
+        }
+        Ok(Ticket { unit, done: rx })
+    }
+
+    /// Waits until the view holds everything acknowledged so far, then runs
+    /// `f` on it.
+    fn with_view<R>(&self, f: impl FnOnce(&View) -> R) -> R {
+        let target = self.inner.acked.load(Ordering::SeqCst);
+        let mut view = lock(&self.inner.view);
+        while view.applied_seq < target {
+            view = self
+                .inner
+                .view_cv
+                .wait_timeout(view, Duration::from_millis(50))
+                .map(|(v, _)| v)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+        f(&view)
+    }
+
+    /// The order family `id` (a master id), as last acknowledged.
+    pub fn family(&self, id: &OrderId) -> Result<Option<Arc<OrderFamily>>, StorageError> {
+        if let Some(f) = self.with_view(|v| v.families.get(id).map(|d| Arc::clone(&d.value))) {
+            return Ok(Some(f));
+        }
+        Ok(read_row::<OrderFamily>(&self.inner.rows, &family_key(id), "family")?.map(Arc::new))
+    }
+
+    pub fn sku(&self, code: &SkuCode) -> Result<Option<Sku>, StorageError> {
+        if let Some(s) = self.with_view(|v| v.skus.get(code).map(|d| (*d.value).clone())) {
+            return Ok(Some(s));
+        }
+        read_row(&self.inner.rows, &sku_key(code), "sku")
+    }
+
+    pub fn coupon(&self, id: &CouponId) -> Result<Option<Coupon>, StorageError> {
+        if let Some(c) = self.with_view(|v| v.coupons.get(id).map(|d| (*d.value).clone())) {
+            return Ok(Some(c));
+        }
+        read_row(&self.inner.rows, &coupon_key(id), "coupon")
+    }
+
+    /// Every SKU: the catalog, for the inventory at start-up.
+    pub fn all_skus(&self) -> Result<Vec<Sku>, StorageError> {
+        let mut skus: std::collections::BTreeMap<SkuCode, Sku> = std::collections::BTreeMap::new();
+        for entry in self.inner.rows.scan_prefix([SKU]) {
+            let (_, bytes) = entry?;
+            let sku: Sku = decode(&bytes, "sku")?;
+            skus.insert(sku.code().clone(), sku);
+        }
+        self.with_view(|v| {
+            for (code, d) in &v.skus {
+                skus.insert(code.clone(), (*d.value).clone());
+            }
+        });
+        Ok(skus.into_values().collect())
+    }
+
+    /// Every coupon (for the coupon registry at start-up).
+    pub fn all_coupons(&self) -> Result<Vec<Coupon>, StorageError> {
+        let mut coupons = std::collections::BTreeMap::new();
+        for entry in self.inner.rows.scan_prefix([COUPON]) {
+            let (_, bytes) = entry?;
+            let coupon: Coupon = decode(&bytes, "coupon")?;
+            coupons.insert(coupon.details.coupon_id.clone(), coupon);
+        }
+        self.with_view(|v| {
+            for (id, d) in &v.coupons {
+                coupons.insert(id.clone(), (*d.value).clone());
+            }
+        });
+        Ok(coupons.into_values().collect())
+    }
+
+    /// Payment deadlines of every CREATED family, earliest first.
+    pub fn pending_deadlines(&self) -> Result<Vec<(Timestamp, OrderId)>, StorageError> {
+        let mut keys: std::collections::BTreeSet<Vec<u8>> = std::collections::BTreeSet::new();
+        for entry in self.inner.rows.scan_prefix([EXPIRY]) {
+            keys.insert(entry?.0.to_vec());
+        }
+        self.with_view(|v| {
+            for (key, d) in v.index.range(vec![EXPIRY]..vec![EXPIRY + 1]) {
+                if d.value {
+                    keys.insert(key.clone());
+                } else {
+                    keys.remove(key);
+                }
+            }
+        });
+        keys.iter()
+            .map(|k| parse_expiry_key(k).ok_or_else(|| StorageError::corrupt("expiry index", "bad key")))
+            .collect()
+    }
+
+    /// A user's family ids, newest first, strictly older than `before`.
+    pub fn user_orders(&self, user: &UserId, before: Option<&OrderId>, limit: usize) -> Result<Vec<OrderId>, StorageError> {
+        let prefix = user_prefix(user);
+        let end = match before {
+            Some(id) => user_key(user, id),
+            None => [prefix.as_slice(), &[0xFF]].concat(),
+        };
+        let mut ids: std::collections::BTreeSet<OrderId> = std::collections::BTreeSet::new();
+        for entry in self.inner.rows.range(prefix.clone()..end.clone()).rev().take(limit) {
+            let (key, _) = entry?;
+            ids.insert(parse_index_id(&key[prefix.len()..])?);
+        }
+        self.with_view(|v| {
+            for (key, d) in v.index.range(prefix.clone()..end).rev().take(limit) {
+                if d.value {
+                    if let Ok(id) = parse_index_id(&key[prefix.len()..]) {
+                        ids.insert(id);
+                    }
+                }
+            }
+        });
+        Ok(ids.into_iter().rev().take(limit).collect())
+    }
+
+    /// Families newest first, strictly older than `before`, that `keep`
+    /// accepts: up to `limit` of them, examining at most
+    /// [`LISTING_SCAN_MAX`]. Answers the page and the id to continue before
+    /// (None when the scan reached the oldest family).
+    pub fn scan_families(
+        &self,
+        before: Option<&OrderId>,
+        limit: usize,
+        keep: &mut dyn FnMut(&OrderFamily) -> bool,
+    ) -> Result<(Vec<Arc<OrderFamily>>, Option<OrderId>), StorageError> {
+        let start = vec![FAMILY];
+        let end = match before {
+            Some(id) => family_key(id),
+            None => vec![FAMILY + 1],
+        };
+        // Newer families may still be only in the view; merge both, newest first.
+        let recent: Vec<(OrderId, Arc<OrderFamily>)> = self.with_view(|v| {
+            let upper = before.copied();
+            v.families
+                .iter()
+                .rev()
+                .filter(|(id, _)| upper.is_none_or(|b| **id < b))
+                .take(LISTING_SCAN_MAX)
+                .map(|(id, d)| (*id, Arc::clone(&d.value)))
+                .collect()
+        });
+        let mut recent = recent.into_iter().peekable();
+        let mut stored = self.inner.rows.range(start..end).rev().peekable();
+        let mut page = Vec::new();
+        let mut scanned = 0;
+        let mut last = None;
+        while page.len() < limit && scanned < LISTING_SCAN_MAX {
+            let stored_id = match stored.peek() {
+                Some(Ok((key, _))) => Some(parse_index_id(&key[1..])?),
+                Some(Err(_)) => return Err(stored.next().and_then(Result::err).map_or(StorageError::Closed, Into::into)),
+                None => None,
+            };
+            let recent_id = recent.peek().map(|(id, _)| *id);
+            let family = match (recent_id, stored_id) {
+                (None, None) => return Ok((page, None)),
+                (Some(r), s) if s.is_none_or(|s| r >= s) => {
+                    if Some(r) == s {
+                        stored.next();
+                    }
+                    recent.next().map(|(_, f)| f)
+                }
+                _ => match stored.next() {
+                    Some(Ok((_, bytes))) => Some(Arc::new(decode::<OrderFamily>(&bytes, "family")?)),
+                    _ => None,
+                },
+            };
+            let Some(family) = family else { break };
+            scanned += 1;
+            last = Some(family.order_id);
+            if keep(&family) {
+                page.push(family);
+            }
+        }
+        Ok((page, last))
+    }
+
+    /// Journalled events after `after`, up to `limit`, in order (the outbox).
+    /// Internal records are skipped. Answers the events and the sequence to
+    /// continue after.
+    pub fn events_after(&self, after: u64, limit: usize) -> Result<(Vec<Event>, u64), StorageError> {
+        let mut out = Vec::new();
+        let mut next = after;
+        let durable = self.inner.acked.load(Ordering::SeqCst);
+        self.inner.journal.scan(after, &mut |unit| {
+            for event in unit.events {
+                if event.seq > durable || out.len() >= limit {
+                    return false;
+                }
+                next = event.seq;
+                if event.body.is_public() {
+                    out.push(event);
+                }
+            }
+            out.len() < limit
+        })?;
+        Ok((out, next))
+    }
+
+    /// The last acknowledged sequence.
+    pub fn last_seq(&self) -> u64 {
+        self.inner.acked.load(Ordering::SeqCst)
+    }
+
+    pub fn metrics(&self) -> MetricsSnapshot {
+        let depth = lock(&self.inner.queue).units.len() as u64;
+        self.inner.metrics.snapshot(depth, self.inner.dirty_families.load(Ordering::Relaxed) as u64)
+    }
+
+    /// Families changed but not yet written behind.
+    pub fn dirty_families(&self) -> usize {
+        self.inner.dirty_families.load(Ordering::Relaxed)
+    }
+
+    /// Writes everything dirty behind now and waits for it (benchmarks stop
+    /// their clock after this; shutdown calls it last).
+    pub fn checkpoint_now(&self) -> Result<(), StorageError> {
+        // Everything acknowledged must be in the view before it is written.
+        self.with_view(|_| ());
+        checkpoint(&self.inner)
+    }
+
+    /// Stops accepting, drains the queue, flushes, writes everything behind
+    /// and stops the threads. Idempotent.
+    pub fn shutdown(&self) -> Result<(), StorageError> {
+        {
+            let mut queue = lock(&self.inner.queue);
+            queue.closing = true;
+        }
+        self.inner.queue_cv.notify_all();
+        {
+            *lock(&self.inner.write_behind_flag) = true;
+        }
+        self.inner.wake_write_behind.notify_all();
+        let threads: Vec<_> = lock(&self.threads).drain(..).collect();
+        for t in threads {
+            let _ = t.join();
+        }
+        self.inner.journal.flush()?;
+        checkpoint(&self.inner)?;
+        self.inner.db.flush()?;
+        Ok(())
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+fn parse_index_id(bytes: &[u8]) -> Result<OrderId, StorageError> {
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|s| OrderId::parse(s).ok())
+        .ok_or_else(|| StorageError::corrupt("index", "bad order id in key"))
+}
+
+/// Takes the next group: everything queued up to the group limits. Blocks
+/// until something is queued; answers an empty group when closing and
+/// drained, or after [`PROBE_INTERVAL`] with nothing queued.
+fn take_group(inner: &Inner) -> (Vec<Pending>, bool) {
+    let mut queue = lock(&inner.queue);
+    if queue.units.is_empty() && !queue.closing {
+        queue = inner
+            .queue_cv
+            .wait_timeout(queue, PROBE_INTERVAL)
+            .map(|(q, _)| q)
+            .unwrap_or_else(|p| p.into_inner().0);
+    }
+    if !inner.config.group_wait.is_zero() && queue.units.len() < inner.config.group_units_max && !queue.closing {
+        drop(queue);
+        std::thread::sleep(inner.config.group_wait);
+        queue = lock(&inner.queue);
+    }
+    let mut group = Vec::new();
+    let mut bytes = 0;
+    while let Some(p) = queue.units.front() {
+        if !group.is_empty()
+            && (group.len() >= inner.config.group_units_max || bytes + p.encoded.len() > inner.config.group_bytes_max)
+        {
+            break;
+        }
+        bytes += p.encoded.len();
+        if let Some(p) = queue.units.pop_front() {
+            group.push(p);
+        }
+    }
+    queue.bytes -= bytes;
+    let closed = queue.closing && queue.units.is_empty();
+    (group, closed)
+}
+
+fn journal_writer(inner: Arc<Inner>) {
+    let mut expected_last = inner.journal.last_seq().unwrap_or(0);
+    let mut last_flush = Instant::now();
+    loop {
+        let (group, closed) = take_group(&inner);
+        if group.is_empty() {
+            if !inner.journal_ok.load(Ordering::SeqCst) {
+                probe(&inner);
+            } else if inner.config.durability == Durability::Relaxed && last_flush.elapsed() >= inner.config.relaxed_flush_interval {
+                let _ = inner.journal.flush();
+                last_flush = Instant::now();
+            }
+            if closed {
+                return;
+            }
+            continue;
+        }
+        let started = Instant::now();
+        let mut builder = RecordBuilder::new();
+        let mut events = 0_u64;
+        for p in &group {
+            builder.push(p.unit.first_seq(), p.unit.last_seq(), &p.encoded);
+            events += p.unit.events.len() as u64;
+        }
+        let record = builder.finish(inner.config.clock.now());
+        let durable = inner.config.durability == Durability::Durable;
+        let result = inner.journal.append(expected_last, &record).and_then(|()| {
+            if durable || last_flush.elapsed() >= inner.config.relaxed_flush_interval {
+                last_flush = Instant::now();
+                inner.journal.flush()
+            } else {
+                Ok(())
+            }
+        });
+        match result {
+            Ok(()) => {
+                expected_last = record.last_seq;
+                inner.acked.fetch_max(record.last_seq, Ordering::SeqCst);
+                let latency = micros(started.elapsed());
+                inner.metrics.record_commit(group.len() as u64, events, record.bytes.len() as u64, latency);
+                let mut units = Vec::with_capacity(group.len());
+                for mut p in group {
+                    if let Some(done) = p.done.take() {
+                        let _ = done.send(Ok(()));
+                    }
+                    units.push(p.unit);
+                }
+                apply_to_view(&inner, &units);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, units = group.len(), "journal write failed; refusing writes until the disk recovers");
+                inner.metrics.write_failures.fetch_add(1, Ordering::Relaxed);
+                inner.journal_ok.store(false, Ordering::SeqCst);
+                let mut failed = group;
+                {
+                    let mut queue = lock(&inner.queue);
+                    queue.bytes = 0;
+                    failed.extend(queue.units.drain(..));
+                }
+                let last = failed.iter().map(|p| p.unit.last_seq()).max().unwrap_or(0);
+                for mut p in failed {
+                    if let Some(done) = p.done.take() {
+                        let _ = done.send(Err(StorageError::Unavailable(e.to_string())));
+                    }
+                }
+                // Those sequences will never be applied: readers must not wait for them.
+                let mut view = lock(&inner.view);
+                view.applied_seq = view.applied_seq.max(last);
+                drop(view);
+                inner.view_cv.notify_all();
+            }
+        }
+    }
+}
+
+/// A failed writer tries a flush; when it goes through, writes resume under
+/// a new epoch (changes decided on state from before are refused).
+fn probe(inner: &Inner) {
+    if inner.journal.flush().is_ok() {
+        inner.epoch.fetch_add(1, Ordering::SeqCst);
+        inner.journal_ok.store(true, Ordering::SeqCst);
+        tracing::warn!(epoch = inner.epoch.load(Ordering::SeqCst), "journal writes recovered");
+    }
+}
+
+fn apply_to_view(inner: &Inner, units: &[Arc<Unit>]) {
+    let mut view = lock(&inner.view);
+    for unit in units {
+        view.apply_unit(unit, &inner.rows);
+    }
+    let dirty = view.families.len();
+    let errors = view.apply_errors;
+    drop(view);
+    inner.view_cv.notify_all();
+    inner.metrics.apply_errors.store(errors, Ordering::Relaxed);
+    inner.dirty_families.store(dirty, Ordering::Relaxed);
+    if dirty >= DIRTY_FAMILIES_WAKE {
+        inner.wake_write_behind.notify_one();
+    }
+}
+
+fn write_behind(inner: Arc<Inner>) {
+    loop {
+        let stop = {
+            let flag = lock(&inner.write_behind_flag);
+            let (flag, _) = inner
+                .wake_write_behind
+                .wait_timeout(flag, inner.config.checkpoint_interval)
+                .unwrap_or_else(|p| p.into_inner());
+            *flag
+        };
+        if stop {
+            return; // `shutdown` writes the last checkpoint itself
+        }
+        if let Err(e) = checkpoint(&inner) {
+            tracing::error!(error = %e, "write-behind failed; will retry");
+        }
+    }
+}
+
+/// Writes the view's dirty entries and the checkpoint in one atomic batch,
+/// then trims the journal.
+fn checkpoint(inner: &Inner) -> Result<(), StorageError> {
+    let started = Instant::now();
+    let snapshot = lock(&inner.view).snapshot();
+    let previous = inner.metrics.checkpoint_seq.load(Ordering::Relaxed);
+    if snapshot.is_empty() && snapshot.seq == previous {
+        lock(&inner.view).clear_through(snapshot.seq);
+        return Ok(());
+    }
+    let result = write_snapshot(inner, &snapshot);
+    let mut view = lock(&inner.view);
+    match result {
+        Ok(rows) => {
+            view.clear_through(snapshot.seq);
+            inner.dirty_families.store(view.families.len(), Ordering::Relaxed);
+            drop(view);
+            inner.write_behind_ok.store(true, Ordering::SeqCst);
+            let m = &inner.metrics;
+            m.rows_written.fetch_add(rows, Ordering::Relaxed);
+            m.checkpoints.fetch_add(1, Ordering::Relaxed);
+            m.checkpoint_seq.store(snapshot.seq, Ordering::Relaxed);
+            m.checkpoint_us_last.store(micros(started.elapsed()), Ordering::Relaxed);
+            let retention = i64::try_from(inner.config.journal_retention.as_millis()).unwrap_or(i64::MAX);
+            let cutoff = inner.config.clock.now().plus_millis(-retention);
+            let trimmed = inner.journal.trim(snapshot.seq, cutoff)?;
+            m.journal_records_trimmed.fetch_add(trimmed as u64, Ordering::Relaxed);
+            Ok(())
+        }
+        Err(e) => {
+            view.in_flight = None;
+            drop(view);
+            inner.write_behind_ok.store(false, Ordering::SeqCst);
+            Err(e)
+        }
+    }
+}
+
+fn write_snapshot(inner: &Inner, snapshot: &crate::view::Snapshot) -> Result<u64, StorageError> {
+    let mut batch = sled::Batch::default();
+    let mut rows = 0_u64;
+    for (id, family) in &snapshot.families {
+        batch.insert(family_key(id), encode(family.as_ref())?);
+        rows += 1;
+    }
+    for (code, sku) in &snapshot.skus {
+        batch.insert(sku_key(code), encode(sku.as_ref())?);
+        rows += 1;
+    }
+    for (id, coupon) in &snapshot.coupons {
+        batch.insert(coupon_key(id), encode(coupon.as_ref())?);
+        rows += 1;
+    }
+    for (key, insert) in &snapshot.index {
+        if *insert {
+            batch.insert(key.as_slice(), &[][..]);
+        } else {
+            batch.remove(key.as_slice());
+        }
+        rows += 1;
+    }
+    let checkpoint = Checkpoint { seq: snapshot.seq, written_at: inner.config.clock.now() };
+    batch.insert(CHECKPOINT_KEY, encode(&checkpoint)?);
+    inner.rows.apply_batch(batch)?;
+    inner.db.flush()?;
+    Ok(rows)
+}

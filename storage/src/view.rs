@@ -1,0 +1,252 @@
+//! The write-behind view: the state of every family, SKU, coupon and index
+//! row that the journal has changed since it was last written, kept current
+//! by applying each committed unit with the domain's `apply`. Reads look
+//! here first, so no reader sees state older than what was acknowledged;
+//! the write-behind writes these entries as rows and drops the ones that did
+//! not change meanwhile.
+//!
+//! State tree key layout (one tree, so a checkpoint is one atomic batch):
+//!
+//! | prefix | key after the prefix                         | value |
+//! |--------|----------------------------------------------|-------|
+//! | `F`    | family (master) order id, 32 bytes           | the `OrderFamily` |
+//! | `S`    | SKU code                                     | the `Sku` |
+//! | `C`    | coupon id                                    | the `Coupon` |
+//! | `U`    | user id, `0x00`, family id                   | empty (user listing index) |
+//! | `E`    | payment deadline ms (u64 BE), family id      | empty (deadlines of CREATED families) |
+//! | `M`    | `checkpoint`                                 | the `Checkpoint` |
+
+use crate::codec::{decode, read_u64};
+use crate::error::StorageError;
+use crate::journal::Unit;
+use ordercore_domain::codes::OrderStatus;
+use ordercore_domain::{Coupon, CouponId, Event, EventBody, OrderFamily, OrderId, Sku, SkuCode, Target, Timestamp, UserId};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+pub(crate) const FAMILY: u8 = b'F';
+pub(crate) const SKU: u8 = b'S';
+pub(crate) const COUPON: u8 = b'C';
+pub(crate) const USER_INDEX: u8 = b'U';
+pub(crate) const EXPIRY: u8 = b'E';
+pub(crate) const CHECKPOINT_KEY: &[u8] = b"Mcheckpoint";
+
+pub(crate) fn family_key(id: &OrderId) -> Vec<u8> {
+    let mut key = Vec::with_capacity(33);
+    key.push(FAMILY);
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+pub(crate) fn sku_key(code: &SkuCode) -> Vec<u8> {
+    [&[SKU][..], code.as_str().as_bytes()].concat()
+}
+
+pub(crate) fn coupon_key(id: &CouponId) -> Vec<u8> {
+    [&[COUPON][..], id.as_str().as_bytes()].concat()
+}
+
+/// `U ++ user ++ 0x00`: the prefix of a user's index rows (user ids never
+/// hold a zero byte, so one user's prefix never covers another's).
+pub(crate) fn user_prefix(user: &UserId) -> Vec<u8> {
+    [&[USER_INDEX][..], user.as_str().as_bytes(), &[0]].concat()
+}
+
+pub(crate) fn user_key(user: &UserId, id: &OrderId) -> Vec<u8> {
+    [user_prefix(user).as_slice(), id.as_bytes()].concat()
+}
+
+pub(crate) fn expiry_key(at: Timestamp, id: &OrderId) -> Vec<u8> {
+    let ms = u64::try_from(at.millis()).unwrap_or(0);
+    [&[EXPIRY][..], &ms.to_be_bytes(), id.as_bytes()].concat()
+}
+
+/// Reads an expiry key back.
+pub(crate) fn parse_expiry_key(key: &[u8]) -> Option<(Timestamp, OrderId)> {
+    let ms = read_u64(key, 1)?;
+    let id = std::str::from_utf8(key.get(9..)?).ok()?;
+    Some((Timestamp::from_millis(i64::try_from(ms).ok()?), OrderId::parse(id).ok()?))
+}
+
+/// The journal sequence the state rows reflect, written in the same batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub seq: u64,
+    pub written_at: Timestamp,
+}
+
+/// A value changed by the unit at `seq` and not written behind yet.
+#[derive(Debug, Clone)]
+pub(crate) struct Dirty<T> {
+    pub value: T,
+    pub seq: u64,
+}
+
+/// What a checkpoint writes: the dirty entries as of `seq`.
+#[derive(Debug, Default)]
+pub(crate) struct Snapshot {
+    pub seq: u64,
+    pub families: Vec<(OrderId, Arc<OrderFamily>)>,
+    pub skus: Vec<(SkuCode, Arc<Sku>)>,
+    pub coupons: Vec<(CouponId, Arc<Coupon>)>,
+    /// Index rows: `true` to insert, `false` to remove.
+    pub index: Vec<(Vec<u8>, bool)>,
+}
+
+impl Snapshot {
+    pub fn is_empty(&self) -> bool {
+        self.families.is_empty() && self.skus.is_empty() && self.coupons.is_empty() && self.index.is_empty()
+    }
+}
+
+/// The dirty state.
+#[derive(Debug, Default)]
+pub(crate) struct View {
+    pub families: BTreeMap<OrderId, Dirty<Arc<OrderFamily>>>,
+    pub skus: HashMap<SkuCode, Dirty<Arc<Sku>>>,
+    pub coupons: HashMap<CouponId, Dirty<Arc<Coupon>>>,
+    /// Pending index rows (`U`, `E`): insert or remove.
+    pub index: BTreeMap<Vec<u8>, Dirty<bool>>,
+    /// The last sequence applied (or skipped after a failed write).
+    pub applied_seq: u64,
+    /// Events that named a family, SKU or coupon the store does not hold.
+    pub apply_errors: u64,
+    /// The sequence of the snapshot a checkpoint is writing, if one is.
+    pub in_flight: Option<u64>,
+}
+
+impl View {
+    /// Applies every event of a committed unit. `rows` reads an entry not in
+    /// the view from the state tree.
+    pub fn apply_unit(&mut self, unit: &Unit, rows: &sled::Tree) {
+        for event in &unit.events {
+            if let Err(e) = self.apply_event(event, rows) {
+                self.apply_errors += 1;
+                tracing::error!(seq = event.seq, error = %e, "cannot apply a journalled event");
+            }
+            self.applied_seq = self.applied_seq.max(event.seq);
+        }
+    }
+
+    fn apply_event(&mut self, event: &Event, rows: &sled::Tree) -> Result<(), StorageError> {
+        let seq = event.seq;
+        match event.body.target() {
+            Target::Family(id) => self.apply_family(id, event, rows),
+            Target::Sku(code) => {
+                let entry = match self.skus.get_mut(code) {
+                    Some(entry) => entry,
+                    None => {
+                        let value = match (read_row::<Sku>(rows, &sku_key(code), "sku")?, &event.body) {
+                            (Some(sku), _) => sku,
+                            (None, EventBody::SkuUpserted(details)) => Sku::new((**details).clone()),
+                            (None, _) => return Err(StorageError::corrupt("journal", format!("event for unknown SKU {code}"))),
+                        };
+                        self.skus.entry(code.clone()).or_insert(Dirty { value: Arc::new(value), seq })
+                    }
+                };
+                Arc::make_mut(&mut entry.value).apply(event);
+                entry.seq = seq;
+                Ok(())
+            }
+            Target::Coupon(id) => {
+                let entry = match self.coupons.get_mut(id) {
+                    Some(entry) => entry,
+                    None => {
+                        let value = match (read_row::<Coupon>(rows, &coupon_key(id), "coupon")?, &event.body) {
+                            (Some(coupon), _) => coupon,
+                            (None, EventBody::CouponIssued(details)) => Coupon::new((**details).clone()),
+                            (None, _) => return Err(StorageError::corrupt("journal", format!("event for unknown coupon {id}"))),
+                        };
+                        self.coupons.entry(id.clone()).or_insert(Dirty { value: Arc::new(value), seq })
+                    }
+                };
+                Arc::make_mut(&mut entry.value).apply(event);
+                entry.seq = seq;
+                Ok(())
+            }
+            Target::Unrouted => Err(StorageError::corrupt("journal", "an event that names no aggregate")),
+        }
+    }
+
+    fn apply_family(&mut self, id: OrderId, event: &Event, rows: &sled::Tree) -> Result<(), StorageError> {
+        let seq = event.seq;
+        if let EventBody::OrderCreated(new) = &event.body {
+            if self.families.contains_key(&id) || rows.contains_key(family_key(&id))? {
+                return Ok(()); // already created: a replay of a reflected unit
+            }
+            let family = OrderFamily::create(event)
+                .ok_or_else(|| StorageError::corrupt("journal", "OrderCreated that creates nothing"))?;
+            self.mark_index(user_key(&new.user_id, &id), true, seq);
+            self.mark_index(expiry_key(new.expire_at, &id), true, seq);
+            self.families.insert(id, Dirty { value: Arc::new(family), seq });
+            return Ok(());
+        }
+        let entry = match self.families.entry(id) {
+            std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::btree_map::Entry::Vacant(v) => {
+                let family = read_row::<OrderFamily>(rows, &family_key(&id), "family")?
+                    .ok_or_else(|| StorageError::corrupt("journal", format!("event for unknown order {id}")))?;
+                v.insert(Dirty { value: Arc::new(family), seq })
+            }
+        };
+        let family = Arc::make_mut(&mut entry.value);
+        let was_created = family.status == OrderStatus::CREATED;
+        family.apply(event);
+        entry.seq = seq;
+        if was_created && family.status != OrderStatus::CREATED {
+            let key = expiry_key(family.expire_at, &id);
+            self.mark_index(key, false, seq);
+        }
+        Ok(())
+    }
+
+    fn mark_index(&mut self, key: Vec<u8>, insert: bool, seq: u64) {
+        let in_flight = self.in_flight.unwrap_or(0);
+        match self.index.get(&key) {
+            // Inserted and removed before any checkpoint took the insert:
+            // nothing reaches the disk at all (an order created and paid
+            // within one checkpoint interval writes no deadline row).
+            Some(pending) if pending.value && !insert && pending.seq > in_flight => {
+                self.index.remove(&key);
+            }
+            _ => {
+                self.index.insert(key, Dirty { value: insert, seq });
+            }
+        }
+    }
+
+    /// The entries a checkpoint writes.
+    pub fn snapshot(&mut self) -> Snapshot {
+        self.in_flight = Some(self.applied_seq);
+        Snapshot {
+            seq: self.applied_seq,
+            families: self.families.iter().map(|(k, d)| (*k, Arc::clone(&d.value))).collect(),
+            skus: self.skus.iter().map(|(k, d)| (k.clone(), Arc::clone(&d.value))).collect(),
+            coupons: self.coupons.iter().map(|(k, d)| (k.clone(), Arc::clone(&d.value))).collect(),
+            index: self.index.iter().map(|(k, d)| (k.clone(), d.value)).collect(),
+        }
+    }
+
+    /// Drops every entry written by the checkpoint at `seq` that no later
+    /// unit changed.
+    pub fn clear_through(&mut self, seq: u64) {
+        self.in_flight = None;
+        self.families.retain(|_, d| d.seq > seq);
+        self.skus.retain(|_, d| d.seq > seq);
+        self.coupons.retain(|_, d| d.seq > seq);
+        self.index.retain(|_, d| d.seq > seq);
+    }
+}
+
+/// Reads and decodes one state row.
+pub(crate) fn read_row<T: serde::de::DeserializeOwned>(
+    rows: &sled::Tree,
+    key: &[u8],
+    what: &'static str,
+) -> Result<Option<T>, StorageError> {
+    match rows.get(key)? {
+        Some(bytes) => decode(&bytes, what).map(Some),
+        None => Ok(None),
+    }
+}
