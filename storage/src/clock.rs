@@ -31,7 +31,9 @@ pub struct ManualClock {
 
 impl ManualClock {
     pub fn new(start: Timestamp) -> Self {
-        ManualClock { ms: Arc::new(AtomicI64::new(start.millis())) }
+        ManualClock {
+            ms: Arc::new(AtomicI64::new(start.millis())),
+        }
     }
 
     /// Moves the clock forward by `ms` milliseconds.

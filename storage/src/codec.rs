@@ -33,11 +33,17 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StorageError> {
 }
 
 /// Decodes a bincode body (no version byte); all bytes must be used.
-pub fn decode_body<T: DeserializeOwned>(bytes: &[u8], what: &'static str) -> Result<T, StorageError> {
+pub fn decode_body<T: DeserializeOwned>(
+    bytes: &[u8],
+    what: &'static str,
+) -> Result<T, StorageError> {
     let (value, used) = bincode::serde::decode_from_slice::<T, _>(bytes, config())
         .map_err(|e| StorageError::corrupt(what, e))?;
     if used != bytes.len() {
-        return Err(StorageError::corrupt(what, format!("{} trailing bytes", bytes.len() - used)));
+        return Err(StorageError::corrupt(
+            what,
+            format!("{} trailing bytes", bytes.len() - used),
+        ));
     }
     Ok(value)
 }
@@ -46,19 +52,28 @@ pub fn decode_body<T: DeserializeOwned>(bytes: &[u8], what: &'static str) -> Res
 pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: &'static str) -> Result<T, StorageError> {
     match bytes.split_first() {
         Some((&FORMAT_VERSION, body)) => decode_body(body, what),
-        Some((version, _)) => Err(StorageError::corrupt(what, format!("unknown format version {version}"))),
+        Some((version, _)) => Err(StorageError::corrupt(
+            what,
+            format!("unknown format version {version}"),
+        )),
         None => Err(StorageError::corrupt(what, "empty record")),
     }
 }
 
 /// Reads a big-endian `u64` at `at`, if the bytes are there.
 pub fn read_u64(bytes: &[u8], at: usize) -> Option<u64> {
-    bytes.get(at..at + 8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes)
+    bytes
+        .get(at..at + 8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_be_bytes)
 }
 
 /// Reads a big-endian `u32` at `at`, if the bytes are there.
 pub fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
-    bytes.get(at..at + 4).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes)
+    bytes
+        .get(at..at + 4)
+        .and_then(|b| b.try_into().ok())
+        .map(u32::from_be_bytes)
 }
 
 #[cfg(test)]
@@ -77,10 +92,16 @@ mod tests {
 
         let mut wrong_version = bytes.clone();
         wrong_version[0] = 9;
-        assert!(matches!(decode::<OrderFamily>(&wrong_version, "family"), Err(StorageError::Corrupt { .. })));
+        assert!(matches!(
+            decode::<OrderFamily>(&wrong_version, "family"),
+            Err(StorageError::Corrupt { .. })
+        ));
         assert!(decode::<OrderFamily>(&[], "family").is_err());
         for cut in [1, 2, bytes.len() / 2, bytes.len() - 1] {
-            assert!(decode::<OrderFamily>(&bytes[..cut], "family").is_err(), "cut at {cut}");
+            assert!(
+                decode::<OrderFamily>(&bytes[..cut], "family").is_err(),
+                "cut at {cut}"
+            );
         }
         let mut flipped = bytes.clone();
         for i in (1..flipped.len()).step_by(7) {

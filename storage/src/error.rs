@@ -36,6 +36,9 @@ impl From<sled::Error> for StorageError {
 
 impl StorageError {
     pub(crate) fn corrupt(what: &'static str, reason: impl fmt::Display) -> Self {
-        StorageError::Corrupt { what, reason: reason.to_string() }
+        StorageError::Corrupt {
+            what,
+            reason: reason.to_string(),
+        }
     }
 }

@@ -8,11 +8,12 @@
 //!
 //! ```text
 //! [version u8][written_at_ms i64 BE][first_seq u64 BE][last_seq u64 BE][units u32 BE]
-//! then per unit: [len u32 BE][bincode(Unit)]
+//! then per unit: [len u32 BE][first_seq u64 BE][bincode(Unit)]
 //! ```
 //!
-//! Each unit is encoded by its submitter (off the writer thread); the writer
-//! only frames and appends them.
+//! Each unit is encoded by its submitter (off the writer thread) before its
+//! sequence numbers are known; the frame carries the unit's first sequence
+//! and decoding stamps its events with consecutive numbers from it.
 
 use crate::codec::{decode_body, encode_body_into, read_u32, read_u64, FORMAT_VERSION};
 use crate::error::StorageError;
@@ -51,7 +52,12 @@ pub struct RecordBuilder {
 
 impl RecordBuilder {
     pub fn new() -> Self {
-        RecordBuilder { bytes: vec![0; HEADER_LEN], units: 0, first_seq: 0, last_seq: 0 }
+        RecordBuilder {
+            bytes: vec![0; HEADER_LEN],
+            units: 0,
+            first_seq: 0,
+            last_seq: 0,
+        }
     }
 
     /// Adds one unit, already encoded with [`encode_unit`].
@@ -63,6 +69,7 @@ impl RecordBuilder {
         self.units += 1;
         let len = u32::try_from(encoded.len()).unwrap_or(u32::MAX);
         self.bytes.extend_from_slice(&len.to_be_bytes());
+        self.bytes.extend_from_slice(&first_seq.to_be_bytes());
         self.bytes.extend_from_slice(encoded);
     }
 
@@ -89,7 +96,11 @@ impl RecordBuilder {
         self.bytes[9..17].copy_from_slice(&self.first_seq.to_be_bytes());
         self.bytes[17..25].copy_from_slice(&self.last_seq.to_be_bytes());
         self.bytes[25..29].copy_from_slice(&self.units.to_be_bytes());
-        EncodedRecord { first_seq: self.first_seq, last_seq: self.last_seq, bytes: self.bytes }
+        EncodedRecord {
+            first_seq: self.first_seq,
+            last_seq: self.last_seq,
+            bytes: self.bytes,
+        }
     }
 }
 
@@ -121,7 +132,12 @@ pub struct RecordHeader {
 pub fn read_header(bytes: &[u8]) -> Result<RecordHeader, StorageError> {
     match bytes.first() {
         Some(&FORMAT_VERSION) => {}
-        Some(v) => return Err(StorageError::corrupt("journal record", format!("unknown format version {v}"))),
+        Some(v) => {
+            return Err(StorageError::corrupt(
+                "journal record",
+                format!("unknown format version {v}"),
+            ))
+        }
         None => return Err(StorageError::corrupt("journal record", "empty")),
     }
     let short = || StorageError::corrupt("journal record", "short header");
@@ -140,12 +156,18 @@ pub fn decode_record(bytes: &[u8]) -> Result<(RecordHeader, Vec<Unit>), StorageE
     let mut units = Vec::with_capacity(header.units.min(65_536) as usize);
     let mut at = HEADER_LEN;
     for _ in 0..header.units {
-        let len = read_u32(bytes, at).ok_or_else(|| StorageError::corrupt("journal record", "short frame"))? as usize;
+        let short = || StorageError::corrupt("journal record", "short frame");
+        let len = read_u32(bytes, at).ok_or_else(short)? as usize;
+        let first_seq = read_u64(bytes, at + 4).ok_or_else(short)?;
         let body = bytes
-            .get(at + 4..at + 4 + len)
+            .get(at + 12..at + 12 + len)
             .ok_or_else(|| StorageError::corrupt("journal record", "frame past the end"))?;
-        units.push(decode_body::<Unit>(body, "journal unit")?);
-        at += 4 + len;
+        let mut unit = decode_body::<Unit>(body, "journal unit")?;
+        for (i, event) in unit.events.iter_mut().enumerate() {
+            event.seq = first_seq + i as u64;
+        }
+        units.push(unit);
+        at += 12 + len;
     }
     if at != bytes.len() {
         return Err(StorageError::corrupt("journal record", "trailing bytes"));
@@ -181,7 +203,10 @@ pub struct SledJournal {
 
 impl SledJournal {
     pub fn open(db: &sled::Db) -> Result<Self, StorageError> {
-        Ok(SledJournal { tree: db.open_tree("journal")?, db: db.clone() })
+        Ok(SledJournal {
+            tree: db.open_tree("journal")?,
+            db: db.clone(),
+        })
     }
 }
 
@@ -193,7 +218,8 @@ impl Journal for SledJournal {
                 record.first_seq
             )));
         }
-        self.tree.insert(record.first_seq.to_be_bytes(), record.bytes.as_slice())?;
+        self.tree
+            .insert(record.first_seq.to_be_bytes(), record.bytes.as_slice())?;
         Ok(())
     }
 

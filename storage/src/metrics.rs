@@ -4,8 +4,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Upper bounds (µs) of the commit latency histogram's buckets; the last
 /// bucket is everything above.
-pub const COMMIT_LATENCY_BUCKETS_US: [u64; 12] =
-    [50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000];
+pub const COMMIT_LATENCY_BUCKETS_US: [u64; 12] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000,
+];
 
 /// Live counters; read a consistent-enough copy with [`StoreMetrics::snapshot`].
 #[derive(Debug, Default)]
@@ -61,7 +62,8 @@ impl StoreMetrics {
         self.units.fetch_add(units, Ordering::Relaxed);
         self.events.fetch_add(events, Ordering::Relaxed);
         self.journal_bytes.fetch_add(bytes, Ordering::Relaxed);
-        self.commit_latency_us_sum.fetch_add(latency_us, Ordering::Relaxed);
+        self.commit_latency_us_sum
+            .fetch_add(latency_us, Ordering::Relaxed);
         let bucket = COMMIT_LATENCY_BUCKETS_US
             .iter()
             .position(|b| latency_us <= *b)

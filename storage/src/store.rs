@@ -9,15 +9,19 @@
 //! the same atomic batch, then trims the journal.
 
 use crate::codec::{decode, encode};
-use crate::config::{Durability, StoreConfig, DIRTY_FAMILIES_WAKE, LISTING_SCAN_MAX, PROBE_INTERVAL};
+use crate::config::{
+    Durability, StoreConfig, DIRTY_FAMILIES_WAKE, LISTING_SCAN_MAX, PROBE_INTERVAL,
+};
 use crate::error::StorageError;
 use crate::journal::{encode_unit, Journal, RecordBuilder, SledJournal, Unit};
 use crate::metrics::{MetricsSnapshot, StoreMetrics};
 use crate::view::{
-    coupon_key, family_key, parse_expiry_key, read_row, sku_key, user_key, user_prefix,
-    Checkpoint, View, CHECKPOINT_KEY, COUPON, EXPIRY, FAMILY, SKU,
+    coupon_key, family_key, parse_expiry_key, read_row, sku_key, user_key, user_prefix, Checkpoint,
+    View, CHECKPOINT_KEY, COUPON, EXPIRY, FAMILY, SKU,
 };
-use ordercore_domain::{Coupon, CouponId, Event, OrderFamily, OrderId, Sku, SkuCode, Timestamp, UserId};
+use ordercore_domain::{
+    Coupon, CouponId, Event, OrderFamily, OrderId, Sku, SkuCode, Timestamp, UserId,
+};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -40,7 +44,9 @@ impl Ticket {
     /// Blocks until the unit is durable (or failed). For threads outside an
     /// async runtime: tests, tools, the crash-test child.
     pub fn wait(self) -> Result<(), StorageError> {
-        self.done.blocking_recv().unwrap_or(Err(StorageError::Closed))
+        self.done
+            .blocking_recv()
+            .unwrap_or(Err(StorageError::Closed))
     }
 }
 
@@ -130,8 +136,12 @@ impl Store {
     ) -> Result<Store, StorageError> {
         let started = Instant::now();
         let rows = db.open_tree("state")?;
-        let checkpoint: Checkpoint = read_row(&rows, CHECKPOINT_KEY, "checkpoint")?.unwrap_or_default();
-        let mut view = View { applied_seq: checkpoint.seq, ..View::default() };
+        let checkpoint: Checkpoint =
+            read_row(&rows, CHECKPOINT_KEY, "checkpoint")?.unwrap_or_default();
+        let mut view = View {
+            applied_seq: checkpoint.seq,
+            ..View::default()
+        };
         let (mut units, mut events) = (0_u64, 0_u64);
         journal.scan(checkpoint.seq, &mut |unit| {
             units += 1;
@@ -139,11 +149,17 @@ impl Store {
             view.apply_unit(&unit, &rows);
             true
         })?;
-        let last_seq = journal.last_seq()?.max(view.applied_seq).max(checkpoint.seq);
+        let last_seq = journal
+            .last_seq()?
+            .max(view.applied_seq)
+            .max(checkpoint.seq);
         view.applied_seq = last_seq;
         let dirty = view.families.len();
         let inner = Arc::new(Inner {
-            queue: Mutex::new(Queue { next_seq: last_seq + 1, ..Queue::default() }),
+            queue: Mutex::new(Queue {
+                next_seq: last_seq + 1,
+                ..Queue::default()
+            }),
             queue_cv: Condvar::new(),
             acked: AtomicU64::new(last_seq),
             journal_ok: AtomicBool::new(true),
@@ -161,7 +177,10 @@ impl Store {
             rows,
             journal,
         });
-        let store = Store { inner, threads: Arc::new(Mutex::new(Vec::new())) };
+        let store = Store {
+            inner,
+            threads: Arc::new(Mutex::new(Vec::new())),
+        };
         let report = RecoveryReport {
             checkpoint_seq: checkpoint.seq,
             last_seq,
@@ -170,9 +189,21 @@ impl Store {
             pending_deadlines: store.pending_deadlines()?.len(),
             duration: started.elapsed(),
         };
-        store.inner.metrics.recovery_ms.store(millis(report.duration), Ordering::Relaxed);
-        store.inner.metrics.recovery_units.store(units, Ordering::Relaxed);
-        store.inner.metrics.checkpoint_seq.store(checkpoint.seq, Ordering::Relaxed);
+        store
+            .inner
+            .metrics
+            .recovery_ms
+            .store(millis(report.duration), Ordering::Relaxed);
+        store
+            .inner
+            .metrics
+            .recovery_units
+            .store(units, Ordering::Relaxed);
+        store
+            .inner
+            .metrics
+            .checkpoint_seq
+            .store(checkpoint.seq, Ordering::Relaxed);
         tracing::info!(
             checkpoint = checkpoint.seq,
             last_seq,
@@ -213,7 +244,8 @@ impl Store {
 
     /// Whether writes are going through (journal and write-behind).
     pub fn is_healthy(&self) -> bool {
-        self.inner.journal_ok.load(Ordering::SeqCst) && self.inner.write_behind_ok.load(Ordering::SeqCst)
+        self.inner.journal_ok.load(Ordering::SeqCst)
+            && self.inner.write_behind_ok.load(Ordering::SeqCst)
     }
 
     pub fn durability(&self) -> Durability {
@@ -223,18 +255,30 @@ impl Store {
     /// Submits the events of one decided change. They are stamped with
     /// consecutive sequence numbers and become durable together or not at
     /// all. A full queue answers `Overloaded` at once.
-    pub fn submit(&self, shard: u32, epoch: u64, events: Vec<Event>) -> Result<Ticket, StorageError> {
+    pub fn submit(
+        &self,
+        shard: u32,
+        epoch: u64,
+        events: Vec<Event>,
+    ) -> Result<Ticket, StorageError> {
         let inner = &self.inner;
         if !inner.journal_ok.load(Ordering::SeqCst) {
-            return Err(StorageError::Unavailable("the journal writer is failing".into()));
+            return Err(StorageError::Unavailable(
+                "the journal writer is failing".into(),
+            ));
         }
         let current = inner.epoch.load(Ordering::SeqCst);
         if epoch != current {
-            return Err(StorageError::StaleEpoch { submitted: epoch, current });
+            return Err(StorageError::StaleEpoch {
+                submitted: epoch,
+                current,
+            });
         }
         if inner.dirty_families.load(Ordering::Relaxed) >= inner.config.dirty_families_max {
             inner.metrics.overloaded.fetch_add(1, Ordering::Relaxed);
-            return Err(StorageError::Overloaded { what: "write-behind" });
+            return Err(StorageError::Overloaded {
+                what: "write-behind",
+            });
         }
         let mut unit = Unit { shard, events };
         // Encoded here, on the submitter's thread, so the single writer only
@@ -250,7 +294,9 @@ impl Store {
         {
             drop(queue);
             inner.metrics.overloaded.fetch_add(1, Ordering::Relaxed);
-            return Err(StorageError::Overloaded { what: "journal queue" });
+            return Err(StorageError::Overloaded {
+                what: "journal queue",
+            });
         }
         let first = queue.next_seq;
         for (i, event) in unit.events.iter_mut().enumerate() {
@@ -364,19 +410,32 @@ impl Store {
             }
         });
         keys.iter()
-            .map(|k| parse_expiry_key(k).ok_or_else(|| StorageError::corrupt("expiry index", "bad key")))
+            .map(|k| {
+                parse_expiry_key(k).ok_or_else(|| StorageError::corrupt("expiry index", "bad key"))
+            })
             .collect()
     }
 
     /// A user's family ids, newest first, strictly older than `before`.
-    pub fn user_orders(&self, user: &UserId, before: Option<&OrderId>, limit: usize) -> Result<Vec<OrderId>, StorageError> {
+    pub fn user_orders(
+        &self,
+        user: &UserId,
+        before: Option<&OrderId>,
+        limit: usize,
+    ) -> Result<Vec<OrderId>, StorageError> {
         let prefix = user_prefix(user);
         let end = match before {
             Some(id) => user_key(user, id),
             None => [prefix.as_slice(), &[0xFF]].concat(),
         };
         let mut ids: std::collections::BTreeSet<OrderId> = std::collections::BTreeSet::new();
-        for entry in self.inner.rows.range(prefix.clone()..end.clone()).rev().take(limit) {
+        for entry in self
+            .inner
+            .rows
+            .range(prefix.clone()..end.clone())
+            .rev()
+            .take(limit)
+        {
             let (key, _) = entry?;
             ids.insert(parse_index_id(&key[prefix.len()..])?);
         }
@@ -426,7 +485,12 @@ impl Store {
         while page.len() < limit && scanned < LISTING_SCAN_MAX {
             let stored_id = match stored.peek() {
                 Some(Ok((key, _))) => Some(parse_index_id(&key[1..])?),
-                Some(Err(_)) => return Err(stored.next().and_then(Result::err).map_or(StorageError::Closed, Into::into)),
+                Some(Err(_)) => {
+                    return Err(stored
+                        .next()
+                        .and_then(Result::err)
+                        .map_or(StorageError::Closed, Into::into))
+                }
                 None => None,
             };
             let recent_id = recent.peek().map(|(id, _)| *id);
@@ -439,7 +503,9 @@ impl Store {
                     recent.next().map(|(_, f)| f)
                 }
                 _ => match stored.next() {
-                    Some(Ok((_, bytes))) => Some(Arc::new(decode::<OrderFamily>(&bytes, "family")?)),
+                    Some(Ok((_, bytes))) => {
+                        Some(Arc::new(decode::<OrderFamily>(&bytes, "family")?))
+                    }
                     _ => None,
                 },
             };
@@ -456,7 +522,11 @@ impl Store {
     /// Journalled events after `after`, up to `limit`, in order (the outbox).
     /// Internal records are skipped. Answers the events and the sequence to
     /// continue after.
-    pub fn events_after(&self, after: u64, limit: usize) -> Result<(Vec<Event>, u64), StorageError> {
+    pub fn events_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<(Vec<Event>, u64), StorageError> {
         let mut out = Vec::new();
         let mut next = after;
         let durable = self.inner.acked.load(Ordering::SeqCst);
@@ -482,7 +552,10 @@ impl Store {
 
     pub fn metrics(&self) -> MetricsSnapshot {
         let depth = lock(&self.inner.queue).units.len() as u64;
-        self.inner.metrics.snapshot(depth, self.inner.dirty_families.load(Ordering::Relaxed) as u64)
+        self.inner.metrics.snapshot(
+            depth,
+            self.inner.dirty_families.load(Ordering::Relaxed) as u64,
+        )
     }
 
     /// Families changed but not yet written behind.
@@ -548,7 +621,10 @@ fn take_group(inner: &Inner) -> (Vec<Pending>, bool) {
             .map(|(q, _)| q)
             .unwrap_or_else(|p| p.into_inner().0);
     }
-    if !inner.config.group_wait.is_zero() && queue.units.len() < inner.config.group_units_max && !queue.closing {
+    if !inner.config.group_wait.is_zero()
+        && queue.units.len() < inner.config.group_units_max
+        && !queue.closing
+    {
         drop(queue);
         std::thread::sleep(inner.config.group_wait);
         queue = lock(&inner.queue);
@@ -557,7 +633,8 @@ fn take_group(inner: &Inner) -> (Vec<Pending>, bool) {
     let mut bytes = 0;
     while let Some(p) = queue.units.front() {
         if !group.is_empty()
-            && (group.len() >= inner.config.group_units_max || bytes + p.encoded.len() > inner.config.group_bytes_max)
+            && (group.len() >= inner.config.group_units_max
+                || bytes + p.encoded.len() > inner.config.group_bytes_max)
         {
             break;
         }
@@ -579,7 +656,9 @@ fn journal_writer(inner: Arc<Inner>) {
         if group.is_empty() {
             if !inner.journal_ok.load(Ordering::SeqCst) {
                 probe(&inner);
-            } else if inner.config.durability == Durability::Relaxed && last_flush.elapsed() >= inner.config.relaxed_flush_interval {
+            } else if inner.config.durability == Durability::Relaxed
+                && last_flush.elapsed() >= inner.config.relaxed_flush_interval
+            {
                 let _ = inner.journal.flush();
                 last_flush = Instant::now();
             }
@@ -610,7 +689,12 @@ fn journal_writer(inner: Arc<Inner>) {
                 expected_last = record.last_seq;
                 inner.acked.fetch_max(record.last_seq, Ordering::SeqCst);
                 let latency = micros(started.elapsed());
-                inner.metrics.record_commit(group.len() as u64, events, record.bytes.len() as u64, latency);
+                inner.metrics.record_commit(
+                    group.len() as u64,
+                    events,
+                    record.bytes.len() as u64,
+                    latency,
+                );
                 let mut units = Vec::with_capacity(group.len());
                 for mut p in group {
                     if let Some(done) = p.done.take() {
@@ -652,7 +736,10 @@ fn probe(inner: &Inner) {
     if inner.journal.flush().is_ok() {
         inner.epoch.fetch_add(1, Ordering::SeqCst);
         inner.journal_ok.store(true, Ordering::SeqCst);
-        tracing::warn!(epoch = inner.epoch.load(Ordering::SeqCst), "journal writes recovered");
+        tracing::warn!(
+            epoch = inner.epoch.load(Ordering::SeqCst),
+            "journal writes recovered"
+        );
     }
 }
 
@@ -706,18 +793,23 @@ fn checkpoint(inner: &Inner) -> Result<(), StorageError> {
     match result {
         Ok(rows) => {
             view.clear_through(snapshot.seq);
-            inner.dirty_families.store(view.families.len(), Ordering::Relaxed);
+            inner
+                .dirty_families
+                .store(view.families.len(), Ordering::Relaxed);
             drop(view);
             inner.write_behind_ok.store(true, Ordering::SeqCst);
             let m = &inner.metrics;
             m.rows_written.fetch_add(rows, Ordering::Relaxed);
             m.checkpoints.fetch_add(1, Ordering::Relaxed);
             m.checkpoint_seq.store(snapshot.seq, Ordering::Relaxed);
-            m.checkpoint_us_last.store(micros(started.elapsed()), Ordering::Relaxed);
-            let retention = i64::try_from(inner.config.journal_retention.as_millis()).unwrap_or(i64::MAX);
+            m.checkpoint_us_last
+                .store(micros(started.elapsed()), Ordering::Relaxed);
+            let retention =
+                i64::try_from(inner.config.journal_retention.as_millis()).unwrap_or(i64::MAX);
             let cutoff = inner.config.clock.now().plus_millis(-retention);
             let trimmed = inner.journal.trim(snapshot.seq, cutoff)?;
-            m.journal_records_trimmed.fetch_add(trimmed as u64, Ordering::Relaxed);
+            m.journal_records_trimmed
+                .fetch_add(trimmed as u64, Ordering::Relaxed);
             Ok(())
         }
         Err(e) => {
@@ -752,7 +844,10 @@ fn write_snapshot(inner: &Inner, snapshot: &crate::view::Snapshot) -> Result<u64
         }
         rows += 1;
     }
-    let checkpoint = Checkpoint { seq: snapshot.seq, written_at: inner.config.clock.now() };
+    let checkpoint = Checkpoint {
+        seq: snapshot.seq,
+        written_at: inner.config.clock.now(),
+    };
     batch.insert(CHECKPOINT_KEY, encode(&checkpoint)?);
     inner.rows.apply_batch(batch)?;
     inner.db.flush()?;

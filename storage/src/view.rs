@@ -20,7 +20,10 @@ use crate::codec::{decode, read_u64};
 use crate::error::StorageError;
 use crate::journal::Unit;
 use ordercore_domain::codes::OrderStatus;
-use ordercore_domain::{Coupon, CouponId, Event, EventBody, OrderFamily, OrderId, Sku, SkuCode, Target, Timestamp, UserId};
+use ordercore_domain::{
+    Coupon, CouponId, Event, EventBody, OrderFamily, OrderId, Sku, SkuCode, Target, Timestamp,
+    UserId,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -66,7 +69,10 @@ pub(crate) fn expiry_key(at: Timestamp, id: &OrderId) -> Vec<u8> {
 pub(crate) fn parse_expiry_key(key: &[u8]) -> Option<(Timestamp, OrderId)> {
     let ms = read_u64(key, 1)?;
     let id = std::str::from_utf8(key.get(9..)?).ok()?;
-    Some((Timestamp::from_millis(i64::try_from(ms).ok()?), OrderId::parse(id).ok()?))
+    Some((
+        Timestamp::from_millis(i64::try_from(ms).ok()?),
+        OrderId::parse(id).ok()?,
+    ))
 }
 
 /// The journal sequence the state rows reflect, written in the same batch.
@@ -96,7 +102,10 @@ pub(crate) struct Snapshot {
 
 impl Snapshot {
     pub fn is_empty(&self) -> bool {
-        self.families.is_empty() && self.skus.is_empty() && self.coupons.is_empty() && self.index.is_empty()
+        self.families.is_empty()
+            && self.skus.is_empty()
+            && self.coupons.is_empty()
+            && self.index.is_empty()
     }
 }
 
@@ -137,12 +146,23 @@ impl View {
                 let entry = match self.skus.get_mut(code) {
                     Some(entry) => entry,
                     None => {
-                        let value = match (read_row::<Sku>(rows, &sku_key(code), "sku")?, &event.body) {
-                            (Some(sku), _) => sku,
-                            (None, EventBody::SkuUpserted(details)) => Sku::new((**details).clone()),
-                            (None, _) => return Err(StorageError::corrupt("journal", format!("event for unknown SKU {code}"))),
-                        };
-                        self.skus.entry(code.clone()).or_insert(Dirty { value: Arc::new(value), seq })
+                        let value =
+                            match (read_row::<Sku>(rows, &sku_key(code), "sku")?, &event.body) {
+                                (Some(sku), _) => sku,
+                                (None, EventBody::SkuUpserted(details)) => {
+                                    Sku::new((**details).clone())
+                                }
+                                (None, _) => {
+                                    return Err(StorageError::corrupt(
+                                        "journal",
+                                        format!("event for unknown SKU {code}"),
+                                    ))
+                                }
+                            };
+                        self.skus.entry(code.clone()).or_insert(Dirty {
+                            value: Arc::new(value),
+                            seq,
+                        })
                     }
                 };
                 Arc::make_mut(&mut entry.value).apply(event);
@@ -153,41 +173,74 @@ impl View {
                 let entry = match self.coupons.get_mut(id) {
                     Some(entry) => entry,
                     None => {
-                        let value = match (read_row::<Coupon>(rows, &coupon_key(id), "coupon")?, &event.body) {
+                        let value = match (
+                            read_row::<Coupon>(rows, &coupon_key(id), "coupon")?,
+                            &event.body,
+                        ) {
                             (Some(coupon), _) => coupon,
-                            (None, EventBody::CouponIssued(details)) => Coupon::new((**details).clone()),
-                            (None, _) => return Err(StorageError::corrupt("journal", format!("event for unknown coupon {id}"))),
+                            (None, EventBody::CouponIssued(details)) => {
+                                Coupon::new((**details).clone())
+                            }
+                            (None, _) => {
+                                return Err(StorageError::corrupt(
+                                    "journal",
+                                    format!("event for unknown coupon {id}"),
+                                ))
+                            }
                         };
-                        self.coupons.entry(id.clone()).or_insert(Dirty { value: Arc::new(value), seq })
+                        self.coupons.entry(id.clone()).or_insert(Dirty {
+                            value: Arc::new(value),
+                            seq,
+                        })
                     }
                 };
                 Arc::make_mut(&mut entry.value).apply(event);
                 entry.seq = seq;
                 Ok(())
             }
-            Target::Unrouted => Err(StorageError::corrupt("journal", "an event that names no aggregate")),
+            Target::Unrouted => Err(StorageError::corrupt(
+                "journal",
+                "an event that names no aggregate",
+            )),
         }
     }
 
-    fn apply_family(&mut self, id: OrderId, event: &Event, rows: &sled::Tree) -> Result<(), StorageError> {
+    fn apply_family(
+        &mut self,
+        id: OrderId,
+        event: &Event,
+        rows: &sled::Tree,
+    ) -> Result<(), StorageError> {
         let seq = event.seq;
         if let EventBody::OrderCreated(new) = &event.body {
             if self.families.contains_key(&id) || rows.contains_key(family_key(&id))? {
                 return Ok(()); // already created: a replay of a reflected unit
             }
-            let family = OrderFamily::create(event)
-                .ok_or_else(|| StorageError::corrupt("journal", "OrderCreated that creates nothing"))?;
+            let family = OrderFamily::create(event).ok_or_else(|| {
+                StorageError::corrupt("journal", "OrderCreated that creates nothing")
+            })?;
             self.mark_index(user_key(&new.user_id, &id), true, seq);
             self.mark_index(expiry_key(new.expire_at, &id), true, seq);
-            self.families.insert(id, Dirty { value: Arc::new(family), seq });
+            self.families.insert(
+                id,
+                Dirty {
+                    value: Arc::new(family),
+                    seq,
+                },
+            );
             return Ok(());
         }
         let entry = match self.families.entry(id) {
             std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
             std::collections::btree_map::Entry::Vacant(v) => {
                 let family = read_row::<OrderFamily>(rows, &family_key(&id), "family")?
-                    .ok_or_else(|| StorageError::corrupt("journal", format!("event for unknown order {id}")))?;
-                v.insert(Dirty { value: Arc::new(family), seq })
+                    .ok_or_else(|| {
+                        StorageError::corrupt("journal", format!("event for unknown order {id}"))
+                    })?;
+                v.insert(Dirty {
+                    value: Arc::new(family),
+                    seq,
+                })
             }
         };
         let family = Arc::make_mut(&mut entry.value);
@@ -221,10 +274,26 @@ impl View {
         self.in_flight = Some(self.applied_seq);
         Snapshot {
             seq: self.applied_seq,
-            families: self.families.iter().map(|(k, d)| (*k, Arc::clone(&d.value))).collect(),
-            skus: self.skus.iter().map(|(k, d)| (k.clone(), Arc::clone(&d.value))).collect(),
-            coupons: self.coupons.iter().map(|(k, d)| (k.clone(), Arc::clone(&d.value))).collect(),
-            index: self.index.iter().map(|(k, d)| (k.clone(), d.value)).collect(),
+            families: self
+                .families
+                .iter()
+                .map(|(k, d)| (*k, Arc::clone(&d.value)))
+                .collect(),
+            skus: self
+                .skus
+                .iter()
+                .map(|(k, d)| (k.clone(), Arc::clone(&d.value)))
+                .collect(),
+            coupons: self
+                .coupons
+                .iter()
+                .map(|(k, d)| (k.clone(), Arc::clone(&d.value)))
+                .collect(),
+            index: self
+                .index
+                .iter()
+                .map(|(k, d)| (k.clone(), d.value))
+                .collect(),
         }
     }
 

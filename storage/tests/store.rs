@@ -1,0 +1,373 @@
+//! The store against a plain in-memory model: submits, reads, checkpoints,
+//! restarts, faults and limits.
+
+mod common;
+
+use common::{config, Model};
+use ordercore_domain::codes::CancelType;
+use ordercore_domain::codes::OrderStatus;
+use ordercore_domain::testkit::{self, pay_action};
+use ordercore_domain::{Action, OrderId};
+use ordercore_storage::journal::EncodedRecord;
+use ordercore_storage::{
+    Journal, ManualClock, SledJournal, StorageError, Store, StoreConfig, Unit,
+};
+use proptest::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+fn reopen(store: Store, dir: &std::path::Path) -> Store {
+    store.shutdown().unwrap();
+    drop(store);
+    common::open_retrying(config(dir))
+}
+
+#[test]
+fn acknowledged_changes_survive_restarts_before_and_after_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).unwrap();
+    let mut model = Model::new(&store);
+    let a = model.create(&store, "u1", &[("A1", 2), ("B1", 1)]).unwrap();
+    let b = model.create(&store, "u2", &[("A2", 1)]).unwrap();
+    assert!(model.run(
+        &store,
+        a,
+        testkit::provider(),
+        pay_action(&model.families[&a], "T-a")
+    ));
+    model.assert_matches(&store);
+
+    // Restart with everything still in the journal only.
+    let store = reopen(store, dir.path());
+    model.assert_matches(&store);
+
+    store.checkpoint_now().unwrap();
+    assert!(model.run(
+        &store,
+        b,
+        testkit::shopper("u2"),
+        Action::Cancel {
+            order_id: b,
+            cancel_type: CancelType::USER_CANCELED
+        }
+    ));
+    let store = reopen(store, dir.path());
+    model.assert_matches(&store);
+    assert_eq!(
+        store.family(&a).unwrap().unwrap().live_statuses(),
+        vec![OrderStatus::PAID, OrderStatus::PAID]
+    );
+    assert_eq!(
+        store.family(&b).unwrap().unwrap().status,
+        OrderStatus::CANCELED
+    );
+    store.shutdown().unwrap();
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Create {
+        owner: u8,
+        sku: u8,
+        quantity: u32,
+        second: bool,
+    },
+    Pay {
+        pick: usize,
+    },
+    Cancel {
+        pick: usize,
+    },
+    Checkpoint,
+    Restart,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0..4u8, 0..3u8, 1..5u32, any::<bool>()).prop_map(|(owner, sku, quantity, second)| Op::Create { owner, sku, quantity, second }),
+        3 => any::<usize>().prop_map(|pick| Op::Pay { pick }),
+        2 => any::<usize>().prop_map(|pick| Op::Cancel { pick }),
+        1 => Just(Op::Checkpoint),
+        1 => Just(Op::Restart),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_store_matches_a_plain_model_across_checkpoints_and_restarts(ops in proptest::collection::vec(op(), 1..40)) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(config(dir.path())).unwrap();
+        let mut model = Model::new(&store);
+        let skus = ["A1", "A2", "B1"];
+        let mut restarts = 0;
+        for op in ops {
+            let ids: Vec<OrderId> = model.families.keys().copied().collect();
+            match op {
+                Op::Create { owner, sku, quantity, second } => {
+                    let owner = format!("u{owner}");
+                    let mut items = vec![(skus[sku as usize], quantity)];
+                    if second {
+                        items.push((skus[(sku as usize + 1) % 3], 1));
+                    }
+                    model.create(&store, &owner, &items);
+                }
+                Op::Pay { pick } if !ids.is_empty() => {
+                    let id = ids[pick % ids.len()];
+                    let action = pay_action(&model.families[&id], &format!("T-{pick}"));
+                    model.run(&store, id, testkit::provider(), action);
+                }
+                Op::Cancel { pick } if !ids.is_empty() => {
+                    let id = ids[pick % ids.len()];
+                    model.run(&store, id, testkit::admin(), Action::Cancel { order_id: id, cancel_type: CancelType::USER_CANCELED });
+                }
+                Op::Checkpoint => store.checkpoint_now().unwrap(),
+                Op::Restart => {
+                    store = reopen(store, dir.path());
+                    restarts += 1;
+                }
+                _ => {}
+            }
+            model.assert_matches(&store);
+        }
+        prop_assert!(restarts <= 40);
+        store.shutdown().unwrap();
+    }
+}
+
+/// A journal whose writes fail while `failing` is set.
+#[derive(Debug)]
+struct FlakyJournal {
+    inner: SledJournal,
+    failing: Arc<AtomicBool>,
+}
+
+impl Journal for FlakyJournal {
+    fn append(&self, expected_last: u64, record: &EncodedRecord) -> Result<(), StorageError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(StorageError::Sled(
+                "injected: no space left on device".into(),
+            ));
+        }
+        self.inner.append(expected_last, record)
+    }
+    fn flush(&self) -> Result<(), StorageError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(StorageError::Sled("injected: flush failed".into()));
+        }
+        self.inner.flush()
+    }
+    fn last_seq(&self) -> Result<u64, StorageError> {
+        self.inner.last_seq()
+    }
+    fn scan(&self, after: u64, f: &mut dyn FnMut(Unit) -> bool) -> Result<(), StorageError> {
+        self.inner.scan(after, f)
+    }
+    fn trim(
+        &self,
+        through: u64,
+        before: ordercore_domain::Timestamp,
+    ) -> Result<usize, StorageError> {
+        self.inner.trim(through, before)
+    }
+}
+
+#[test]
+fn a_failing_disk_surfaces_errors_marks_the_store_unhealthy_and_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let failing = Arc::new(AtomicBool::new(false));
+    let open = |failing: &Arc<AtomicBool>| {
+        let cfg = config(dir.path());
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let journal = Arc::new(FlakyJournal {
+            inner: SledJournal::open(&db).unwrap(),
+            failing: Arc::clone(failing),
+        });
+        Store::open_with_journal(cfg, db, journal).unwrap()
+    };
+    let store = open(&failing);
+    let mut model = Model::new(&store);
+    let kept = model.create(&store, "u1", &[("A1", 1)]).unwrap();
+    assert!(store.is_healthy());
+    let epoch = store.epoch();
+
+    failing.store(true, Ordering::SeqCst);
+    let cmd = model.shop.create_cmd("u1", &[("A2", 3)], None);
+    let events = model
+        .shop
+        .decide_create(&cmd, &testkit::shopper("u1"))
+        .unwrap();
+    let ticket = store.submit(0, epoch, events.clone()).unwrap();
+    assert!(matches!(ticket.wait(), Err(StorageError::Unavailable(_))));
+    assert!(
+        !store.is_healthy(),
+        "a failed write marks the store unhealthy"
+    );
+    assert!(matches!(
+        store.submit(0, epoch, events.clone()),
+        Err(StorageError::Unavailable(_))
+    ));
+    assert!(
+        store.family(&cmd.order_id).unwrap().is_none(),
+        "nothing unacknowledged is visible"
+    );
+
+    failing.store(false, Ordering::SeqCst);
+    let mut waited = 0;
+    while !store.is_healthy() && waited < 100 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        waited += 1;
+    }
+    assert!(store.is_healthy(), "the writer recovers once the disk does");
+    assert!(store.epoch() > epoch, "recovery starts a new epoch");
+    assert!(matches!(
+        store.submit(0, epoch, events.clone()),
+        Err(StorageError::StaleEpoch { .. })
+    ));
+    model.assert_matches(&store);
+    store.shutdown().unwrap();
+    drop(store);
+    let store = open(&failing);
+    model.assert_matches(&store);
+    assert!(store.family(&kept).unwrap().is_some());
+    assert!(store.family(&cmd.order_id).unwrap().is_none());
+    store.shutdown().unwrap();
+}
+
+#[test]
+fn full_queues_answer_overloaded_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).unwrap();
+    let mut model = Model::new(&store);
+    store.shutdown().unwrap();
+    drop(store);
+    let mut cfg = config(dir.path());
+    cfg.queue_units_max = 0;
+    let store = Store::open(cfg).unwrap();
+    let cmd = model.shop.create_cmd("u1", &[("A1", 1)], None);
+    let events = model
+        .shop
+        .decide_create(&cmd, &testkit::shopper("u1"))
+        .unwrap();
+    assert!(matches!(
+        store.submit(0, store.epoch(), events),
+        Err(StorageError::Overloaded { .. })
+    ));
+    assert_eq!(store.metrics().overloaded, 1);
+    model.assert_matches(&store);
+    store.shutdown().unwrap();
+}
+
+#[test]
+fn a_family_created_and_paid_in_one_interval_costs_one_row_and_one_index_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).unwrap();
+    let mut model = Model::new(&store);
+    store.checkpoint_now().unwrap();
+    let before = store.metrics().rows_written;
+    let orders = 50;
+    for i in 0..orders {
+        let owner = format!("u{i}");
+        let id = model
+            .create(&store, &owner, &[("A1", 1), ("A2", 1)])
+            .unwrap();
+        assert!(model.run(
+            &store,
+            id,
+            testkit::provider(),
+            pay_action(&model.families[&id], &format!("T{i}"))
+        ));
+    }
+    store.checkpoint_now().unwrap();
+    let rows = store.metrics().rows_written - before;
+    // One family row and one user index row per order, plus the two SKU rows.
+    assert_eq!(rows, 2 * orders + 2);
+    assert!(store.pending_deadlines().unwrap().is_empty());
+    model.assert_matches(&store);
+    store.shutdown().unwrap();
+}
+
+#[test]
+fn the_journal_is_an_outbox_and_is_trimmed_after_checkpoint_and_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(testkit::t0());
+    let mut cfg: StoreConfig = config(dir.path());
+    cfg.clock = Arc::new(clock.clone());
+    let store = Store::open(cfg).unwrap();
+    let mut model = Model::new(&store);
+    let id = model.create(&store, "u1", &[("A1", 1)]).unwrap();
+    model.run(
+        &store,
+        id,
+        testkit::provider(),
+        pay_action(&model.families[&id], "T-1"),
+    );
+
+    let (all, last) = store.events_after(0, 1_000).unwrap();
+    assert_eq!(last, store.last_seq());
+    let types: Vec<_> = all.iter().map(|e| e.body.type_name()).collect();
+    assert!(
+        types.contains(&"OrderCreated") && types.contains(&"OrderPaid"),
+        "{types:?}"
+    );
+    assert!(all.windows(2).all(|w| w[0].seq < w[1].seq));
+    let (page, next) = store.events_after(0, 3).unwrap();
+    assert_eq!(page.len(), 3);
+    let (rest, _) = store.events_after(next, 1_000).unwrap();
+    assert_eq!(page.len() + rest.len(), all.len());
+    assert_eq!(page.last().unwrap().seq + 1, rest[0].seq);
+
+    // Checkpointed but inside the retention window: kept.
+    store.checkpoint_now().unwrap();
+    assert_eq!(store.events_after(0, 1_000).unwrap().0.len(), all.len());
+    assert_eq!(store.metrics().journal_records_trimmed, 0);
+    // Past the window: trimmed at the next checkpoint; state is unaffected.
+    clock.advance(11 * 60 * 1000);
+    model.create(&store, "u2", &[("A2", 1)]).unwrap();
+    store.checkpoint_now().unwrap();
+    assert!(store.metrics().journal_records_trimmed >= 3);
+    assert!(store.events_after(0, 1_000).unwrap().0.len() < all.len());
+    let store = reopen(store, dir.path());
+    model.assert_matches(&store);
+    store.shutdown().unwrap();
+}
+
+#[test]
+fn a_users_orders_are_listed_newest_first_with_a_cursor() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).unwrap();
+    let mut model = Model::new(&store);
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(model.create(&store, "u1", &[("A1", 1)]).unwrap());
+        model.create(&store, "u2", &[("A1", 1)]).unwrap();
+        if i == 2 {
+            store.checkpoint_now().unwrap();
+        }
+    }
+    ids.reverse();
+    let user = testkit::user("u1");
+    assert_eq!(store.user_orders(&user, None, 10).unwrap(), ids);
+    let first = store.user_orders(&user, None, 2).unwrap();
+    assert_eq!(first, ids[..2]);
+    assert_eq!(
+        store.user_orders(&user, Some(&first[1]), 10).unwrap(),
+        ids[2..]
+    );
+    let (page, cursor) = store
+        .scan_families(None, 3, &mut |f| f.user_id == user)
+        .unwrap();
+    assert_eq!(
+        page.iter().map(|f| f.order_id).collect::<Vec<_>>(),
+        ids[..3]
+    );
+    let (rest, _) = store
+        .scan_families(cursor.as_ref(), 10, &mut |f| f.user_id == user)
+        .unwrap();
+    assert_eq!(
+        rest.iter().map(|f| f.order_id).collect::<Vec<_>>(),
+        ids[3..]
+    );
+    store.shutdown().unwrap();
+}
