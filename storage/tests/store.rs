@@ -1,4 +1,6 @@
 //! The store against a plain in-memory model: submits, reads, checkpoints,
+
+#![allow(clippy::unwrap_used)]
 //! restarts, faults and limits.
 
 mod common;

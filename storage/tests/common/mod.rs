@@ -1,7 +1,7 @@
 //! Helpers shared by the storage tests: a shop that decides changes with the
 //! domain and a store that persists them.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use ordercore_domain::catalog::{decide_issue_coupon, decide_upsert_sku};
 use ordercore_domain::event::EventContext;
