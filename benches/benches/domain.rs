@@ -12,12 +12,17 @@ fn create_and_pay(c: &mut Criterion) {
     let cmd = shop.create_cmd("u1", &[("A1", 1), ("A2", 2)], None);
     let meta = shopper("u1");
     let family = shop.create("u1", &[("A1", 1), ("A2", 2)], None);
-    let pay = Command { meta: provider(), action: pay_action(&family, "T-1") };
+    let pay = Command {
+        meta: provider(),
+        action: pay_action(&family, "T-1"),
+    };
 
     let mut group = c.benchmark_group("domain");
     group.bench_function("create_decide_apply", |b| {
         b.iter(|| {
-            let events = shop.decide_create(black_box(&cmd), &meta).expect("accepted");
+            let events = shop
+                .decide_create(black_box(&cmd), &meta)
+                .expect("accepted");
             let mut family = OrderFamily::create(&events[0]).expect("created");
             for event in &events[1..] {
                 family.apply(event);
@@ -38,7 +43,9 @@ fn create_and_pay(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
-    group.bench_function("baseline_family_clone", |b| b.iter(|| black_box(family.clone())));
+    group.bench_function("baseline_family_clone", |b| {
+        b.iter(|| black_box(family.clone()))
+    });
     group.finish();
 }
 

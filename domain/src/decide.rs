@@ -1182,11 +1182,11 @@ fn review(
                 approved,
                 remark,
             }];
-            if a.after_sale_type == AfterSaleType::RETURN_GOODS {
-                bodies.extend(a.items.iter().map(|i| {
-                    stock_move(family, &i.sku_code, i.quantity, StockMove::SoldToAvailable)
-                }));
-            }
+            bodies.extend(
+                family.return_restock(a).into_iter().map(|(sku, units)| {
+                    stock_move(family, &sku, units, StockMove::SoldToAvailable)
+                }),
+            );
             bodies.push(EventBody::RefundRequested {
                 after_sale_id: *id,
                 order_id: a.order_id,

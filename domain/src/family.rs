@@ -319,23 +319,23 @@ impl OrderFamily {
                 let Some(i) = self.after_sale_index(after_sale_id) else {
                     return;
                 };
+                let restock = if *approved {
+                    self.return_restock(&self.after_sales[i])
+                } else {
+                    Vec::new()
+                };
                 let a = &mut self.after_sales[i];
                 a.review_remark.clone_from(remark);
                 a.updated_at = event.at;
-                if *approved {
-                    a.status = AfterSaleStatus::REVIEW_PASS;
-                    if a.after_sale_type == AfterSaleType::RETURN_GOODS {
-                        let items = a.items.clone();
-                        for item in items {
-                            if let Some(line) =
-                                self.lines.iter_mut().find(|l| l.sku_code == item.sku_code)
-                            {
-                                line.restocked_quantity += item.quantity;
-                            }
-                        }
-                    }
+                a.status = if *approved {
+                    AfterSaleStatus::REVIEW_PASS
                 } else {
-                    a.status = AfterSaleStatus::REVIEW_REJECTED;
+                    AfterSaleStatus::REVIEW_REJECTED
+                };
+                for (sku, units) in restock {
+                    if let Some(line) = self.lines.iter_mut().find(|l| l.sku_code == sku) {
+                        line.restocked_quantity += units;
+                    }
                 }
             }
             EventBody::RefundRequested { after_sale_id, .. } => {
@@ -602,6 +602,32 @@ impl OrderFamily {
                     line.sku_code.clone(),
                     held.saturating_sub(self.lacked_quantity(&line.sku_code)),
                 )
+            })
+            .filter(|(_, units)| *units > 0)
+            .collect()
+    }
+
+    /// Units that approving `after_sale` puts back into available stock:
+    /// for a return of goods, its quantities, but never more of a line than
+    /// is still out (bought, less what already went back, less what the
+    /// warehouse lacked). A return whose refund failed releases its claim,
+    /// so the same units may be applied for again; they came back with the
+    /// first approval and must not be restocked twice. Nothing for a return
+    /// of money.
+    pub fn return_restock(&self, after_sale: &AfterSale) -> Vec<(SkuCode, Quantity)> {
+        if after_sale.after_sale_type != AfterSaleType::RETURN_GOODS {
+            return Vec::new();
+        }
+        after_sale
+            .items
+            .iter()
+            .filter_map(|item| {
+                let line = self.line(&item.sku_code)?;
+                let out = line
+                    .sale_quantity
+                    .saturating_sub(line.restocked_quantity)
+                    .saturating_sub(self.lacked_quantity(&line.sku_code));
+                Some((item.sku_code.clone(), item.quantity.min(out)))
             })
             .filter(|(_, units)| *units > 0)
             .collect()

@@ -38,4 +38,6 @@ pub use money::{Money, Quantity, Timestamp};
 pub use pricing::{PricingRules, Quote, RiskRules};
 
 #[cfg(test)]
+mod properties;
+#[cfg(test)]
 mod tests;

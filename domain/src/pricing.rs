@@ -6,7 +6,7 @@ use crate::catalog::{Coupon, Sku};
 use crate::codes::CouponStatus;
 use crate::error::{DomainError, ErrorCode};
 use crate::ids::{CouponId, SkuCode, UserId};
-use crate::limits::ORDER_LINES_MAX;
+use crate::limits::{LINE_QUANTITY_MAX, ORDER_LINES_MAX};
 use crate::money::{Money, Quantity, Timestamp};
 use crate::order::{Amounts, CouponSnapshot};
 use serde::{Deserialize, Serialize};
@@ -50,7 +50,8 @@ pub struct Quote {
     pub coupon: Option<CouponSnapshot>,
 }
 
-/// Checks an item list: 1..=[`ORDER_LINES_MAX`] lines, each SKU once.
+/// Checks an item list: 1..=[`ORDER_LINES_MAX`] lines, each SKU once, each
+/// quantity 1..=[`LINE_QUANTITY_MAX`].
 pub fn check_items(items: &[(SkuCode, Quantity)]) -> Result<(), DomainError> {
     if items.is_empty() || items.len() > ORDER_LINES_MAX {
         return Err(DomainError::invalid(
@@ -59,7 +60,14 @@ pub fn check_items(items: &[(SkuCode, Quantity)]) -> Result<(), DomainError> {
             format!("must hold 1..={ORDER_LINES_MAX} lines"),
         ));
     }
-    for (i, (sku, _)) in items.iter().enumerate() {
+    for (i, (sku, quantity)) in items.iter().enumerate() {
+        if *quantity < 1 || *quantity > LINE_QUANTITY_MAX {
+            return Err(DomainError::invalid(
+                ErrorCode::ORDER_ITEM_INVALID,
+                "items",
+                format!("SKU {sku}: quantity must be 1..={LINE_QUANTITY_MAX}, got {quantity}"),
+            ));
+        }
         if items[..i].iter().any(|(other, _)| other == sku) {
             return Err(DomainError::invalid(
                 ErrorCode::ORDER_ITEM_INVALID,
@@ -294,6 +302,25 @@ mod tests {
             allocate(Money::from_minor(3), &m(&[0, 0])).unwrap(),
             m(&[0, 0])
         );
+    }
+
+    #[test]
+    fn item_lists_refuse_zero_and_oversized_quantities_and_repeats() {
+        let a = SkuCode::parse("A").unwrap();
+        let b = SkuCode::parse("B").unwrap();
+        assert!(check_items(&[(a.clone(), 1), (b.clone(), LINE_QUANTITY_MAX)]).is_ok());
+        for bad in [
+            vec![],
+            vec![(a.clone(), 0)],
+            vec![(a.clone(), LINE_QUANTITY_MAX + 1)],
+            vec![(a.clone(), 1), (a.clone(), 2)],
+        ] {
+            assert_eq!(
+                check_items(&bad).unwrap_err().code(),
+                ErrorCode::ORDER_ITEM_INVALID,
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

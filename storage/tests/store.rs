@@ -1,7 +1,7 @@
 //! The store against a plain in-memory model: submits, reads, checkpoints,
+//! restarts, faults and limits.
 
 #![allow(clippy::unwrap_used)]
-//! restarts, faults and limits.
 
 mod common;
 

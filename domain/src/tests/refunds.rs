@@ -1,0 +1,438 @@
+//! How much each after-sale refunds (API.md, "After-sale"): q of n units
+//! refund floor(line pay × q / n), the application completing a line takes
+//! the rest of it, the one completing the order adds the shipping fee, and
+//! every after-sale not rejected, revoked or failed holds its units.
+
+use super::*;
+
+fn applied(shop: &mut Shop, f: &mut OrderFamily, list: &[(&str, Quantity)]) -> AfterSale {
+    let id = f.order_id;
+    let events = shop
+        .run(
+            f,
+            shopper("u1"),
+            apply(id, AfterSaleType::RETURN_MONEY, list),
+        )
+        .unwrap();
+    committed(&events)
+}
+
+#[test]
+fn a_partial_unit_refunds_the_floor_of_its_share_and_the_completing_ones_take_the_rest() {
+    let (mut shop, mut f) = fixture(OrderStatus::PAID);
+    let first = applied(&mut shop, &mut f, &[("A1", 1)]);
+    assert_eq!(first.items, [item("A1", 1, A1_ONE_UNIT)]);
+    assert_eq!(first.shipping_amount, Money::ZERO);
+    // The second unit completes line A1: 5429 − 2714, not another 2714.
+    let second = applied(&mut shop, &mut f, &[("A1", 1)]);
+    assert_eq!(second.items, [item("A1", 1, A1_PAY - A1_ONE_UNIT)]);
+    assert_eq!(second.apply_refund_amount, m(2_715));
+    assert_eq!(second.shipping_amount, Money::ZERO);
+    // A2 completes the order and so carries the shipping fee.
+    let third = applied(&mut shop, &mut f, &[("A2", 1)]);
+    assert_eq!(third.items, [item("A2", 1, A2_PAY)]);
+    assert_eq!(third.shipping_amount, m(SHIPPING));
+    assert_eq!(third.apply_refund_amount, m(A2_PAY + SHIPPING));
+    let total: i64 = f
+        .after_sales
+        .iter()
+        .map(|a| a.apply_refund_amount.minor())
+        .sum();
+    assert_eq!(total, PAY);
+    // Nothing is left to return.
+    let id = f.order_id;
+    let code = refused(
+        &mut shop,
+        &mut f,
+        shopper("u1"),
+        apply(id, AfterSaleType::RETURN_MONEY, &[("A2", 1)]),
+    );
+    assert_eq!(code, ErrorCode::AFTER_SALE_QUANTITY_EXCEEDED);
+}
+
+#[test]
+fn one_application_of_everything_refunds_the_whole_payment() {
+    let (mut shop, mut f) = fixture(OrderStatus::FULFILLED);
+    let a = applied(&mut shop, &mut f, &[("A2", 1), ("A1", 2)]);
+    assert_eq!(a.items, [item("A2", 1, A2_PAY), item("A1", 2, A1_PAY)]);
+    assert_eq!(a.shipping_amount, m(SHIPPING));
+    assert_eq!(a.apply_refund_amount, m(PAY));
+}
+
+#[test]
+fn pending_applications_hold_their_units() {
+    let (mut shop, mut f) = fixture(OrderStatus::PAID);
+    let id = f.order_id;
+    applied(&mut shop, &mut f, &[("A1", 2)]);
+    let code = refused(
+        &mut shop,
+        &mut f,
+        shopper("u1"),
+        apply(id, AfterSaleType::RETURN_MONEY, &[("A1", 1)]),
+    );
+    assert_eq!(code, ErrorCode::AFTER_SALE_QUANTITY_EXCEEDED);
+    // A2 is still free, and completing the order it takes the shipping.
+    let b = applied(&mut shop, &mut f, &[("A2", 1)]);
+    assert_eq!(b.shipping_amount, m(SHIPPING));
+}
+
+#[test]
+fn rejected_revoked_and_failed_after_sales_release_their_units() {
+    for how in ["reject", "revoke", "fail"] {
+        let (mut shop, mut f) = fixture(OrderStatus::PAID);
+        let id = f.order_id;
+        let first = applied(&mut shop, &mut f, &[("A1", 2), ("A2", 1)]);
+        assert_eq!(first.apply_refund_amount, m(PAY));
+        let a = first.after_sale_id;
+        match how {
+            "reject" => shop.run(&mut f, admin(), review(a, false)),
+            "revoke" => shop.run(&mut f, shopper("u1"), revoke(a)),
+            _ => {
+                shop.run(&mut f, admin(), review(a, true)).unwrap();
+                shop.run(&mut f, provider(), refund_result(a, PAY, false))
+            }
+        }
+        .unwrap();
+        // Everything can be applied for again, shipping included.
+        let second = applied(&mut shop, &mut f, &[("A1", 1)]);
+        assert_eq!(second.apply_refund_amount, m(A1_ONE_UNIT), "{how}");
+        let third = applied(&mut shop, &mut f, &[("A1", 1), ("A2", 1)]);
+        assert_eq!(
+            third.apply_refund_amount,
+            m(PAY - A1_ONE_UNIT),
+            "{how}: the rest of A1, all of A2 and the shipping"
+        );
+        assert_eq!(third.shipping_amount, m(SHIPPING));
+        if how == "fail" {
+            // What the failed refund covered is claimed again: no retry.
+            let code = refused(&mut shop, &mut f, admin(), retry(a));
+            assert_eq!(code, ErrorCode::AFTER_SALE_STATUS_CHANGED);
+        }
+        let code = refused(
+            &mut shop,
+            &mut f,
+            shopper("u1"),
+            apply(id, AfterSaleType::RETURN_MONEY, &[("A1", 1)]),
+        );
+        assert_eq!(code, ErrorCode::AFTER_SALE_QUANTITY_EXCEEDED, "{how}");
+    }
+}
+
+#[test]
+fn a_failed_refund_can_be_retried_while_nobody_else_claims_what_it_covers() {
+    let (mut shop, mut f) = fixture(OrderStatus::PAID);
+    let a = applied(&mut shop, &mut f, &[("A1", 1)]).after_sale_id;
+    shop.run(&mut f, admin(), review(a, true)).unwrap();
+    shop.run(&mut f, provider(), refund_result(a, A1_ONE_UNIT, false))
+        .unwrap();
+    // Another application takes the other unit: there is still room for a.
+    applied(&mut shop, &mut f, &[("A1", 1)]);
+    let events = shop.run(&mut f, admin(), retry(a)).unwrap();
+    assert_eq!(types(&events), ["RefundRequested"]);
+    assert_eq!(f.after_sale(&a).unwrap().status, AfterSaleStatus::REFUNDING);
+}
+
+#[test]
+fn a_failed_refund_carrying_the_shipping_cannot_be_retried_once_another_carries_it() {
+    let (mut shop, mut f) = fixture(OrderStatus::PAID);
+    applied(&mut shop, &mut f, &[("A1", 2)]);
+    let a = applied(&mut shop, &mut f, &[("A2", 1)]);
+    assert_eq!(a.shipping_amount, m(SHIPPING));
+    let a = a.after_sale_id;
+    shop.run(&mut f, admin(), review(a, true)).unwrap();
+    shop.run(
+        &mut f,
+        provider(),
+        refund_result(a, A2_PAY + SHIPPING, false),
+    )
+    .unwrap();
+    let b = applied(&mut shop, &mut f, &[("A2", 1)]);
+    assert_eq!(b.shipping_amount, m(SHIPPING));
+    let code = refused(&mut shop, &mut f, admin(), retry(a));
+    assert_eq!(code, ErrorCode::AFTER_SALE_STATUS_CHANGED);
+}
+
+#[test]
+fn a_lack_refunds_the_lacked_share_and_counts_against_later_returns() {
+    let (mut shop, mut f) = fixture(OrderStatus::FULFILLED);
+    let id = f.order_id;
+    let events = shop.run(&mut f, admin(), lack(id, &[("A1", 1)])).unwrap();
+    let l = committed(&events);
+    assert_eq!(l.items, [item("A1", 1, A1_ONE_UNIT)]);
+    assert_eq!(l.reason.as_deref(), Some("lack"));
+    // Only one A1 unit is left to return, and it takes the rest of the line.
+    let code = refused(
+        &mut shop,
+        &mut f,
+        shopper("u1"),
+        apply(id, AfterSaleType::RETURN_MONEY, &[("A1", 2)]),
+    );
+    assert_eq!(code, ErrorCode::AFTER_SALE_QUANTITY_EXCEEDED);
+    let a = applied(&mut shop, &mut f, &[("A1", 1)]);
+    assert_eq!(a.items, [item("A1", 1, A1_PAY - A1_ONE_UNIT)]);
+}
+
+#[test]
+fn a_lack_may_not_exceed_what_is_left_nor_name_another_sku() {
+    let (mut shop, mut f) = fixture(OrderStatus::OUT_STOCK);
+    let id = f.order_id;
+    let code = refused(&mut shop, &mut f, admin(), lack(id, &[("A1", 3)]));
+    assert_eq!(code, ErrorCode::AFTER_SALE_QUANTITY_EXCEEDED);
+    let code = refused(&mut shop, &mut f, admin(), lack(id, &[("B1", 1)]));
+    assert_eq!(code, ErrorCode::ORDER_ITEM_INVALID);
+    let code = refused(&mut shop, &mut f, admin(), lack(id, &[]));
+    assert_eq!(code, ErrorCode::ORDER_ITEM_INVALID);
+}
+
+#[test]
+fn a_part_whose_every_unit_was_lacked_moves_no_further() {
+    let (mut shop, mut f) = fixture(OrderStatus::FULFILLED);
+    let id = f.order_id;
+    let events = shop
+        .run(&mut f, admin(), lack(id, &[("A1", 2), ("A2", 1)]))
+        .unwrap();
+    let l = committed(&events);
+    assert_eq!(l.apply_refund_amount, m(PAY));
+    assert_eq!(l.shipping_amount, m(SHIPPING));
+    for event in [FulfillmentEvent::OUT_STOCK, FulfillmentEvent::DELIVERY] {
+        let code = refused(&mut shop, &mut f, admin(), fulfill(id, event));
+        assert_eq!(code, ErrorCode::ORDER_STATUS_CHANGED);
+    }
+    // A lack whose refund failed no longer refunds the part: it may move.
+    let a = l.after_sale_id;
+    shop.run(&mut f, provider(), refund_result(a, PAY, false))
+        .unwrap();
+    shop.run(&mut f, admin(), fulfill(id, FulfillmentEvent::OUT_STOCK))
+        .unwrap();
+    assert_eq!(f.status, OrderStatus::OUT_STOCK);
+}
+
+#[test]
+fn a_part_fully_refunded_before_shipping_moves_no_further_but_can_still_be_cancelled() {
+    let (mut shop, mut f) = fixture(OrderStatus::PAID);
+    let id = f.order_id;
+    let a = applied(&mut shop, &mut f, &[("A1", 2), ("A2", 1)]).after_sale_id;
+    // Pending, it does not stop the order yet.
+    let decided = crate::decide(
+        &f,
+        &crate::Command {
+            meta: admin(),
+            action: fulfill(id, FulfillmentEvent::FULFILLED),
+        },
+        shop.now,
+    );
+    assert!(matches!(decided.as_deref(), Ok([_])));
+    shop.run(&mut f, admin(), review(a, true)).unwrap();
+    let code = refused(
+        &mut shop,
+        &mut f,
+        admin(),
+        fulfill(id, FulfillmentEvent::FULFILLED),
+    );
+    assert_eq!(code, ErrorCode::ORDER_STATUS_CHANGED);
+    // Cancelling it returns the stock; the return already refunds the
+    // whole payment, so no second refund is created.
+    let events = shop
+        .run(&mut f, shopper("u1"), cancel(id, CancelType::USER_CANCELED))
+        .unwrap();
+    assert_eq!(
+        types(&events),
+        [
+            "OrderCanceled",
+            "StockChanged",
+            "StockChanged",
+            "CouponChanged"
+        ]
+    );
+    assert_eq!(f.after_sales.len(), 1);
+    assert_eq!(stock(&shop, "A1"), (100, 0, 0));
+}
+
+#[test]
+fn a_refusal_returns_every_unit_but_the_lacked_ones_and_refunds_the_rest() {
+    let (mut shop, mut f) = fixture(OrderStatus::FULFILLED);
+    let id = f.order_id;
+    shop.run(&mut f, admin(), lack(id, &[("A1", 1)])).unwrap();
+    for event in [FulfillmentEvent::OUT_STOCK, FulfillmentEvent::DELIVERY] {
+        shop.run(&mut f, admin(), fulfill(id, event)).unwrap();
+    }
+    let events = shop
+        .run(&mut f, admin(), fulfill(id, FulfillmentEvent::REFUSED))
+        .unwrap();
+    assert_eq!(
+        stock_moves(&events),
+        [("A1".into(), 1, 0, -1), ("A2".into(), 1, 0, -1)]
+    );
+    // The lacked unit was never there: it stays written off as sold.
+    assert_eq!(stock(&shop, "A1"), (99, 0, 1));
+    assert_eq!(stock(&shop, "A2"), (100, 0, 0));
+    let refund = committed(&events);
+    assert_refund(
+        &refund,
+        AfterSaleTypeDetail::ALL_REFUND,
+        AfterSaleStatus::REFUNDING,
+        PAY - A1_ONE_UNIT,
+    );
+    assert_eq!(
+        refund.items,
+        [item("A1", 1, A1_PAY - A1_ONE_UNIT), item("A2", 1, A2_PAY)]
+    );
+    assert_eq!(refund.shipping_amount, m(SHIPPING));
+}
+
+#[test]
+fn a_refusal_revokes_pending_applications_and_refunds_what_they_asked_for() {
+    let (mut shop, mut f) = fixture(OrderStatus::FULFILLED);
+    let id = f.order_id;
+    let pending = applied(&mut shop, &mut f, &[("A2", 1)]).after_sale_id;
+    let approved = applied(&mut shop, &mut f, &[("A1", 1)]).after_sale_id;
+    shop.run(&mut f, admin(), review(approved, true)).unwrap();
+    for event in [FulfillmentEvent::OUT_STOCK, FulfillmentEvent::DELIVERY] {
+        shop.run(&mut f, admin(), fulfill(id, event)).unwrap();
+    }
+    let events = shop
+        .run(&mut f, admin(), fulfill(id, FulfillmentEvent::REFUSED))
+        .unwrap();
+    assert_eq!(types(&events)[0], "AfterSaleRevoked");
+    assert_eq!(
+        f.after_sale(&pending).unwrap().status,
+        AfterSaleStatus::REVOKED
+    );
+    let refund = committed(&events);
+    assert_eq!(
+        refund.items,
+        [item("A1", 1, A1_PAY - A1_ONE_UNIT), item("A2", 1, A2_PAY)]
+    );
+    assert_eq!(refund.apply_refund_amount, m(PAY - A1_ONE_UNIT));
+    // RETURN_MONEY never restocks, but the refused parcel brings every unit back.
+    assert_eq!(stock(&shop, "A1"), (100, 0, 0));
+}
+
+#[test]
+fn cancelling_a_paid_order_revokes_pending_applications_and_refunds_the_rest() {
+    let (mut shop, mut f) = fixture(OrderStatus::PAID);
+    let id = f.order_id;
+    let pending = applied(&mut shop, &mut f, &[("A2", 1)]).after_sale_id;
+    let approved = applied(&mut shop, &mut f, &[("A1", 1)]).after_sale_id;
+    shop.run(&mut f, admin(), review(approved, true)).unwrap();
+    let events = shop
+        .run(&mut f, shopper("u1"), cancel(id, CancelType::USER_CANCELED))
+        .unwrap();
+    assert_eq!(types(&events)[..2], ["AfterSaleRevoked", "OrderCanceled"]);
+    assert_eq!(
+        f.after_sale(&pending).unwrap().status,
+        AfterSaleStatus::REVOKED
+    );
+    let refund = committed(&events);
+    assert_refund(
+        &refund,
+        AfterSaleTypeDetail::USER_CANCEL,
+        AfterSaleStatus::REFUNDING,
+        PAY - A1_ONE_UNIT,
+    );
+    assert_eq!(
+        refund.items,
+        [item("A1", 1, A1_PAY - A1_ONE_UNIT), item("A2", 1, A2_PAY)]
+    );
+    assert_eq!(refund.shipping_amount, m(SHIPPING));
+    // Every unit goes back: RETURN_MONEY never took any out of `sold`.
+    assert_eq!(stock(&shop, "A1"), (100, 0, 0));
+    assert_eq!(stock(&shop, "A2"), (100, 0, 0));
+}
+
+#[test]
+fn returned_goods_go_back_to_stock_once_even_when_a_failed_return_is_applied_for_again() {
+    let (mut shop, mut f) = fixture(OrderStatus::SIGNED);
+    let id = f.order_id;
+    for round in 0..2 {
+        shop.run(
+            &mut f,
+            shopper("u1"),
+            apply(id, AfterSaleType::RETURN_GOODS, &[("A1", 2)]),
+        )
+        .unwrap();
+        let a = last_after_sale(&f).clone();
+        let events = shop
+            .run(&mut f, admin(), review(a.after_sale_id, true))
+            .unwrap();
+        let moved = if round == 0 {
+            vec![("A1".to_owned(), 2, 0, -2)]
+        } else {
+            // The units came back with the first return.
+            vec![]
+        };
+        assert_eq!(stock_moves(&events), moved, "round {round}");
+        assert_eq!(stock(&shop, "A1"), (100, 0, 0), "round {round}");
+        assert_eq!(f.lines[0].restocked_quantity, 2, "round {round}");
+        shop.run(
+            &mut f,
+            provider(),
+            refund_result(a.after_sale_id, a.apply_refund_amount.minor(), false),
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn a_return_of_goods_restocks_only_units_not_already_back() {
+    let (mut shop, mut f) = fixture(OrderStatus::SIGNED);
+    let id = f.order_id;
+    shop.run(
+        &mut f,
+        shopper("u1"),
+        apply(id, AfterSaleType::RETURN_GOODS, &[("A1", 1)]),
+    )
+    .unwrap();
+    let a = last_after_sale(&f).clone();
+    shop.run(&mut f, admin(), review(a.after_sale_id, true))
+        .unwrap();
+    shop.run(
+        &mut f,
+        provider(),
+        refund_result(a.after_sale_id, A1_ONE_UNIT, false),
+    )
+    .unwrap();
+    // Both units are returnable again (the failed one released its claim),
+    // but only the one still with the shopper comes back now.
+    shop.run(
+        &mut f,
+        shopper("u1"),
+        apply(id, AfterSaleType::RETURN_GOODS, &[("A1", 2)]),
+    )
+    .unwrap();
+    let b = last_after_sale(&f).after_sale_id;
+    let events = shop.run(&mut f, admin(), review(b, true)).unwrap();
+    assert_eq!(stock_moves(&events), [("A1".into(), 1, 0, -1)]);
+    assert_eq!(stock(&shop, "A1"), (100, 0, 0));
+    assert_eq!(f.lines[0].restocked_quantity, 2);
+}
+
+#[test]
+fn a_return_of_goods_never_restocks_units_the_warehouse_lacked() {
+    let (mut shop, mut f) = fixture(OrderStatus::FULFILLED);
+    let id = f.order_id;
+    shop.run(&mut f, admin(), lack(id, &[("A1", 1)])).unwrap();
+    let l = last_after_sale(&f).after_sale_id;
+    // The lack refund fails and releases its claim on the unit...
+    shop.run(&mut f, provider(), refund_result(l, A1_ONE_UNIT, false))
+        .unwrap();
+    for event in [
+        FulfillmentEvent::OUT_STOCK,
+        FulfillmentEvent::DELIVERY,
+        FulfillmentEvent::SIGNED,
+    ] {
+        shop.run(&mut f, admin(), fulfill(id, event)).unwrap();
+    }
+    // ...so both units may be returned, but only the delivered one exists.
+    shop.run(
+        &mut f,
+        shopper("u1"),
+        apply(id, AfterSaleType::RETURN_GOODS, &[("A1", 2)]),
+    )
+    .unwrap();
+    let a = last_after_sale(&f).after_sale_id;
+    let events = shop.run(&mut f, admin(), review(a, true)).unwrap();
+    assert_eq!(stock_moves(&events), [("A1".into(), 1, 0, -1)]);
+    assert_eq!(stock(&shop, "A1"), (99, 0, 1));
+    assert_eq!(f.lines[0].restocked_quantity, 1);
+}
