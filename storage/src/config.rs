@@ -21,9 +21,10 @@ pub const QUEUE_UNITS_MAX: usize = 65_536;
 /// Encoded bytes the writer's queue holds before `Overloaded` (64 MiB).
 pub const QUEUE_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Units in one group commit (one journal record).
-pub const GROUP_UNITS_MAX: usize = 8_192;
-/// Encoded bytes in one group commit (8 MiB).
-pub const GROUP_BYTES_MAX: usize = 8 * 1024 * 1024;
+pub const GROUP_UNITS_MAX: usize = 1_024;
+/// Encoded bytes in one group commit (1 MiB): sled 0.34 writes a large value
+/// as a separate blob file, which costs more than its share of a flush.
+pub const GROUP_BYTES_MAX: usize = 1024 * 1024;
 /// Time between write-behind checkpoints.
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(1_000);
 /// Families changed but not yet written behind before submitters get
