@@ -139,65 +139,32 @@ impl View {
     }
 
     fn apply_event(&mut self, event: &Event, rows: &sled::Tree) -> Result<(), StorageError> {
-        let seq = event.seq;
         match event.body.target() {
             Target::Family(id) => self.apply_family(id, event, rows),
-            Target::Sku(code) => {
-                let entry = match self.skus.get_mut(code) {
-                    Some(entry) => entry,
-                    None => {
-                        let value =
-                            match (read_row::<Sku>(rows, &sku_key(code), "sku")?, &event.body) {
-                                (Some(sku), _) => sku,
-                                (None, EventBody::SkuUpserted(details)) => {
-                                    Sku::new((**details).clone())
-                                }
-                                (None, _) => {
-                                    return Err(StorageError::corrupt(
-                                        "journal",
-                                        format!("event for unknown SKU {code}"),
-                                    ))
-                                }
-                            };
-                        self.skus.entry(code.clone()).or_insert(Dirty {
-                            value: Arc::new(value),
-                            seq,
-                        })
-                    }
-                };
-                Arc::make_mut(&mut entry.value).apply(event);
-                entry.seq = seq;
-                Ok(())
-            }
-            Target::Coupon(id) => {
-                let entry = match self.coupons.get_mut(id) {
-                    Some(entry) => entry,
-                    None => {
-                        let value = match (
-                            read_row::<Coupon>(rows, &coupon_key(id), "coupon")?,
-                            &event.body,
-                        ) {
-                            (Some(coupon), _) => coupon,
-                            (None, EventBody::CouponIssued(details)) => {
-                                Coupon::new((**details).clone())
-                            }
-                            (None, _) => {
-                                return Err(StorageError::corrupt(
-                                    "journal",
-                                    format!("event for unknown coupon {id}"),
-                                ))
-                            }
-                        };
-                        self.coupons.entry(id.clone()).or_insert(Dirty {
-                            value: Arc::new(value),
-                            seq,
-                        })
-                    }
-                };
-                Arc::make_mut(&mut entry.value).apply(event);
-                entry.seq = seq;
-                Ok(())
-            }
+            Target::Sku(code) => apply_catalog(
+                &mut self.skus,
+                code,
+                &sku_key(code),
+                rows,
+                event,
+                |body| match body {
+                    EventBody::SkuUpserted(details) => Some(Sku::new((**details).clone())),
+                    _ => None,
+                },
+                Sku::apply,
+            ),
+            Target::Coupon(id) => apply_catalog(
+                &mut self.coupons,
+                id,
+                &coupon_key(id),
+                rows,
+                event,
+                |body| match body {
+                    EventBody::CouponIssued(details) => Some(Coupon::new((**details).clone())),
+                    _ => None,
+                },
+                Coupon::apply,
+            ),
             Target::Unrouted => Err(StorageError::corrupt(
                 "journal",
                 "an event that names no aggregate",
@@ -306,6 +273,42 @@ impl View {
         self.coupons.retain(|_, d| d.seq > seq);
         self.index.retain(|_, d| d.seq > seq);
     }
+}
+
+/// Applies a catalog event (SKU or coupon) to its dirty entry, loading the
+/// entry from its row, or creating it from the event that issues it.
+#[allow(clippy::too_many_arguments)]
+fn apply_catalog<K, V>(
+    map: &mut HashMap<K, Dirty<Arc<V>>>,
+    key: &K,
+    row_key: &[u8],
+    rows: &sled::Tree,
+    event: &Event,
+    create: impl FnOnce(&EventBody) -> Option<V>,
+    apply: fn(&mut V, &Event),
+) -> Result<(), StorageError>
+where
+    K: std::hash::Hash + Eq + Clone + std::fmt::Display,
+    V: Clone + serde::de::DeserializeOwned,
+{
+    let entry = match map.entry(key.clone()) {
+        std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+        std::collections::hash_map::Entry::Vacant(v) => {
+            let value = match read_row::<V>(rows, row_key, "catalog row")? {
+                Some(value) => value,
+                None => create(&event.body).ok_or_else(|| {
+                    StorageError::corrupt("journal", format!("event for unknown {key}"))
+                })?,
+            };
+            v.insert(Dirty {
+                value: Arc::new(value),
+                seq: event.seq,
+            })
+        }
+    };
+    apply(Arc::make_mut(&mut entry.value), event);
+    entry.seq = event.seq;
+    Ok(())
 }
 
 /// Reads and decodes one state row.
