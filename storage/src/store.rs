@@ -217,16 +217,28 @@ impl Store {
     }
 
     fn spawn_threads(&self) -> Result<(), StorageError> {
-        let spawn = |name: &str, f: fn(Arc<Inner>)| {
-            let inner = Arc::clone(&self.inner);
+        let (to_applier, applies) = std::sync::mpsc::channel();
+        let thread = |name: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
                 .name(name.to_owned())
-                .spawn(move || f(inner))
+                .spawn(f)
                 .map_err(|e| StorageError::Unavailable(format!("cannot start {name}: {e}")))
         };
-        let writer = spawn("ordercore-journal", journal_writer)?;
-        let behind = spawn("ordercore-write-behind", write_behind)?;
-        lock(&self.threads).extend([writer, behind]);
+        let (w, a, b) = (
+            Arc::clone(&self.inner),
+            Arc::clone(&self.inner),
+            Arc::clone(&self.inner),
+        );
+        let writer = thread(
+            "ordercore-journal",
+            Box::new(move || journal_writer(w, to_applier)),
+        )?;
+        let applier = thread(
+            "ordercore-apply",
+            Box::new(move || view_applier(a, applies)),
+        )?;
+        let behind = thread("ordercore-write-behind", Box::new(move || write_behind(b)))?;
+        lock(&self.threads).extend([writer, applier, behind]);
         Ok(())
     }
 
@@ -648,7 +660,33 @@ fn take_group(inner: &Inner) -> (Vec<Pending>, bool) {
     (group, closed)
 }
 
-fn journal_writer(inner: Arc<Inner>) {
+/// What the journal writer hands the view applier, in journal order.
+#[derive(Debug)]
+enum ToApply {
+    /// Durable units to apply.
+    Units(Vec<Arc<Unit>>),
+    /// Sequences up to here failed and will never be applied.
+    Skip(u64),
+}
+
+/// Applies durable units to the write-behind view on its own thread, so
+/// the journal writer goes straight on to the next group.
+fn view_applier(inner: Arc<Inner>, applies: std::sync::mpsc::Receiver<ToApply>) {
+    // Ends when the journal writer ends and drops its sender.
+    for message in applies {
+        match message {
+            ToApply::Units(units) => apply_to_view(&inner, &units),
+            ToApply::Skip(last) => {
+                let mut view = lock(&inner.view);
+                view.applied_seq = view.applied_seq.max(last);
+                drop(view);
+                inner.view_cv.notify_all();
+            }
+        }
+    }
+}
+
+fn journal_writer(inner: Arc<Inner>, applier: std::sync::mpsc::Sender<ToApply>) {
     let mut expected_last = inner.journal.last_seq().unwrap_or(0);
     let mut last_flush = Instant::now();
     loop {
@@ -702,7 +740,9 @@ fn journal_writer(inner: Arc<Inner>) {
                     }
                     units.push(p.unit);
                 }
-                apply_to_view(&inner, &units);
+                if applier.send(ToApply::Units(units)).is_err() {
+                    tracing::error!("the view applier stopped");
+                }
             }
             Err(e) => {
                 tracing::error!(error = %e, units = group.len(), "journal write failed; refusing writes until the disk recovers");
@@ -721,10 +761,7 @@ fn journal_writer(inner: Arc<Inner>) {
                     }
                 }
                 // Those sequences will never be applied: readers must not wait for them.
-                let mut view = lock(&inner.view);
-                view.applied_seq = view.applied_seq.max(last);
-                drop(view);
-                inner.view_cv.notify_all();
+                let _ = applier.send(ToApply::Skip(last));
             }
         }
     }
