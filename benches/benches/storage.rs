@@ -13,93 +13,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
-use ordercore_domain::catalog::decide_upsert_sku;
-use ordercore_domain::codes::ProductType;
-use ordercore_domain::event::EventContext;
-use ordercore_domain::testkit::{self, pay_action, Shop};
-use ordercore_domain::{decide, Actor, Command, Event, IdSequencer, OrderFamily, OrderId};
+use ordercore_benches::{cpu_us, submit_all, Workload};
 use ordercore_storage::journal::{encode_unit, Unit};
-use ordercore_storage::{Store, StoreConfig, Ticket};
-use std::collections::VecDeque;
+use ordercore_storage::{Store, StoreConfig};
 use std::time::{Duration, Instant};
 
 /// Tickets in flight: enough for group commit to fill its groups.
 const WINDOW: usize = 8_192;
-const SKUS: usize = 1_000;
-const USERS: usize = 100_000;
 const RAW_BATCH_RECORDS: usize = 1_024;
-
-/// Process CPU time (user + system) from /proc, in µs.
-fn cpu_us() -> u64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<u64> = after
-        .split_whitespace()
-        .filter_map(|f| f.parse().ok())
-        .collect();
-    // After the command name: state is not numeric, so utime/stime are
-    // fields 11 and 12 of the numeric ones (clock ticks of 10 ms).
-    fields.get(10..12).map_or(0, |f| (f[0] + f[1]) * 10_000)
-}
-
-/// The events of one order's create and of its payment.
-type Lifecycle = (Vec<Event>, Vec<Event>);
-
-fn lifecycles(n: usize) -> (Vec<Event>, Vec<Lifecycle>) {
-    let mut shop = Shop::default();
-    shop.skus = (0..SKUS)
-        .map(|i| {
-            let kind = if i % 5 == 0 {
-                ProductType::ADVANCE_SALE
-            } else {
-                ProductType::NORMAL_PRODUCT
-            };
-            testkit::sku(
-                &format!("S{i:04}"),
-                kind,
-                1_000 + (i as i64 % 50) * 100,
-                1_000_000_000,
-            )
-        })
-        .collect();
-    shop.coupons.clear();
-    let ctx = EventContext {
-        at: shop.now,
-        actor: Actor::admin("bench"),
-        request_id: None,
-        reason: None,
-        version: 0,
-    };
-    let catalog = ctx.events(
-        shop.skus
-            .iter()
-            .flat_map(|s| decide_upsert_sku(None, s.details.clone(), s.total()).unwrap())
-            .collect(),
-    );
-    let mut ids = IdSequencer::default();
-    let mut out = Vec::with_capacity(n);
-    for i in 0..n {
-        let owner = format!("u{}", i % USERS);
-        let a = format!("S{:04}", (i * 7) % SKUS);
-        let b = format!("S{:04}", (i * 7 + 3) % SKUS);
-        let mut cmd = shop.create_cmd(&owner, &[(&a, 1), (&b, 2)], None);
-        let (at, seq) = ids.next(shop.now);
-        cmd.order_id = OrderId::generate(at, 1, seq, &testkit::user(&owner)).unwrap();
-        let create = shop.decide_create(&cmd, &testkit::shopper(&owner)).unwrap();
-        shop.apply_catalog(&create);
-        let mut family = OrderFamily::create(&create[0]).unwrap();
-        for e in &create[1..] {
-            family.apply(e);
-        }
-        let pay = Command {
-            meta: testkit::provider(),
-            action: pay_action(&family, &format!("T{i}")),
-        };
-        let pay = decide(&family, &pay, shop.now).unwrap();
-        out.push((create, pay));
-    }
-    (catalog, out)
-}
 
 fn raw_sled(dir: &std::path::Path, records: &[Vec<u8>]) -> Duration {
     let db = sled::Config::new()
@@ -128,7 +49,9 @@ fn main() {
         .find_map(|a| a.parse().ok())
         .unwrap_or(200_000);
     println!("generating {n} lifecycles (create 2 SKUs + pay) ...");
-    let (catalog, work) = lifecycles(n);
+    let mut workload = Workload::new();
+    let catalog = workload.catalog();
+    let work: Vec<_> = (0..n).map(|_| workload.next_lifecycle()).collect();
     let unit_bytes: Vec<Vec<u8>> = work
         .iter()
         .flat_map(|(c, p)| [c, p])
@@ -157,38 +80,7 @@ fn main() {
     let before = store.metrics();
     let cpu0 = cpu_us();
     let started = Instant::now();
-    let mut inflight: VecDeque<Ticket> = VecDeque::with_capacity(WINDOW);
-    let epoch = store.epoch();
-    const STRIDE: usize = 1_024;
-    for chunk in work.chunks(STRIDE) {
-        for step in 0..2 {
-            for (create, pay) in chunk {
-                let events = if step == 0 {
-                    create.clone()
-                } else {
-                    pay.clone()
-                };
-                if inflight.len() >= WINDOW {
-                    inflight.pop_front().unwrap().wait().unwrap();
-                }
-                // A full queue answers Overloaded: wait for the oldest and retry.
-                let ticket = loop {
-                    match store.submit(0, epoch, events.clone()) {
-                        Ok(t) => break t,
-                        Err(e) => inflight
-                            .pop_front()
-                            .expect("overloaded with nothing in flight")
-                            .wait()
-                            .unwrap_or_else(|w| panic!("{e}; then {w}")),
-                    }
-                };
-                inflight.push_back(ticket);
-            }
-        }
-    }
-    for t in inflight {
-        t.wait().unwrap();
-    }
+    submit_all(&store, &work, WINDOW);
     let acked = started.elapsed();
     store.checkpoint_now().unwrap();
     let sustained = started.elapsed();

@@ -1,3 +1,154 @@
-//! Criterion benchmarks for ordercore's hot paths. They live in their own
-//! crate so criterion and its dependencies stay out of the server build;
-//! shared fixtures for the benchmarks are defined here.
+//! Criterion and harness benchmarks for ordercore's hot paths. They live in
+//! their own crate so criterion and its dependencies stay out of the server
+//! build. The workload shared by the storage benchmarks is defined here.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use ordercore_domain::catalog::decide_upsert_sku;
+use ordercore_domain::codes::ProductType;
+use ordercore_domain::event::EventContext;
+use ordercore_domain::testkit::{self, pay_action, Shop};
+use ordercore_domain::{decide, Actor, Command, Event, IdSequencer, OrderFamily, OrderId};
+
+/// SKUs in the benchmark catalog.
+pub const SKUS: usize = 1_000;
+/// Distinct users placing orders.
+pub const USERS: usize = 100_000;
+
+/// The events of one order's create (2 SKUs) and of its payment.
+pub type Lifecycle = (Vec<Event>, Vec<Event>);
+
+/// Order lifecycles decided with the domain, one after another: many users,
+/// many SKUs, stock that never runs out.
+#[derive(Debug)]
+pub struct Workload {
+    shop: Shop,
+    ids: IdSequencer,
+    next: usize,
+}
+
+impl Default for Workload {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Workload {
+    pub fn new() -> Self {
+        let mut shop = Shop::default();
+        shop.skus = (0..SKUS)
+            .map(|i| {
+                let kind = if i % 5 == 0 {
+                    ProductType::ADVANCE_SALE
+                } else {
+                    ProductType::NORMAL_PRODUCT
+                };
+                let price = 1_000 + i64::try_from(i % 50).unwrap() * 100;
+                testkit::sku(&format!("S{i:04}"), kind, price, 1_000_000_000)
+            })
+            .collect();
+        shop.coupons.clear();
+        Workload {
+            shop,
+            ids: IdSequencer::default(),
+            next: 0,
+        }
+    }
+
+    /// The events that put the catalog into an empty store.
+    pub fn catalog(&self) -> Vec<Event> {
+        let ctx = EventContext {
+            at: self.shop.now,
+            actor: Actor::admin("bench"),
+            request_id: None,
+            reason: None,
+            version: 0,
+        };
+        ctx.events(
+            self.shop
+                .skus
+                .iter()
+                .flat_map(|s| decide_upsert_sku(None, s.details.clone(), s.total()).unwrap())
+                .collect(),
+        )
+    }
+
+    /// The next lifecycle: a create of 2 SKUs and its payment.
+    pub fn next_lifecycle(&mut self) -> Lifecycle {
+        let i = self.next;
+        self.next += 1;
+        let owner = format!("u{}", i % USERS);
+        let a = format!("S{:04}", (i * 7) % SKUS);
+        let b = format!("S{:04}", (i * 7 + 3) % SKUS);
+        let mut cmd = self.shop.create_cmd(&owner, &[(&a, 1), (&b, 2)], None);
+        let (at, seq) = self.ids.next(self.shop.now);
+        cmd.order_id = OrderId::generate(at, 1, seq, &testkit::user(&owner)).unwrap();
+        let create = self
+            .shop
+            .decide_create(&cmd, &testkit::shopper(&owner))
+            .unwrap();
+        self.shop.apply_catalog(&create);
+        let mut family = OrderFamily::create(&create[0]).unwrap();
+        for e in &create[1..] {
+            family.apply(e);
+        }
+        let pay = Command {
+            meta: testkit::provider(),
+            action: pay_action(&family, &format!("T{i}")),
+        };
+        let pay = decide(&family, &pay, self.shop.now).unwrap();
+        (create, pay)
+    }
+}
+
+/// Process CPU time (user + system) from /proc, in µs.
+pub fn cpu_us() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<u64> = after
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // After the command name the state is not numeric, so utime and stime
+    // are the 11th and 12th numeric fields (clock ticks of 10 ms).
+    fields.get(10..12).map_or(0, |f| (f[0] + f[1]) * 10_000)
+}
+
+/// Submits lifecycles to a store keeping up to `window` units in flight, so
+/// group commit can fill its groups: creates of a stride of orders, then
+/// their payments.
+pub fn submit_all(store: &ordercore_storage::Store, work: &[Lifecycle], window: usize) {
+    use std::collections::VecDeque;
+    const STRIDE: usize = 1_024;
+    let mut inflight: VecDeque<ordercore_storage::Ticket> = VecDeque::with_capacity(window);
+    let epoch = store.epoch();
+    for chunk in work.chunks(STRIDE) {
+        for step in 0..2 {
+            for (create, pay) in chunk {
+                let events = if step == 0 {
+                    create.clone()
+                } else {
+                    pay.clone()
+                };
+                if inflight.len() >= window {
+                    inflight.pop_front().unwrap().wait().unwrap();
+                }
+                // A full queue answers Overloaded: wait for the oldest and retry.
+                let ticket = loop {
+                    match store.submit(0, epoch, events.clone()) {
+                        Ok(t) => break t,
+                        Err(e) => inflight
+                            .pop_front()
+                            .expect("overloaded with nothing in flight")
+                            .wait()
+                            .unwrap_or_else(|w| panic!("{e}; then {w}")),
+                    }
+                };
+                inflight.push_back(ticket);
+            }
+        }
+    }
+    for t in inflight {
+        t.wait().unwrap();
+    }
+}

@@ -116,6 +116,7 @@ pub struct Shop {
     pub risk: RiskRules,
     pub now: Timestamp,
     next_seq: u32,
+    ids: crate::ids::IdSequencer,
 }
 
 impl Default for Shop {
@@ -133,6 +134,7 @@ impl Default for Shop {
             risk: RiskRules::default(),
             now: t0(),
             next_seq: 0,
+            ids: crate::ids::IdSequencer::default(),
         }
     }
 }
@@ -141,7 +143,10 @@ impl Shop {
     /// A fresh order id for `owner`.
     pub fn order_id(&mut self, owner: &str) -> OrderId {
         self.next_seq += 1;
-        OrderId::generate(self.now, 1, self.next_seq, &user(owner)).unwrap()
+        // The sequencer borrows the next second after a million ids, so long
+        // benchmark runs never run out of ids.
+        let (at, seq) = self.ids.next(self.now);
+        OrderId::generate(at, 1, seq, &user(owner)).unwrap()
     }
 
     /// A create command whose claimed amounts are the true price.
