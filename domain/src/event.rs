@@ -7,7 +7,7 @@
 //! audit come from the journal itself.
 
 use crate::catalog::{CouponDetails, SkuDetails};
-use crate::codes::{AfterSaleStatus, CancelType, CouponStatus, PayType};
+use crate::codes::{CancelType, CouponStatus, PayType};
 use crate::family::{AfterSale, IdempotencyEntry, NewOrder};
 use crate::ids::{AfterSaleId, CouponId, OrderId, OutTradeNo, RequestId, SkuCode, TradeNo};
 use crate::money::{Money, Timestamp};
@@ -280,23 +280,6 @@ impl EventBody {
     /// The family whose history records this event, if any.
     pub fn family_id(&self) -> Option<OrderId> {
         self.order_id().map(|id| id.family_id())
-    }
-
-    /// The after-sale status an event moves an after-sale to, if any.
-    pub fn after_sale_status(&self) -> Option<(AfterSaleId, AfterSaleStatus)> {
-        match self {
-            EventBody::AfterSaleCommitted(a) => Some((a.after_sale_id, a.status)),
-            EventBody::AfterSaleRevoked { after_sale_id } => {
-                Some((*after_sale_id, AfterSaleStatus::REVOKED))
-            }
-            EventBody::RefundCompleted { after_sale_id, .. } => {
-                Some((*after_sale_id, AfterSaleStatus::REFUNDED))
-            }
-            EventBody::RefundFailed { after_sale_id, .. } => {
-                Some((*after_sale_id, AfterSaleStatus::FAILED))
-            }
-            _ => None,
-        }
     }
 }
 

@@ -77,10 +77,6 @@ impl RecordBuilder {
         self.units == 0
     }
 
-    pub fn len_bytes(&self) -> usize {
-        self.bytes.len()
-    }
-
     pub fn first_seq(&self) -> u64 {
         self.first_seq
     }

@@ -321,18 +321,19 @@ impl Store {
         queue.units.push_back(Pending {
             unit: Arc::clone(&unit),
             encoded,
-            done: if relaxed { None } else { Some(tx) },
+            done: if relaxed {
+                // Relaxed: the reply goes out now; the writer only appends.
+                let _ = tx.send(Ok(()));
+                None
+            } else {
+                Some(tx)
+            },
         });
         if relaxed {
             inner.acked.fetch_max(unit.last_seq(), Ordering::SeqCst);
         }
         drop(queue);
         inner.queue_cv.notify_one();
-        if relaxed {
-            let (tx, rx) = oneshot::channel();
-            let _ = tx.send(Ok(()));
-            return Ok(Ticket { unit, done: rx });
-        }
         Ok(Ticket { unit, done: rx })
     }
 

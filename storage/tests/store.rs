@@ -373,3 +373,26 @@ fn a_users_orders_are_listed_newest_first_with_a_cursor() {
     );
     store.shutdown().unwrap();
 }
+
+#[test]
+fn relaxed_mode_answers_at_once_and_still_reaches_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.durability = ordercore_storage::Durability::Relaxed;
+    let store = Store::open(cfg.clone()).unwrap();
+    let mut model = Model::new(&store);
+    let id = model.create(&store, "u1", &[("A1", 2)]).unwrap();
+    assert!(model.run(
+        &store,
+        id,
+        testkit::provider(),
+        pay_action(&model.families[&id], "T-r")
+    ));
+    model.assert_matches(&store);
+    store.shutdown().unwrap();
+    drop(store);
+    let store = common::open_retrying(cfg);
+    model.assert_matches(&store);
+    assert!(store.family(&id).unwrap().unwrap().is_paid());
+    store.shutdown().unwrap();
+}
