@@ -225,7 +225,8 @@ impl DomainError {
         }
     }
 
-    pub(crate) fn invalid(code: ErrorCode, field: &'static str, reason: impl Into<String>) -> Self {
+    /// A malformed or out-of-range input `field`.
+    pub fn invalid(code: ErrorCode, field: &'static str, reason: impl Into<String>) -> Self {
         DomainError::Invalid {
             code,
             field,
@@ -233,14 +234,16 @@ impl DomainError {
         }
     }
 
-    pub(crate) fn rule(code: ErrorCode, message: impl Into<String>) -> Self {
+    /// A business rule refused the request.
+    pub fn rule(code: ErrorCode, message: impl Into<String>) -> Self {
         DomainError::Rule {
             code,
             message: message.into(),
         }
     }
 
-    pub(crate) fn not_found(code: ErrorCode, what: &'static str, id: impl fmt::Display) -> Self {
+    /// `what` with id `id` does not exist.
+    pub fn not_found(code: ErrorCode, what: &'static str, id: impl fmt::Display) -> Self {
         DomainError::NotFound {
             code,
             what,

@@ -15,7 +15,7 @@ pub enum StorageError {
     #[error("storage unavailable: {0}")]
     Unavailable(String),
     /// The change was decided on state from before a failed write; reload.
-    #[error("stale state: the store recovered from a failed write (epoch {current}, change from {submitted})")]
+    #[error("stale state: a write failed since this change was decided (epoch {current}, change from {submitted})")]
     StaleEpoch { submitted: u64, current: u64 },
     /// A stored record does not decode.
     #[error("corrupt {what}: {reason}")]

@@ -247,9 +247,9 @@ impl Store {
         lock(&self.inner.recovery).clone()
     }
 
-    /// The epoch of the store's state: it moves on when the writer recovers
-    /// from a failed write, and a change decided before that is refused
-    /// (`StaleEpoch`) so its actor reloads.
+    /// The epoch of the store's state: it moves on when a write fails, and a
+    /// change decided in an earlier epoch is refused (`StaleEpoch`) so its
+    /// actor reloads the durable state first.
     pub fn epoch(&self) -> u64 {
         self.inner.epoch.load(Ordering::SeqCst)
     }
@@ -274,18 +274,6 @@ impl Store {
         events: Vec<Event>,
     ) -> Result<Ticket, StorageError> {
         let inner = &self.inner;
-        if !inner.journal_ok.load(Ordering::SeqCst) {
-            return Err(StorageError::Unavailable(
-                "the journal writer is failing".into(),
-            ));
-        }
-        let current = inner.epoch.load(Ordering::SeqCst);
-        if epoch != current {
-            return Err(StorageError::StaleEpoch {
-                submitted: epoch,
-                current,
-            });
-        }
         if inner.dirty_families.load(Ordering::Relaxed) >= inner.config.dirty_families_max {
             inner.metrics.overloaded.fetch_add(1, Ordering::Relaxed);
             return Err(StorageError::Overloaded {
@@ -300,6 +288,21 @@ impl Store {
         let mut queue = lock(&inner.queue);
         if queue.closing {
             return Err(StorageError::Closed);
+        }
+        // Checked under the queue lock, which the writer holds while it
+        // fails a group and starts a new epoch: a change decided before a
+        // failure can never slip into the queue after it.
+        if !inner.journal_ok.load(Ordering::SeqCst) {
+            return Err(StorageError::Unavailable(
+                "the journal writer is failing".into(),
+            ));
+        }
+        let current = inner.epoch.load(Ordering::SeqCst);
+        if epoch != current {
+            return Err(StorageError::StaleEpoch {
+                submitted: epoch,
+                current,
+            });
         }
         if queue.units.len() >= inner.config.queue_units_max
             || queue.bytes + encoded.len() > inner.config.queue_bytes_max
@@ -748,10 +751,11 @@ fn journal_writer(inner: Arc<Inner>, applier: std::sync::mpsc::Sender<ToApply>) 
             Err(e) => {
                 tracing::error!(error = %e, units = group.len(), "journal write failed; refusing writes until the disk recovers");
                 inner.metrics.write_failures.fetch_add(1, Ordering::Relaxed);
-                inner.journal_ok.store(false, Ordering::SeqCst);
                 let mut failed = group;
                 {
                     let mut queue = lock(&inner.queue);
+                    inner.journal_ok.store(false, Ordering::SeqCst);
+                    inner.epoch.fetch_add(1, Ordering::SeqCst);
                     queue.bytes = 0;
                     failed.extend(queue.units.drain(..));
                 }
@@ -768,11 +772,10 @@ fn journal_writer(inner: Arc<Inner>, applier: std::sync::mpsc::Sender<ToApply>) 
     }
 }
 
-/// A failed writer tries a flush; when it goes through, writes resume under
-/// a new epoch (changes decided on state from before are refused).
+/// A failed writer tries a flush; when it goes through, writes resume (in
+/// the epoch the failure started, so changes decided before it stay refused).
 fn probe(inner: &Inner) {
     if inner.journal.flush().is_ok() {
-        inner.epoch.fetch_add(1, Ordering::SeqCst);
         inner.journal_ok.store(true, Ordering::SeqCst);
         tracing::warn!(
             epoch = inner.epoch.load(Ordering::SeqCst),

@@ -222,7 +222,7 @@ fn a_failing_disk_surfaces_errors_marks_the_store_unhealthy_and_loses_nothing_ac
         waited += 1;
     }
     assert!(store.is_healthy(), "the writer recovers once the disk does");
-    assert!(store.epoch() > epoch, "recovery starts a new epoch");
+    assert!(store.epoch() > epoch, "a failed write starts a new epoch");
     assert!(matches!(
         store.submit(0, epoch, events.clone()),
         Err(StorageError::StaleEpoch { .. })

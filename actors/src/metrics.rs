@@ -1,0 +1,72 @@
+//! Counters of the core, for `/metrics`, the dashboard and benchmarks.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+/// Live counters. Outcomes are counted when their change is durable.
+#[derive(Debug, Default)]
+pub struct CoreMetrics {
+    pub orders_created: AtomicU64,
+    pub orders_paid: AtomicU64,
+    pub orders_canceled: AtomicU64,
+    pub orders_timed_out: AtomicU64,
+    /// Money of created orders, in minor units.
+    pub amount_created: AtomicU64,
+    pub deadlines_fired: AtomicU64,
+    pub activations: AtomicU64,
+    pub passivations: AtomicU64,
+    /// Order actors that panicked and were restarted from storage.
+    pub restarts: AtomicU64,
+    /// Requests re-routed because their actor passivated under them.
+    pub reroutes: AtomicU64,
+    pub overloaded: AtomicU64,
+    /// Order actors alive now.
+    pub active_actors: AtomicI64,
+    /// Messages sent to order actors and not yet handled.
+    pub mailbox_backlog: AtomicI64,
+}
+
+/// A copy of the counters at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CoreMetricsSnapshot {
+    pub orders_created: u64,
+    pub orders_paid: u64,
+    pub orders_canceled: u64,
+    pub orders_timed_out: u64,
+    pub amount_created: u64,
+    pub deadlines_fired: u64,
+    pub activations: u64,
+    pub passivations: u64,
+    pub restarts: u64,
+    pub reroutes: u64,
+    pub overloaded: u64,
+    /// Filled by the core from the catalog.
+    pub catalog_reloads: u64,
+    pub active_actors: i64,
+    pub mailbox_backlog: i64,
+}
+
+impl CoreMetrics {
+    pub fn snapshot(&self) -> CoreMetricsSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        CoreMetricsSnapshot {
+            orders_created: get(&self.orders_created),
+            orders_paid: get(&self.orders_paid),
+            orders_canceled: get(&self.orders_canceled),
+            orders_timed_out: get(&self.orders_timed_out),
+            amount_created: get(&self.amount_created),
+            deadlines_fired: get(&self.deadlines_fired),
+            activations: get(&self.activations),
+            passivations: get(&self.passivations),
+            restarts: get(&self.restarts),
+            reroutes: get(&self.reroutes),
+            overloaded: get(&self.overloaded),
+            catalog_reloads: 0,
+            active_actors: self.active_actors.load(Ordering::Relaxed),
+            mailbox_backlog: self.mailbox_backlog.load(Ordering::Relaxed),
+        }
+    }
+}
+
+pub(crate) fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}

@@ -1,0 +1,586 @@
+//! The order actor: one per active order family. Every command for the
+//! family, its sub-orders and its after-sales goes through its mailbox, so
+//! payment callbacks, cancels, deadlines and fulfillment never race.
+//!
+//! A change is decided with the domain, submitted to the writer, applied in
+//! memory at once, and answered when the writer reports it durable; the
+//! mailbox moves on meanwhile (the writer commits in order, so an answered
+//! state implies every earlier state is durable). Replies — and reads — are
+//! held until the family has no change in flight, so a caller never sees a
+//! state that is not yet durable. When a commit fails, the caller gets the
+//! error and the actor reloads the family from storage before it serves
+//! anything else. A panic while handling a message is caught here: the
+//! request fails with `NOT_READY` and the actor restarts from storage
+//! (supervision without losing the mailbox).
+
+use crate::error::CoreError;
+use crate::metrics::bump;
+use crate::shard::ShardState;
+use crate::Shared;
+use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, WrapFuture};
+use ordercore_domain::codes::{CancelType, OrderStatus};
+use ordercore_domain::family::IdempotencyEntry;
+use ordercore_domain::ids::IdempotencyKey;
+use ordercore_domain::{
+    decide, decide_create, Action, Command, CommandMeta, CreateContext, CreateOrder, DomainError,
+    DryRun, ErrorCode, Event, EventBody, IdempotencyCheck, OrderFamily, OrderId, Timestamp,
+};
+use ordercore_storage::{StorageError, Unit};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// How long a retired (passivated) actor keeps answering `Retry` to
+/// messages that were already on their way to it before it stops.
+const RETIRE_GRACE: Duration = Duration::from_secs(1);
+
+/// Renders the response a successful change records for its
+/// `Idempotency-Key`: status and body, from the family after the change.
+pub type Render = Box<dyn Fn(&OrderFamily, &[Event]) -> (u16, String) + Send>;
+
+/// An `Idempotency-Key` with the hash of its request.
+pub struct Idempotency {
+    pub key: IdempotencyKey,
+    /// Hash of method, path and body.
+    pub request_hash: u64,
+    pub render: Render,
+}
+
+impl std::fmt::Debug for Idempotency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Idempotency")
+            .field("key", &self.key)
+            .field("request_hash", &self.request_hash)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a write is carried out.
+#[derive(Debug, Default)]
+pub struct WriteOptions {
+    /// Decide only: answer what would happen, persist nothing.
+    pub dry_run: bool,
+    pub idempotency: Option<Idempotency>,
+}
+
+/// What a family's actor is asked.
+#[derive(Debug)]
+pub(crate) enum Op {
+    Create {
+        cmd: Box<CreateOrder>,
+        meta: CommandMeta,
+        idempotency: Option<Idempotency>,
+    },
+    Command {
+        cmd: Box<Command>,
+        opts: WriteOptions,
+    },
+    Get,
+    /// Fault injection for the supervision tests.
+    #[cfg(test)]
+    Panic,
+}
+
+impl Op {
+    /// The refusal when the family does not exist.
+    pub(crate) fn not_found(&self, family: OrderId) -> DomainError {
+        let after_sale = match self {
+            Op::Command { cmd, .. } => match &cmd.action {
+                Action::ReviewAfterSale { after_sale_id, .. }
+                | Action::RevokeAfterSale { after_sale_id }
+                | Action::RefundResult { after_sale_id, .. }
+                | Action::RetryRefund { after_sale_id } => Some(*after_sale_id),
+                _ => None,
+            },
+            _ => None,
+        };
+        match after_sale {
+            Some(id) => DomainError::not_found(ErrorCode::AFTER_SALE_NOT_FOUND, "after-sale", id),
+            None => DomainError::not_found(ErrorCode::ORDER_NOT_FOUND, "order", family),
+        }
+    }
+}
+
+/// What a change or read produced.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// The family after the change (durable), and the change's events with
+    /// their journal positions (`None` when nothing changed or for a read).
+    Applied {
+        family: Arc<OrderFamily>,
+        unit: Option<Arc<Unit>>,
+    },
+    /// The recorded reply of an `Idempotency-Key` seen before.
+    Replayed { status: u16, body: String },
+    /// What the command would do.
+    DryRun {
+        family: Arc<OrderFamily>,
+        dry_run: DryRun,
+    },
+}
+
+/// An actor's answer: done, or "I have passivated: route this again".
+#[derive(Debug)]
+pub(crate) enum Routed {
+    Done(Result<Outcome, CoreError>),
+    Retry(Op),
+}
+
+pub(crate) type Reply = oneshot::Sender<Routed>;
+
+/// A message for an order actor.
+#[derive(Debug, actix::Message)]
+#[rtype(result = "()")]
+pub(crate) struct Exec {
+    pub op: Op,
+    pub reply: Reply,
+}
+
+impl Exec {
+    pub(crate) fn answer(self, result: Result<Outcome, CoreError>) {
+        let _ = self.reply.send(Routed::Done(result));
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct OrderActor {
+    id: OrderId,
+    shared: Arc<Shared>,
+    shard: Arc<ShardState>,
+    family: Option<Arc<OrderFamily>>,
+    /// The store epoch the family was loaded in; changes are submitted with
+    /// it, so one decided on state from before a failed write is refused.
+    epoch: u64,
+    /// Changes submitted and not yet reported by the writer.
+    pending: u32,
+    /// A change failed or a handler panicked: reload before serving.
+    reload_needed: bool,
+    /// Replies held until nothing is in flight: (change's unit, reply).
+    waiting: Vec<(Option<Arc<Unit>>, Reply)>,
+    /// The payment deadline armed in the shard, if any.
+    armed: Option<Timestamp>,
+    last_active: Instant,
+    retired: bool,
+}
+
+impl OrderActor {
+    pub(crate) fn new(
+        id: OrderId,
+        family: Option<Arc<OrderFamily>>,
+        epoch: u64,
+        shared: Arc<Shared>,
+        shard: Arc<ShardState>,
+    ) -> OrderActor {
+        let mut actor = OrderActor {
+            id,
+            shared,
+            shard,
+            family,
+            epoch,
+            pending: 0,
+            reload_needed: false,
+            waiting: Vec::new(),
+            armed: None,
+            last_active: Instant::now(),
+            retired: false,
+        };
+        actor.sync_deadline();
+        actor
+    }
+
+    /// Keeps the shard's reminder in step with the family: armed while the
+    /// family is CREATED, removed otherwise.
+    fn sync_deadline(&mut self) {
+        let wanted = self
+            .family
+            .as_ref()
+            .filter(|f| f.status == OrderStatus::CREATED)
+            .map(|f| f.expire_at);
+        if wanted != self.armed {
+            if let Some(at) = self.armed {
+                self.shard.disarm(at, self.id);
+            }
+            if let Some(at) = wanted {
+                self.shard.arm(at, self.id);
+            }
+            self.armed = wanted;
+        }
+    }
+
+    fn reload(&mut self) -> Result<(), CoreError> {
+        // The epoch first: a failure after this read makes our changes stale.
+        let epoch = self.shared.store.epoch();
+        let family = self.shared.store.family(&self.id)?;
+        self.family = family;
+        self.epoch = epoch;
+        self.reload_needed = false;
+        self.sync_deadline();
+        Ok(())
+    }
+
+    /// Makes the state current before a message is served.
+    fn ensure_fresh(&mut self) -> Result<(), CoreError> {
+        if self.reload_needed || self.epoch != self.shared.store.epoch() {
+            if self.pending > 0 {
+                // Changes of the failed epoch are still being answered.
+                return Err(CoreError::StorageUnavailable(
+                    "a write of this order failed; retry shortly".into(),
+                ));
+            }
+            self.reload()?;
+        }
+        Ok(())
+    }
+
+    fn dispatch(&mut self, exec: Exec, ctx: &mut Context<Self>) {
+        if let Err(e) = self.ensure_fresh() {
+            return exec.answer(Err(e));
+        }
+        let Exec { op, reply } = exec;
+        match op {
+            Op::Get => self.hold(None, reply),
+            Op::Create {
+                cmd,
+                meta,
+                idempotency,
+            } => {
+                if self.family.is_some() {
+                    let action = Action::Create {
+                        fingerprint: cmd.fingerprint,
+                    };
+                    let opts = WriteOptions {
+                        dry_run: false,
+                        idempotency,
+                    };
+                    self.command(Command { meta, action }, opts, reply, ctx);
+                } else {
+                    self.create(*cmd, meta, idempotency, reply, ctx);
+                }
+            }
+            Op::Command { cmd, opts } => self.command(*cmd, opts, reply, ctx),
+            #[cfg(test)]
+            Op::Panic => {
+                drop(reply);
+                panic!("injected fault in order actor {}", self.id);
+            }
+        }
+    }
+
+    fn create(
+        &mut self,
+        cmd: CreateOrder,
+        meta: CommandMeta,
+        idempotency: Option<Idempotency>,
+        reply: Reply,
+        ctx: &mut Context<Self>,
+    ) {
+        let shared = Arc::clone(&self.shared);
+        let config = &shared.config;
+        let now = config.clock.now();
+        let recent = self.shard.recent_orders(&cmd.user_id, now);
+        let codes: Vec<_> = cmd.items.iter().map(|(code, _)| code.clone()).collect();
+        let result = shared.catalog.reserve(
+            &shared.store,
+            self.epoch,
+            self.shard.index,
+            &codes,
+            cmd.coupon_id.as_ref(),
+            |skus, coupon| {
+                let context = CreateContext {
+                    skus,
+                    coupon,
+                    pricing: &config.pricing,
+                    risk: &config.risk,
+                    user_orders_last_minute: recent,
+                    pay_timeout_ms: config.pay_timeout_ms(),
+                };
+                let mut events = decide_create(&cmd, &meta, &context, now)?;
+                let mut family = events
+                    .first()
+                    .and_then(OrderFamily::create)
+                    .ok_or_else(|| CoreError::not_ready("creation decided no order"))?;
+                for event in &events[1..] {
+                    family.apply(event);
+                }
+                if let Some(idem) = &idempotency {
+                    let recorded = record(&family, &events, &meta, idem, now);
+                    family.apply(&recorded);
+                    events.push(recorded);
+                }
+                Ok((events, family))
+            },
+        );
+        match result {
+            Ok((ticket, family)) => {
+                self.shard.record_order(&cmd.user_id, now);
+                self.family = Some(Arc::new(family));
+                self.sync_deadline();
+                self.track(ticket, reply, ctx);
+            }
+            Err(e) => {
+                let _ = reply.send(Routed::Done(Err(e)));
+            }
+        }
+    }
+
+    fn command(&mut self, cmd: Command, opts: WriteOptions, reply: Reply, ctx: &mut Context<Self>) {
+        let Some(family) = self.family.as_ref() else {
+            let e = Op::Command {
+                cmd: Box::new(cmd),
+                opts,
+            }
+            .not_found(self.id);
+            let _ = reply.send(Routed::Done(Err(e.into())));
+            return;
+        };
+        let idempotency = match opts.idempotency {
+            Some(idem) if !opts.dry_run => {
+                match family.check_idempotency(&cmd.meta.actor, &idem.key, idem.request_hash) {
+                    Err(e) => {
+                        let _ = reply.send(Routed::Done(Err(e.into())));
+                        return;
+                    }
+                    Ok(IdempotencyCheck::Replay(entry)) => {
+                        let (status, body) = (entry.status, entry.body.clone());
+                        let _ = reply.send(Routed::Done(Ok(Outcome::Replayed { status, body })));
+                        return;
+                    }
+                    Ok(IdempotencyCheck::New) => Some(idem),
+                }
+            }
+            _ => None,
+        };
+        let now = self.shared.config.clock.now();
+        let mut events = match decide(family, &cmd, now) {
+            Ok(events) => events,
+            Err(e) => {
+                let _ = reply.send(Routed::Done(Err(e.into())));
+                return;
+            }
+        };
+        if opts.dry_run {
+            let dry_run = DryRun::of(family, &events);
+            let family = Arc::clone(family);
+            let _ = reply.send(Routed::Done(Ok(Outcome::DryRun { family, dry_run })));
+            return;
+        }
+        if events.is_empty() {
+            // Accepted, nothing to change (a repeat of a recorded outcome).
+            return self.hold(None, reply);
+        }
+        if let Some(idem) = &idempotency {
+            let mut after = (**family).clone();
+            for event in &events {
+                after.apply(event);
+            }
+            events.push(record(&after, &events, &cmd.meta, idem, now));
+        }
+        let shared = Arc::clone(&self.shared);
+        match shared
+            .catalog
+            .submit(&shared.store, self.epoch, self.shard.index, events)
+        {
+            Ok(ticket) => {
+                if let Some(family) = self.family.as_mut() {
+                    let family = Arc::make_mut(family);
+                    for event in &ticket.unit.events {
+                        family.apply(event);
+                    }
+                }
+                self.sync_deadline();
+                self.track(ticket, reply, ctx);
+            }
+            Err(e) => {
+                let _ = reply.send(Routed::Done(Err(e)));
+            }
+        }
+    }
+
+    /// Waits for the writer without blocking the mailbox.
+    fn track(&mut self, ticket: ordercore_storage::Ticket, reply: Reply, ctx: &mut Context<Self>) {
+        self.pending += 1;
+        let unit = ticket.unit;
+        ctx.spawn(
+            ticket
+                .done
+                .into_actor(self)
+                .map(move |result, actor, _ctx| actor.completed(result, unit, reply)),
+        );
+    }
+
+    fn completed(
+        &mut self,
+        result: Result<Result<(), StorageError>, oneshot::error::RecvError>,
+        unit: Arc<Unit>,
+        reply: Reply,
+    ) {
+        self.pending = self.pending.saturating_sub(1);
+        match result.unwrap_or(Err(StorageError::Closed)) {
+            Ok(()) => {
+                self.count(&unit);
+                self.hold(Some(unit), reply);
+            }
+            Err(e) => {
+                self.reload_needed = true;
+                let _ = reply.send(Routed::Done(Err(e.into())));
+                self.release();
+            }
+        }
+    }
+
+    fn count(&self, unit: &Unit) {
+        let m = &self.shared.metrics;
+        for event in &unit.events {
+            match &event.body {
+                EventBody::OrderCreated(new) => {
+                    bump(&m.orders_created);
+                    let amount = u64::try_from(new.amounts.real_pay.minor()).unwrap_or(0);
+                    m.amount_created.fetch_add(amount, Ordering::Relaxed);
+                }
+                EventBody::OrderPaid { .. } => bump(&m.orders_paid),
+                EventBody::OrderCanceled { cancel_type, .. } => {
+                    if *cancel_type == CancelType::TIMEOUT_CANCELED {
+                        bump(&m.orders_timed_out);
+                    } else {
+                        bump(&m.orders_canceled);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Answers now if nothing is in flight, else when the last change lands.
+    fn hold(&mut self, unit: Option<Arc<Unit>>, reply: Reply) {
+        self.waiting.push((unit, reply));
+        self.release();
+    }
+
+    fn release(&mut self) {
+        if self.pending > 0 || self.waiting.is_empty() {
+            return;
+        }
+        let reloaded = if self.reload_needed {
+            self.reload()
+        } else {
+            Ok(())
+        };
+        for (unit, reply) in self.waiting.drain(..) {
+            let result = match (&reloaded, &self.family) {
+                (Err(e), _) => Err(e.clone()),
+                (Ok(()), Some(family)) => Ok(Outcome::Applied {
+                    family: Arc::clone(family),
+                    unit,
+                }),
+                (Ok(()), None) => {
+                    Err(DomainError::not_found(ErrorCode::ORDER_NOT_FOUND, "order", self.id).into())
+                }
+            };
+            let _ = reply.send(Routed::Done(result));
+        }
+    }
+
+    /// Leaves the registry and stops: the family is durable and the next
+    /// message loads it again.
+    fn retire(&mut self, ctx: &mut Context<Self>) {
+        let me = ctx.address();
+        self.shared
+            .registry
+            .remove_if(&self.id, |_, addr| *addr == me);
+        self.retired = true;
+        bump(&self.shared.metrics.passivations);
+        ctx.run_later(RETIRE_GRACE, |_, ctx| ctx.stop());
+    }
+
+    fn check_idle(&mut self, ctx: &mut Context<Self>) {
+        let after = self.shared.config.passivate_after;
+        let idle = self.last_active.elapsed();
+        if self.retired {
+            return;
+        }
+        if idle >= after && self.pending == 0 && self.waiting.is_empty() {
+            self.retire(ctx);
+        } else {
+            let wait = after.saturating_sub(idle).max(Duration::from_millis(10));
+            ctx.run_later(wait, Self::check_idle);
+        }
+    }
+}
+
+/// The event that records an `Idempotency-Key` and its reply, in the same
+/// journal unit as the change.
+fn record(
+    after: &OrderFamily,
+    events: &[Event],
+    meta: &CommandMeta,
+    idem: &Idempotency,
+    now: Timestamp,
+) -> Event {
+    let (status, body) = (idem.render)(after, events);
+    Event {
+        seq: 0,
+        at: now,
+        actor: meta.actor.clone(),
+        request_id: meta.request_id.clone(),
+        reason: meta.reason.clone(),
+        version: after.version,
+        body: EventBody::IdempotencyRecorded(Box::new(IdempotencyEntry {
+            family_id: after.order_id,
+            caller: meta.actor.clone(),
+            key: idem.key.clone(),
+            request_hash: idem.request_hash,
+            status,
+            body,
+        })),
+    }
+}
+
+impl Actor for OrderActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.shared
+            .metrics
+            .active_actors
+            .fetch_add(1, Ordering::Relaxed);
+        ctx.run_later(self.shared.config.passivate_after, Self::check_idle);
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        self.shared
+            .metrics
+            .active_actors
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Handler<Exec> for OrderActor {
+    type Result = ();
+
+    fn handle(&mut self, exec: Exec, ctx: &mut Context<Self>) {
+        self.shared
+            .metrics
+            .mailbox_backlog
+            .fetch_sub(1, Ordering::Relaxed);
+        if self.retired {
+            let _ = exec.reply.send(Routed::Retry(exec.op));
+            return;
+        }
+        self.last_active = Instant::now();
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| self.dispatch(exec, ctx)));
+        if outcome.is_err() {
+            // The reply was dropped with the unwinding handler: its caller
+            // gets NOT_READY. Restart from storage before the next message.
+            tracing::error!(order_id = %self.id, "order actor panicked; restarting it from storage");
+            bump(&self.shared.metrics.restarts);
+            self.reload_needed = true;
+            self.release();
+        }
+        if self.family.is_none() && self.pending == 0 && self.waiting.is_empty() {
+            // A create that was refused: nothing to keep in memory.
+            self.retire(ctx);
+        }
+    }
+}

@@ -1,0 +1,718 @@
+//! Tests of the core against a real store in a temporary directory, driven
+//! by a manual clock: lifecycles, races, the flash sale, passivation,
+//! restart recovery, supervision, storage failure and idempotency.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use crate::{CoreConfig, CoreError, Idempotency, OrderCore, Outcome, WriteOptions};
+use ordercore_domain::codes::{CancelType, CouponStatus, OrderStatus, ProductType};
+use ordercore_domain::family::PayResult;
+use ordercore_domain::ids::{IdempotencyKey, TradeNo};
+use ordercore_domain::testkit::{self, Shop};
+use ordercore_domain::{
+    Action, Command, CommandMeta, CreateOrder, ErrorCode, OrderFamily, OrderId, Quantity,
+};
+use ordercore_storage::journal::EncodedRecord;
+use ordercore_storage::{
+    Journal, ManualClock, SledJournal, StorageError, Store, StoreConfig, Unit,
+};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+const MINUTE_MS: i64 = 60_000;
+
+fn store_config(dir: &Path, clock: &ManualClock) -> StoreConfig {
+    let mut config = StoreConfig::new(dir);
+    config.clock = Arc::new(clock.clone());
+    config
+}
+
+fn core_config(clock: &ManualClock) -> CoreConfig {
+    CoreConfig {
+        shards: 2,
+        pay_timeout: Duration::from_millis(testkit::PAY_TIMEOUT_MS.unsigned_abs()),
+        clock: Arc::new(clock.clone()),
+        ..CoreConfig::default()
+    }
+}
+
+/// Opens a store, retrying while sled still holds the directory's lock
+/// from a store dropped a moment ago.
+fn open_store(config: StoreConfig) -> Store {
+    let mut tries = 0;
+    loop {
+        match Store::open(config.clone()) {
+            Ok(store) => return store,
+            Err(e) if tries < 100 => {
+                tries += 1;
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("cannot open store: {e}"),
+        }
+    }
+}
+
+fn start(dir: &Path, clock: &ManualClock, tweak: impl FnOnce(&mut CoreConfig)) -> OrderCore {
+    let mut config = core_config(clock);
+    tweak(&mut config);
+    OrderCore::start(open_store(store_config(dir, clock)), config).unwrap()
+}
+
+async fn seed(core: &OrderCore, shop: &Shop) {
+    let admin = testkit::admin();
+    for sku in &shop.skus {
+        core.upsert_sku(&admin, sku.details.clone(), sku.available)
+            .await
+            .unwrap();
+    }
+    for coupon in &shop.coupons {
+        core.issue_coupon(&admin, coupon.details.clone())
+            .await
+            .unwrap();
+    }
+}
+
+fn family_of(outcome: Outcome) -> Arc<OrderFamily> {
+    match outcome {
+        Outcome::Applied { family, .. } | Outcome::DryRun { family, .. } => family,
+        Outcome::Replayed { .. } => panic!("unexpected replay"),
+    }
+}
+
+async fn create(core: &OrderCore, cmd: CreateOrder) -> Result<Arc<OrderFamily>, CoreError> {
+    let meta = CommandMeta::by(ordercore_domain::Actor::user(&cmd.user_id));
+    core.create_order(cmd, meta, None).await.map(family_of)
+}
+
+async fn pay(
+    core: &OrderCore,
+    family: &OrderFamily,
+    trade_no: &str,
+) -> Result<Arc<OrderFamily>, CoreError> {
+    let cmd = Command {
+        meta: testkit::provider(),
+        action: testkit::pay_action(family, trade_no),
+    };
+    core.execute(cmd, WriteOptions::default())
+        .await
+        .map(family_of)
+}
+
+async fn cancel(core: &OrderCore, family: &OrderFamily) -> Result<Arc<OrderFamily>, CoreError> {
+    let meta = CommandMeta::by(ordercore_domain::Actor::user(&family.user_id));
+    core.cancel(
+        meta,
+        family.order_id,
+        CancelType::USER_CANCELED,
+        WriteOptions::default(),
+    )
+    .await
+    .map(family_of)
+}
+
+fn code(e: &CoreError) -> ErrorCode {
+    e.code()
+}
+
+#[actix::test]
+async fn an_order_is_created_paid_and_read_back_with_stock_and_coupon_moved() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(testkit::t0());
+    let core = start(dir.path(), &clock, |_| {});
+    let mut shop = Shop::default();
+    seed(&core, &shop).await;
+
+    let cmd = shop.create_cmd("u1", &[("A1", 2), ("B1", 1)], Some("C1"));
+    let id = cmd.order_id;
+    let created = create(&core, cmd).await.unwrap();
+    assert_eq!(created.status, OrderStatus::CREATED);
+    assert_eq!(created.sub_orders.len(), 2, "mixed product types split");
+    assert_eq!(
+        core.sku(&testkit::sku_code("A1")).unwrap().unwrap().locked,
+        2
+    );
+    let coupon = core
+        .coupon(&ordercore_domain::CouponId::parse("C1").unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (coupon.status, coupon.order_id),
+        (CouponStatus::LOCKED, Some(id))
+    );
+    assert_eq!(core.armed_deadlines(), 1);
+
+    let paid = pay(&core, &created, "T-1").await.unwrap();
+    assert_eq!(
+        paid.payment_result(&TradeNo::parse("T-1").unwrap())
+            .unwrap()
+            .0,
+        PayResult::Paid
+    );
+    let a1 = core.sku(&testkit::sku_code("A1")).unwrap().unwrap();
+    assert_eq!((a1.available, a1.locked, a1.sold), (98, 0, 2));
+    let coupon = core
+        .coupon(&ordercore_domain::CouponId::parse("C1").unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(coupon.status, CouponStatus::USED);
+    assert_eq!(core.armed_deadlines(), 0, "a paid order has no deadline");
+
+    // A sub-order id reaches the same family; reads see the durable state.
+    let read = core.order(&created.sub_orders[0].order_id).await.unwrap();
+    assert_eq!(read.version, paid.version);
+    let again = pay(&core, &created, "T-1").await.unwrap();
+    assert_eq!(
+        again.version, paid.version,
+        "a duplicate callback changes nothing"
+    );
+
+    let m = core.metrics();
+    assert_eq!((m.orders_created, m.orders_paid), (1, 1));
+    assert!(m.active_actors >= 1);
+    core.shutdown().unwrap();
+}
+
+#[actix::test]
+async fn flash_sale_sells_exactly_the_stock() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(testkit::t0());
+    let core = start(dir.path(), &clock, |_| {});
+    let mut shop = Shop::default();
+    shop.skus = vec![testkit::sku("F1", ProductType::NORMAL_PRODUCT, 990, 100)];
+    shop.coupons = Vec::new();
+    seed(&core, &shop).await;
+
+    let attempts = 10_000;
+    let cmds: Vec<CreateOrder> = (0..attempts)
+        .map(|i| shop.create_cmd(&format!("buyer-{i}"), &[("F1", 1)], None))
+        .collect();
+    let mut outcomes: HashMap<&'static str, usize> = HashMap::new();
+    // Waves of 1,000 in flight at once: every wave races for the same SKU.
+    let mut cmds = cmds.into_iter();
+    loop {
+        let wave: Vec<_> = cmds.by_ref().take(1_000).collect();
+        if wave.is_empty() {
+            break;
+        }
+        let tasks: Vec<_> = wave
+            .into_iter()
+            .map(|cmd| {
+                let core = core.clone();
+                actix::spawn(async move { create(&core, cmd).await })
+            })
+            .collect();
+        for task in tasks {
+            let key = match task.await.unwrap() {
+                Ok(_) => "created",
+                Err(e) if code(&e) == ErrorCode::PRODUCT_STOCK_NOT_ENOUGH => "sold out",
+                Err(e) => panic!("unexpected refusal: {e}"),
+            };
+            *outcomes.entry(key).or_default() += 1;
+        }
+    }
+    assert_eq!(outcomes["created"], 100);
+    assert_eq!(outcomes["sold out"], attempts - 100);
+    let f1 = core.sku(&testkit::sku_code("F1")).unwrap().unwrap();
+    assert_eq!((f1.available, f1.locked, f1.sold), (0, 100, 0));
+    assert_eq!(core.metrics().orders_created, 100);
+    core.shutdown().unwrap();
+}
+
+/// What a race run saw, case by case (each must be met at least once).
+#[derive(Debug, Default)]
+struct RaceCases {
+    paid: usize,
+    canceled_unpaid: usize,
+    timed_out: usize,
+    timed_out_then_paid: usize,
+    paid_then_canceled: usize,
+    canceled_then_paid: usize,
+    coupons_used: usize,
+    coupon_double_use_refused: usize,
+}
+
+#[actix::test]
+async fn pay_cancel_and_deadline_race_on_ten_thousand_orders() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(testkit::t0());
+    let core = start(dir.path(), &clock, |_| {});
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let users = 400;
+    let mut shop = Shop::default();
+    shop.skus = (0..40)
+        .map(|i| {
+            let kind = if i % 4 == 0 {
+                ProductType::ADVANCE_SALE
+            } else {
+                ProductType::NORMAL_PRODUCT
+            };
+            testkit::sku(&format!("S{i}"), kind, 1_000 + i * 10, 1_000_000)
+        })
+        .collect();
+    shop.coupons = (0..users)
+        .map(|u| testkit::coupon(&format!("K{u}"), &format!("r{u}"), 500, 1_000))
+        .collect();
+    seed(&core, &shop).await;
+    let mut cases = RaceCases::default();
+
+    // Half the orders at t0, half 20 minutes later; in the second half each
+    // user's first two orders both try the user's coupon at once.
+    let total = 10_000;
+    let mut orders: Vec<Arc<OrderFamily>> = Vec::new();
+    for half in 0..2 {
+        if half == 1 {
+            clock.advance(20 * MINUTE_MS);
+            shop.now = clock_now(&clock);
+        }
+        let mut tasks = Vec::new();
+        for i in 0..total / 2 {
+            let n = half * total / 2 + i;
+            let user = n % users;
+            let a = rng.gen_range(0..40);
+            let b = (a + rng.gen_range(1..40)) % 40;
+            let items: Vec<(String, Quantity)> = vec![
+                (format!("S{a}"), rng.gen_range(1..4)),
+                (format!("S{b}"), rng.gen_range(1..4)),
+            ];
+            let items: Vec<(&str, Quantity)> =
+                items.iter().map(|(c, q)| (c.as_str(), *q)).collect();
+            let coupon = (half == 1 && i < 2 * users).then(|| format!("K{user}"));
+            let cmd = shop.create_cmd(&format!("r{user}"), &items, coupon.as_deref());
+            let core = core.clone();
+            tasks.push(actix::spawn(async move { create(&core, cmd).await }));
+        }
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(f) => orders.push(f),
+                Err(e) => {
+                    assert!(
+                        matches!(code(&e), ErrorCode::USER_COUPON_IS_USED),
+                        "unexpected refusal: {e}"
+                    );
+                    cases.coupon_double_use_refused += 1;
+                }
+            }
+        }
+    }
+    assert!(orders.len() >= total - users, "created {}", orders.len());
+
+    // The first half is past its deadline now, the second is not.
+    clock.set(testkit::t0().plus_millis(31 * MINUTE_MS));
+    let mut tasks = Vec::new();
+    let mut pay_results = HashMap::new();
+    for (i, family) in orders.iter().enumerate() {
+        let mut ops = vec!["pay", "tick"];
+        if i % 2 == 0 {
+            ops.push("cancel");
+        }
+        ops.shuffle(&mut rng);
+        for op in ops {
+            let (core, family) = (core.clone(), Arc::clone(family));
+            tasks.push(actix::spawn(async move {
+                let trade_no = format!("T-{}", family.order_id);
+                let result = match op {
+                    "pay" => pay(&core, &family, &trade_no).await.map(|f| {
+                        let t = TradeNo::parse(&trade_no).unwrap();
+                        Some((family.order_id, f.payment_result(&t).map(|r| r.0)))
+                    }),
+                    "cancel" => cancel(&core, &family).await.map(|_| None),
+                    _ => {
+                        core.fire_due_deadlines().await;
+                        Ok(None)
+                    }
+                };
+                (op, result)
+            }));
+        }
+    }
+    for task in tasks {
+        match task.await.unwrap() {
+            ("pay", Ok(Some((id, result)))) => {
+                pay_results.insert(id, result);
+            }
+            ("cancel", Err(e)) => assert_eq!(code(&e), ErrorCode::ORDER_CANNOT_CANCEL, "{e}"),
+            (op, Err(e)) => panic!("{op} failed: {e}"),
+            _ => {}
+        }
+    }
+    while core.fire_due_deadlines().await > 0 {}
+
+    let mut locked: HashMap<String, i64> = HashMap::new();
+    let mut sold: HashMap<String, i64> = HashMap::new();
+    let mut coupon_holders: HashMap<String, Vec<(OrderId, OrderStatus)>> = HashMap::new();
+    for created in &orders {
+        let family = core.order(&created.order_id).await.unwrap();
+        let payments = usize::from(family.payment.trade_no.is_some()) + family.extra_payments.len();
+        assert_eq!(payments, 1, "one callback per order: {}", family.order_id);
+        let statuses = family.live_statuses();
+        let canceled = family.status == OrderStatus::CANCELED;
+        if canceled {
+            assert!(statuses.iter().all(|s| *s == OrderStatus::CANCELED));
+            assert_eq!(
+                family.after_sales.len(),
+                1,
+                "exactly one refund: {}",
+                family.order_id
+            );
+            let refund = &family.after_sales[0];
+            assert_eq!(refund.apply_refund_amount, family.amounts.real_pay);
+            match (family.cancel_type, family.payment.trade_no.is_some()) {
+                (Some(CancelType::TIMEOUT_CANCELED), _) => {
+                    cases.timed_out += 1;
+                    cases.timed_out_then_paid += 1;
+                }
+                (_, true) => cases.paid_then_canceled += 1,
+                (_, false) => cases.canceled_then_paid += 1,
+            }
+        } else {
+            assert!(
+                statuses.iter().all(|s| *s == OrderStatus::PAID),
+                "{}: {statuses:?}",
+                family.order_id
+            );
+            assert!(family.after_sales.is_empty());
+            cases.paid += 1;
+            for line in &family.lines {
+                *sold.entry(line.sku_code.to_string()).or_default() +=
+                    i64::from(line.sale_quantity);
+            }
+        }
+        if statuses.contains(&OrderStatus::CREATED) {
+            for line in &family.lines {
+                *locked.entry(line.sku_code.to_string()).or_default() +=
+                    i64::from(line.sale_quantity);
+            }
+        }
+        if let Some(c) = &family.coupon {
+            coupon_holders
+                .entry(c.coupon_id.to_string())
+                .or_default()
+                .push((family.order_id, family.status));
+        }
+        let expected = pay_results[&family.order_id];
+        match expected {
+            Some(PayResult::Paid) => {}
+            Some(PayResult::Refund) => assert!(canceled),
+            other => panic!("unexpected pay result {other:?}"),
+        }
+    }
+    cases.canceled_unpaid = cases.canceled_then_paid;
+
+    for sku in core.skus().unwrap() {
+        let code = sku.code().to_string();
+        assert_eq!(
+            sku.locked,
+            locked.get(&code).copied().unwrap_or(0),
+            "locked of {code}"
+        );
+        assert_eq!(
+            sku.sold,
+            sold.get(&code).copied().unwrap_or(0),
+            "sold of {code}"
+        );
+        assert_eq!(sku.total(), 1_000_000, "conservation of {code}");
+    }
+    for (id, holders) in &coupon_holders {
+        let coupon = core
+            .coupon(&ordercore_domain::CouponId::parse(id).unwrap())
+            .unwrap()
+            .unwrap();
+        let live: Vec<_> = holders
+            .iter()
+            .filter(|(_, s)| *s != OrderStatus::CANCELED)
+            .collect();
+        assert!(live.len() <= 1, "coupon {id} held by {live:?}");
+        match live.first() {
+            Some((order, _)) => {
+                assert_eq!(
+                    (coupon.status, coupon.order_id),
+                    (CouponStatus::USED, Some(*order))
+                );
+                cases.coupons_used += 1;
+            }
+            None => assert_eq!(coupon.status, CouponStatus::UNUSED, "coupon {id}"),
+        }
+    }
+    let m = core.metrics();
+    assert!(m.deadlines_fired > 0 && m.orders_timed_out > 0, "{m:?}");
+    assert_eq!(m.orders_timed_out, cases.timed_out as u64);
+    for (name, count) in [
+        ("paid", cases.paid),
+        ("canceled before paid", cases.canceled_unpaid),
+        ("timed out, then paid", cases.timed_out_then_paid),
+        ("paid, then canceled", cases.paid_then_canceled),
+        ("coupon used", cases.coupons_used),
+        ("coupon double use refused", cases.coupon_double_use_refused),
+    ] {
+        assert!(count > 0, "no case of '{name}' in this run: {cases:?}");
+    }
+    core.shutdown().unwrap();
+}
+
+fn clock_now(clock: &ManualClock) -> ordercore_domain::Timestamp {
+    use ordercore_storage::Clock;
+    clock.now()
+}
+
+#[actix::test]
+async fn idle_actors_passivate_and_come_back_on_the_next_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(testkit::t0());
+    let core = start(dir.path(), &clock, |c| {
+        c.passivate_after = Duration::from_millis(30);
+    });
+    let mut shop = Shop::default();
+    seed(&core, &shop).await;
+    let created = create(&core, shop.create_cmd("u2", &[("A1", 1)], None))
+        .await
+        .unwrap();
+    let mut waited = 0;
+    while core.metrics().active_actors > 0 && waited < 200 {
+        actix::clock::sleep(Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    let m = core.metrics();
+    assert_eq!(m.active_actors, 0, "passivated: {m:?}");
+    assert!(m.passivations >= 1);
+    // Reads do not activate; writes do, from storage.
+    assert_eq!(core.order(&created.order_id).await.unwrap().version, 1);
+    assert_eq!(core.metrics().activations, m.activations);
+    let paid = pay(&core, &created, "T-9").await.unwrap();
+    assert_eq!(paid.version, 2);
+    assert_eq!(core.metrics().activations, m.activations + 1);
+    // The deadline stays armed while passivated and would wake the order.
+    assert_eq!(core.armed_deadlines(), 0);
+    core.shutdown().unwrap();
+}
+
+#[actix::test]
+async fn a_restart_rearms_deadlines_and_keeps_acknowledged_states() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(testkit::t0());
+    let mut shop = Shop::default();
+    let (unpaid, paid) = {
+        let core = start(dir.path(), &clock, |_| {});
+        seed(&core, &shop).await;
+        let unpaid = create(&core, shop.create_cmd("u3", &[("A2", 2)], None))
+            .await
+            .unwrap();
+        let paid = create(&core, shop.create_cmd("u4", &[("A1", 1)], None))
+            .await
+            .unwrap();
+        pay(&core, &paid, "T-P").await.unwrap();
+        core.shutdown().unwrap();
+        (unpaid.order_id, paid.order_id)
+    };
+    // Down past the deadline.
+    clock.advance(testkit::PAY_TIMEOUT_MS + MINUTE_MS);
+    let core = start(dir.path(), &clock, |_| {});
+    assert_eq!(
+        core.armed_deadlines(),
+        1,
+        "the unpaid order's deadline is re-armed"
+    );
+    assert_eq!(
+        core.fire_due_deadlines().await,
+        1,
+        "an overdue deadline fires at once"
+    );
+    let canceled = core.order(&unpaid).await.unwrap();
+    let mut waited = 0;
+    let mut canceled = canceled;
+    while canceled.status != OrderStatus::CANCELED && waited < 100 {
+        actix::clock::sleep(Duration::from_millis(10)).await;
+        canceled = core.order(&unpaid).await.unwrap();
+        waited += 1;
+    }
+    assert_eq!(canceled.status, OrderStatus::CANCELED);
+    assert_eq!(canceled.cancel_type, Some(CancelType::TIMEOUT_CANCELED));
+    assert_eq!(core.order(&paid).await.unwrap().status, OrderStatus::PAID);
+    let a2 = core.sku(&testkit::sku_code("A2")).unwrap().unwrap();
+    assert_eq!(
+        (a2.available, a2.locked),
+        (100, 0),
+        "the timeout released the stock"
+    );
+    assert_eq!(core.metrics().orders_timed_out, 1);
+    core.shutdown().unwrap();
+}
+
+#[actix::test]
+async fn a_panicking_actor_fails_its_request_and_restarts_from_storage() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(testkit::t0());
+    let core = start(dir.path(), &clock, |_| {});
+    let mut shop = Shop::default();
+    seed(&core, &shop).await;
+    let victim = create(&core, shop.create_cmd("u5", &[("A1", 1)], None))
+        .await
+        .unwrap();
+    let bystander = create(&core, shop.create_cmd("u6", &[("A1", 1)], None))
+        .await
+        .unwrap();
+    let failed = core.inject_panic(victim.order_id).await.unwrap_err();
+    assert_eq!(failed.code(), ErrorCode::NOT_READY);
+    // The same actor serves again, from the stored state.
+    let paid = pay(&core, &victim, "T-V").await.unwrap();
+    assert_eq!(paid.version, 2);
+    assert_eq!(core.metrics().restarts, 1);
+    assert_eq!(pay(&core, &bystander, "T-B").await.unwrap().version, 2);
+    core.shutdown().unwrap();
+}
+
+#[derive(Debug)]
+struct FlakyJournal {
+    inner: SledJournal,
+    failing: Arc<AtomicBool>,
+}
+
+impl Journal for FlakyJournal {
+    fn append(&self, expected_last: u64, record: &EncodedRecord) -> Result<(), StorageError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(StorageError::Sled(
+                "injected: no space left on device".into(),
+            ));
+        }
+        self.inner.append(expected_last, record)
+    }
+    fn flush(&self) -> Result<(), StorageError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(StorageError::Sled("injected: flush failed".into()));
+        }
+        self.inner.flush()
+    }
+    fn last_seq(&self) -> Result<u64, StorageError> {
+        self.inner.last_seq()
+    }
+    fn scan(&self, after: u64, f: &mut dyn FnMut(Unit) -> bool) -> Result<(), StorageError> {
+        self.inner.scan(after, f)
+    }
+    fn trim(
+        &self,
+        through: u64,
+        before: ordercore_domain::Timestamp,
+    ) -> Result<usize, StorageError> {
+        self.inner.trim(through, before)
+    }
+}
+
+#[actix::test]
+async fn a_failed_write_is_never_acknowledged_and_the_core_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(testkit::t0());
+    let failing = Arc::new(AtomicBool::new(false));
+    let config = store_config(dir.path(), &clock);
+    let db = sled::Config::new().path(dir.path()).open().unwrap();
+    let journal = Arc::new(FlakyJournal {
+        inner: SledJournal::open(&db).unwrap(),
+        failing: Arc::clone(&failing),
+    });
+    let store = Store::open_with_journal(config, db, journal).unwrap();
+    let core = OrderCore::start(store, core_config(&clock)).unwrap();
+    let mut shop = Shop::default();
+    seed(&core, &shop).await;
+    let order = create(&core, shop.create_cmd("u1", &[("A1", 3)], Some("C1")))
+        .await
+        .unwrap();
+
+    failing.store(true, Ordering::SeqCst);
+    let e = pay(&core, &order, "T-F").await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::STORAGE_UNAVAILABLE);
+    assert!(
+        !core.is_ready(),
+        "a failing writer makes the core not ready"
+    );
+    let e = create(&core, shop.create_cmd("u2", &[("A1", 5)], None))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::STORAGE_UNAVAILABLE);
+
+    failing.store(false, Ordering::SeqCst);
+    let mut waited = 0;
+    while !core.is_ready() && waited < 200 {
+        actix::clock::sleep(Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    assert!(core.is_ready());
+    // Nothing of the failed pay or create is visible, in the order or the catalog.
+    let read = core.order(&order.order_id).await.unwrap();
+    assert_eq!((read.status, read.version), (OrderStatus::CREATED, 1));
+    let a1 = core.sku(&testkit::sku_code("A1")).unwrap().unwrap();
+    assert_eq!((a1.available, a1.locked, a1.sold), (97, 3, 0));
+    // The actor reloaded; the retry goes through, and so does a new order.
+    let paid = pay(&core, &order, "T-F").await.unwrap();
+    assert_eq!((paid.version, paid.is_paid()), (2, true));
+    create(&core, shop.create_cmd("u2", &[("A1", 5)], None))
+        .await
+        .unwrap();
+    let a1 = core.sku(&testkit::sku_code("A1")).unwrap().unwrap();
+    assert_eq!((a1.available, a1.locked, a1.sold), (92, 5, 3));
+    assert!(core.metrics().catalog_reloads >= 1);
+    core.shutdown().unwrap();
+}
+
+#[actix::test]
+async fn an_idempotency_key_replays_its_recorded_reply_and_refuses_other_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(testkit::t0());
+    let core = start(dir.path(), &clock, |_| {});
+    let mut shop = Shop::default();
+    seed(&core, &shop).await;
+    let order = create(&core, shop.create_cmd("u7", &[("A1", 1)], None))
+        .await
+        .unwrap();
+    let key = IdempotencyKey::parse("key-1").unwrap();
+    let opts = |hash: u64| WriteOptions {
+        dry_run: false,
+        idempotency: Some(Idempotency {
+            key: key.clone(),
+            request_hash: hash,
+            render: Box::new(|f, _| (200, format!("{{\"version\":{}}}", f.version))),
+        }),
+    };
+    let meta = CommandMeta::by(ordercore_domain::Actor::user(&order.user_id));
+    let cancel = |opts| {
+        core.cancel(
+            meta.clone(),
+            order.order_id,
+            CancelType::USER_CANCELED,
+            opts,
+        )
+    };
+    let first = family_of(cancel(opts(11)).await.unwrap());
+    assert_eq!(first.status, OrderStatus::CANCELED);
+    match cancel(opts(11)).await.unwrap() {
+        Outcome::Replayed { status, body } => {
+            assert_eq!((status, body.as_str()), (200, "{\"version\":2}"));
+        }
+        other => panic!("expected a replay, got {other:?}"),
+    }
+    let e = cancel(opts(12)).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::IDEMPOTENCY_KEY_REUSED);
+    // A dry run ignores the key and changes nothing.
+    let dry = core
+        .execute(
+            Command {
+                meta: meta.clone(),
+                action: Action::AddNote {
+                    order_id: order.order_id,
+                    text: "hello".into(),
+                },
+            },
+            WriteOptions {
+                dry_run: true,
+                idempotency: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(matches!(dry, Outcome::DryRun { .. }));
+    assert_eq!(core.order(&order.order_id).await.unwrap().version, 2);
+    core.shutdown().unwrap();
+}
