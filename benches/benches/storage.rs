@@ -13,35 +13,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
-use ordercore_benches::{cpu_us, submit_all, Workload};
-use ordercore_storage::journal::{encode_unit, Unit};
+use ordercore_benches::{cpu_us, raw_sled, submit_all, unit_bytes, Workload};
 use ordercore_storage::{Store, StoreConfig};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Tickets in flight: enough for group commit to fill its groups.
 const WINDOW: usize = 8_192;
-const RAW_BATCH_RECORDS: usize = 1_024;
-
-fn raw_sled(dir: &std::path::Path, records: &[Vec<u8>]) -> Duration {
-    let db = sled::Config::new()
-        .path(dir)
-        .mode(sled::Mode::HighThroughput)
-        .flush_every_ms(None)
-        .open()
-        .unwrap();
-    let tree = db.open_tree("raw").unwrap();
-    let started = Instant::now();
-    for (b, chunk) in records.chunks(RAW_BATCH_RECORDS).enumerate() {
-        let mut batch = sled::Batch::default();
-        for (i, r) in chunk.iter().enumerate() {
-            let key = ((b * RAW_BATCH_RECORDS + i) as u64).to_be_bytes();
-            batch.insert(&key, r.as_slice());
-        }
-        tree.apply_batch(batch).unwrap();
-        db.flush().unwrap();
-    }
-    started.elapsed()
-}
 
 fn main() {
     let n: usize = std::env::args()
@@ -52,17 +29,7 @@ fn main() {
     let mut workload = Workload::new();
     let catalog = workload.catalog();
     let work: Vec<_> = (0..n).map(|_| workload.next_lifecycle()).collect();
-    let unit_bytes: Vec<Vec<u8>> = work
-        .iter()
-        .flat_map(|(c, p)| [c, p])
-        .map(|events| {
-            encode_unit(&Unit {
-                shard: 0,
-                events: events.clone(),
-            })
-            .unwrap()
-        })
-        .collect();
+    let unit_bytes = unit_bytes(&work);
     let bytes_per_lifecycle = unit_bytes.iter().map(Vec::len).sum::<usize>() as f64 / n as f64;
 
     let raw_dir = tempfile::tempdir().unwrap();

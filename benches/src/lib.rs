@@ -73,8 +73,13 @@ impl Workload {
         )
     }
 
-    /// The next lifecycle: a create of 2 SKUs and its payment.
-    pub fn next_lifecycle(&mut self) -> Lifecycle {
+    /// The SKUs of the benchmark catalog.
+    pub fn skus(&self) -> &[ordercore_domain::Sku] {
+        &self.shop.skus
+    }
+
+    /// The next create request: 2 SKUs, many users, unique order ids.
+    pub fn next_create(&mut self) -> ordercore_domain::CreateOrder {
         let i = self.next;
         self.next += 1;
         let owner = format!("u{}", i % USERS);
@@ -83,6 +88,14 @@ impl Workload {
         let mut cmd = self.shop.create_cmd(&owner, &[(&a, 1), (&b, 2)], None);
         let (at, seq) = self.ids.next(self.shop.now);
         cmd.order_id = OrderId::generate(at, 1, seq, &testkit::user(&owner)).unwrap();
+        cmd
+    }
+
+    /// The next lifecycle: a create of 2 SKUs and its payment.
+    pub fn next_lifecycle(&mut self) -> Lifecycle {
+        let i = self.next;
+        let cmd = self.next_create();
+        let owner = cmd.user_id.as_str().to_owned();
         let create = self
             .shop
             .decide_create(&cmd, &testkit::shopper(&owner))
@@ -151,4 +164,57 @@ pub fn submit_all(store: &ordercore_storage::Store, work: &[Lifecycle], window: 
     for t in inflight {
         t.wait().unwrap();
     }
+}
+
+/// Records per `apply_batch` + `flush` in the raw sled ceiling.
+pub const RAW_BATCH_RECORDS: usize = 1_024;
+
+/// The raw ceiling: sled `apply_batch` + `flush` of `records` in batches of
+/// [`RAW_BATCH_RECORDS`], in a fresh database at `dir`.
+pub fn raw_sled(dir: &std::path::Path, records: &[Vec<u8>]) -> std::time::Duration {
+    let db = sled::Config::new()
+        .path(dir)
+        .mode(sled::Mode::HighThroughput)
+        .flush_every_ms(None)
+        .open()
+        .unwrap();
+    let tree = db.open_tree("raw").unwrap();
+    let started = std::time::Instant::now();
+    for (b, chunk) in records.chunks(RAW_BATCH_RECORDS).enumerate() {
+        let mut batch = sled::Batch::default();
+        for (i, r) in chunk.iter().enumerate() {
+            let key = ((b * RAW_BATCH_RECORDS + i) as u64).to_be_bytes();
+            batch.insert(&key, r.as_slice());
+        }
+        tree.apply_batch(batch).unwrap();
+        db.flush().unwrap();
+    }
+    started.elapsed()
+}
+
+/// Encoded units of `work` (one per create and per payment), as the raw
+/// ceiling's records.
+pub fn unit_bytes(work: &[Lifecycle]) -> Vec<Vec<u8>> {
+    use ordercore_storage::journal::{encode_unit, Unit};
+    work.iter()
+        .flat_map(|(c, p)| [c, p])
+        .map(|events| {
+            encode_unit(&Unit {
+                shard: 0,
+                events: events.clone(),
+            })
+            .unwrap()
+        })
+        .collect()
+}
+
+/// Resident memory of this process, in bytes (from /proc).
+pub fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
 }
