@@ -218,3 +218,96 @@ pub fn rss_bytes() -> u64 {
         .unwrap_or(0);
     pages * 4096
 }
+
+/// Driving an in-process `OrderCore` (inside an actix `System`).
+mod core_driver {
+    use super::Workload;
+    use ordercore_actors::{CoreConfig, OrderCore, Outcome, WriteOptions};
+    use ordercore_domain::testkit;
+    use ordercore_domain::{Command, CommandMeta, CreateOrder, OrderFamily};
+    use ordercore_storage::{Store, StoreConfig};
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// Lifecycles in flight at once: enough for group commit to fill groups.
+    pub const WINDOW: usize = 4_096;
+
+    /// A durable core on a fresh store in `dir`.
+    pub fn start(dir: &std::path::Path, passivate_after: Duration) -> OrderCore {
+        let store = Store::open(StoreConfig::new(dir)).unwrap();
+        let config = CoreConfig {
+            passivate_after,
+            ..CoreConfig::default()
+        };
+        OrderCore::start(store, config).unwrap()
+    }
+
+    pub async fn seed(core: &OrderCore, workload: &Workload) {
+        let admin = testkit::admin();
+        for sku in workload.skus() {
+            core.upsert_sku(&admin, sku.details.clone(), sku.total())
+                .await
+                .unwrap();
+        }
+    }
+
+    fn family(outcome: Outcome) -> Arc<OrderFamily> {
+        match outcome {
+            Outcome::Applied { family, .. } => family,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    /// Runs `cmds` through the core with `WINDOW` in flight; pays each order
+    /// after its create when `pay` is set. Retries what the core refuses as
+    /// overloaded.
+    pub async fn drive(core: &OrderCore, cmds: Vec<CreateOrder>, pay: bool) {
+        let queue = Rc::new(RefCell::new(cmds.into_iter().enumerate()));
+        let workers: Vec<_> = (0..WINDOW)
+            .map(|_| {
+                let (core, queue) = (core.clone(), Rc::clone(&queue));
+                actix::spawn(async move {
+                    loop {
+                        let next = queue.borrow_mut().next();
+                        let Some((i, cmd)) = next else { break };
+                        let meta = CommandMeta::by(ordercore_domain::Actor::user(&cmd.user_id));
+                        let created = loop {
+                            match core.create_order(cmd.clone(), meta.clone(), None).await {
+                                Ok(outcome) => break family(outcome),
+                                Err(e) if e.code() == ordercore_domain::ErrorCode::OVERLOADED => {
+                                    actix::clock::sleep(Duration::from_millis(1)).await;
+                                }
+                                Err(e) => panic!("create failed: {e}"),
+                            }
+                        };
+                        if pay {
+                            let action = testkit::pay_action(&created, &format!("T{i}"));
+                            let cmd = Command {
+                                meta: testkit::provider(),
+                                action,
+                            };
+                            loop {
+                                match core.execute(cmd.clone(), WriteOptions::default()).await {
+                                    Ok(_) => break,
+                                    Err(e)
+                                        if e.code() == ordercore_domain::ErrorCode::OVERLOADED =>
+                                    {
+                                        actix::clock::sleep(Duration::from_millis(1)).await;
+                                    }
+                                    Err(e) => panic!("pay failed: {e}"),
+                                }
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.await.unwrap();
+        }
+    }
+}
+
+pub use core_driver::{drive, seed, start, WINDOW};
