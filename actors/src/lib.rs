@@ -148,6 +148,11 @@ impl OrderCore {
         self.shared.config.clock.now()
     }
 
+    /// Started and not shut down (whatever the writer's health).
+    pub fn is_running(&self) -> bool {
+        self.shared.ready.load(Ordering::SeqCst)
+    }
+
     /// Recovered, running, and the writer is healthy.
     pub fn is_ready(&self) -> bool {
         self.shared.ready.load(Ordering::SeqCst) && self.shared.store.is_healthy()

@@ -9,6 +9,9 @@ pub struct CoreMetrics {
     pub orders_paid: AtomicU64,
     pub orders_canceled: AtomicU64,
     pub orders_timed_out: AtomicU64,
+    /// Parts signed for, and refused at delivery (fulfillment outcomes).
+    pub orders_signed: AtomicU64,
+    pub orders_refused: AtomicU64,
     /// Money of created orders, in minor units.
     pub amount_created: AtomicU64,
     pub deadlines_fired: AtomicU64,
@@ -32,6 +35,8 @@ pub struct CoreMetricsSnapshot {
     pub orders_paid: u64,
     pub orders_canceled: u64,
     pub orders_timed_out: u64,
+    pub orders_signed: u64,
+    pub orders_refused: u64,
     pub amount_created: u64,
     pub deadlines_fired: u64,
     pub activations: u64,
@@ -53,6 +58,8 @@ impl CoreMetrics {
             orders_paid: get(&self.orders_paid),
             orders_canceled: get(&self.orders_canceled),
             orders_timed_out: get(&self.orders_timed_out),
+            orders_signed: get(&self.orders_signed),
+            orders_refused: get(&self.orders_refused),
             amount_created: get(&self.amount_created),
             deadlines_fired: get(&self.deadlines_fired),
             activations: get(&self.activations),

@@ -440,6 +440,8 @@ impl OrderActor {
                     m.amount_created.fetch_add(amount, Ordering::Relaxed);
                 }
                 EventBody::OrderPaid { .. } => bump(&m.orders_paid),
+                EventBody::OrderSigned(_) => bump(&m.orders_signed),
+                EventBody::OrderRefused(_) => bump(&m.orders_refused),
                 EventBody::OrderCanceled { cancel_type, .. } => {
                     if *cancel_type == CancelType::TIMEOUT_CANCELED {
                         bump(&m.orders_timed_out);

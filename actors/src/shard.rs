@@ -18,6 +18,10 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::oneshot;
 
+/// Ticks between sweeps of users with no order in the risk window (one
+/// minute at [`DEADLINE_TICK`]).
+const RISK_PRUNE_TICKS: u64 = 600;
+
 /// What a shard shares with its order actors (they run on its thread, so
 /// these locks are never contended in steady state).
 #[derive(Debug)]
@@ -187,7 +191,7 @@ impl ShardActor {
         for (at, id) in self.state.take_due(now, DEADLINES_PER_TICK) {
             self.fire(at, id, ctx);
         }
-        if self.ticks % 600 == 0 {
+        if self.ticks.is_multiple_of(RISK_PRUNE_TICKS) {
             self.state.prune_recent(now);
         }
     }

@@ -1241,7 +1241,7 @@ impl World {
             match status {
                 OrderStatus::FULFILLED => FulfillmentEvent::OUT_STOCK,
                 OrderStatus::OUT_STOCK => FulfillmentEvent::DELIVERY,
-                OrderStatus::DELIVERY if pick % 3 == 0 => FulfillmentEvent::REFUSED,
+                OrderStatus::DELIVERY if pick.is_multiple_of(3) => FulfillmentEvent::REFUSED,
                 OrderStatus::DELIVERY => FulfillmentEvent::SIGNED,
                 _ => FulfillmentEvent::FULFILLED,
             }
