@@ -2,3 +2,13 @@
 //! drives realistic order traffic against a running server, measures latency
 //! without coordinated omission, and verifies afterwards, through the public
 //! API only, that nothing acknowledged was lost and no stock was oversold.
+//! It shares no code with the server: tokens, signatures and JSON are made
+//! here from the public contract (API.md).
+
+pub mod client;
+pub mod ledger;
+pub mod report;
+pub mod scenario;
+pub mod server;
+pub mod stats;
+pub mod verify;

@@ -1,0 +1,476 @@
+//! `ordercore-load`: drives traffic against an ordercore server (one given
+//! with `--url`, or one it starts with `--spawn PATH`), measures latency
+//! without coordinated omission, optionally kills and restarts the server,
+//! and verifies through the API that nothing was lost or oversold.
+//!
+//! ```sh
+//! ordercore-load --spawn target/release/ordercore --scenario mixed --duration 30 --rate 500
+//! ordercore-load --url http://127.0.0.1:8080 --jwt-secret S --payment-secret P --concurrency 64
+//! ```
+
+use clap::Parser;
+use ordercore_load::client::Api;
+use ordercore_load::ledger::Ledger;
+use ordercore_load::report::{self, Report};
+use ordercore_load::scenario::{self, Ctx, Scenario};
+use ordercore_load::server::Server;
+use ordercore_load::stats::Stats;
+use ordercore_load::verify::{self, Expect};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use reqwest::Method;
+use serde_json::json;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Stock of each of the run's ordinary SKUs: more than any run sells.
+const SKU_STOCK: i64 = 1_000_000;
+/// How long sessions still in flight at the end get to finish.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ordercore-load",
+    version,
+    about = "Load tests, crash cycles and verification for ordercore"
+)]
+struct Args {
+    /// A running server.
+    #[arg(long, conflicts_with = "spawn")]
+    url: Option<String>,
+    /// Start this server binary on a free port with a temporary data dir.
+    #[arg(long)]
+    spawn: Option<PathBuf>,
+    /// The server's JWT secret (generated when spawning).
+    #[arg(long, env = "ORDERCORE_JWT_SECRET")]
+    jwt_secret: Option<String>,
+    /// The server's payment callback secret (generated when spawning).
+    #[arg(long, env = "ORDERCORE_PAYMENT_SECRET")]
+    payment_secret: Option<String>,
+    #[arg(long, value_enum, default_value = "mixed")]
+    scenario: Scenario,
+    /// Weights of `mixed`, e.g. `lifecycle=6,race=1,flash-sale=1,read-heavy=2`.
+    #[arg(long, default_value = "lifecycle=6,race=1,flash-sale=1,read-heavy=2")]
+    weights: String,
+    /// Open loop: sessions started per second at a constant rate (latency
+    /// counts from each intended start).
+    #[arg(long, conflicts_with = "concurrency")]
+    rate: Option<f64>,
+    /// Closed loop: sessions in flight at once.
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// Measured seconds.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Seconds of traffic before measuring starts.
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Distinct shoppers.
+    #[arg(long, default_value_t = 20_000)]
+    users: u64,
+    /// Ordinary SKUs the run creates.
+    #[arg(long, default_value_t = 50)]
+    skus: usize,
+    /// Stock of the flash-sale SKU.
+    #[arg(long, default_value_t = 100)]
+    flash_stock: i64,
+    /// Open loop: sessions in flight beyond which new ones are not started
+    /// (counted as dropped) so the harness cannot run out of memory.
+    #[arg(long, default_value_t = 10_000)]
+    max_in_flight: usize,
+    /// With --spawn: the server's payment deadline (short values make
+    /// timeouts happen within the run).
+    #[arg(long, default_value_t = 1_800)]
+    pay_timeout_secs: u64,
+    /// With --spawn: `durable` or `relaxed`.
+    #[arg(long, default_value = "durable")]
+    durability: String,
+    /// With --spawn: SIGKILL and restart the server this many times.
+    #[arg(long, default_value_t = 0)]
+    crash_cycles: usize,
+    /// Skip the verification.
+    #[arg(long)]
+    no_verify: bool,
+    /// Where report.json and report.html go.
+    #[arg(long, default_value = "load-report")]
+    out: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(&format!("cannot start the runtime: {e}")),
+    };
+    match runtime.block_on(run(args)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(e: &str) -> ExitCode {
+    let _ = writeln!(std::io::stderr(), "ordercore-load: {e}");
+    ExitCode::from(2)
+}
+
+fn say(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+fn weights(spec: &str) -> Result<Vec<(Scenario, u32)>, String> {
+    use clap::ValueEnum;
+    spec.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|part| {
+            let (name, w) = part
+                .split_once('=')
+                .ok_or_else(|| format!("bad weight {part:?}"))?;
+            let s = Scenario::from_str(name.trim(), true).map_err(|e| format!("{name}: {e}"))?;
+            if s == Scenario::Mixed {
+                return Err("mixed cannot weigh itself".into());
+            }
+            let w: u32 = w
+                .trim()
+                .parse()
+                .map_err(|_| format!("bad weight {part:?}"))?;
+            Ok((s, w))
+        })
+        .collect()
+}
+
+fn pick(weights: &[(Scenario, u32)], rng: &mut SmallRng) -> Scenario {
+    let total: u32 = weights.iter().map(|(_, w)| w).sum();
+    let mut n = rng.gen_range(0..total.max(1));
+    for (s, w) in weights {
+        if n < *w {
+            return *s;
+        }
+        n -= w;
+    }
+    Scenario::Lifecycle
+}
+
+async fn run(args: Args) -> Result<bool, String> {
+    let mixed = if args.scenario == Scenario::Mixed {
+        weights(&args.weights)?
+    } else {
+        vec![(args.scenario, 1)]
+    };
+    let mut seeds = SmallRng::seed_from_u64(args.seed);
+    let secret = |given: &Option<String>, seeds: &mut SmallRng| {
+        given
+            .clone()
+            .unwrap_or_else(|| format!("{:032x}", seeds.gen::<u128>()))
+    };
+    let (jwt, pay) = (
+        secret(&args.jwt_secret, &mut seeds),
+        secret(&args.payment_secret, &mut seeds),
+    );
+    let server = match &args.spawn {
+        Some(path) => {
+            let extra = vec![
+                "--pay-timeout-secs".to_owned(),
+                args.pay_timeout_secs.to_string(),
+                "--durability".to_owned(),
+                args.durability.clone(),
+                "--risk-max-orders-per-user-per-min".to_owned(),
+                "0".to_owned(),
+                "--no-demo".to_owned(),
+            ];
+            Some(Arc::new(Server::start(path, &jwt, &pay, extra).await?))
+        }
+        None if args.crash_cycles > 0 => return Err("--crash-cycles needs --spawn".into()),
+        None => None,
+    };
+    let url = match (&server, &args.url) {
+        (Some(s), _) => s.url(),
+        (None, Some(u)) => u.clone(),
+        (None, None) => return Err("give --url or --spawn".into()),
+    };
+    if server.is_none() && (args.jwt_secret.is_none() || args.payment_secret.is_none()) {
+        return Err("--url needs --jwt-secret and --payment-secret".into());
+    }
+    let api = Api::new(&url, &jwt, &pay)?;
+    let run_id = format!("{:06x}", seeds.gen::<u32>() & 0x00ff_ffff);
+    let admin = api.token(&format!("lt{run_id}ops"), true);
+
+    // The run's own catalog, so its stock can be checked against its orders.
+    let mut stock_of = Vec::new();
+    for i in 0..args.skus.max(2) {
+        let code = format!("LT{run_id}S{i}");
+        put_sku(
+            &api,
+            &admin,
+            &code,
+            1_000 + 100 * (i as i64 % 20),
+            SKU_STOCK,
+        )
+        .await?;
+        stock_of.push((code, SKU_STOCK));
+    }
+    let flash_sku = format!("LT{run_id}FLASH");
+    put_sku(&api, &admin, &flash_sku, 990, args.flash_stock).await?;
+    stock_of.push((flash_sku.clone(), args.flash_stock));
+
+    let started = Instant::now();
+    let warmup = Duration::from_secs_f64(args.warmup.max(0.0));
+    let duration = Duration::from_secs_f64(args.duration.max(0.1));
+    let end = started + warmup + duration;
+    let ctx = Arc::new(Ctx {
+        api,
+        ledger: Ledger::default(),
+        stats: Stats::new(started + warmup),
+        run: run_id,
+        skus: stock_of
+            .iter()
+            .take(args.skus.max(2))
+            .map(|(c, _)| c.clone())
+            .collect(),
+        flash_sku,
+        users: args.users.max(1),
+        admin,
+        next: AtomicU64::new(0),
+    });
+    say(&format!(
+        "target {url}; run {}; {} s warm-up, {} s measured",
+        ctx.run, args.warmup, args.duration
+    ));
+
+    let crashes = match (&server, args.crash_cycles) {
+        (Some(s), n) if n > 0 => Some(tokio::spawn(crash_cycles(
+            Arc::clone(s),
+            n,
+            started,
+            end,
+            args.seed,
+        ))),
+        _ => None,
+    };
+    let progress = progress_bar(Arc::clone(&ctx), started, end);
+    let sessions = Arc::new(AtomicU64::new(0));
+    let dropped = Arc::new(AtomicU64::new(0));
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let mixed = Arc::new(mixed);
+    let mut workers = Vec::new();
+    match (args.rate, args.concurrency) {
+        (Some(rate), _) => {
+            // Open loop: session i is meant to start at started + i / rate.
+            let interval = Duration::from_secs_f64(1.0 / rate.max(0.001));
+            let mut i: u64 = 0;
+            loop {
+                let intended = started + interval.mul_f64(i as f64);
+                if intended >= end {
+                    break;
+                }
+                tokio::time::sleep_until(intended.into()).await;
+                i += 1;
+                if in_flight.load(Ordering::Relaxed) >= args.max_in_flight {
+                    dropped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                in_flight.fetch_add(1, Ordering::Relaxed);
+                if intended >= started + warmup {
+                    sessions.fetch_add(1, Ordering::Relaxed);
+                }
+                let (ctx, mixed, in_flight) =
+                    (Arc::clone(&ctx), Arc::clone(&mixed), Arc::clone(&in_flight));
+                let seed = args
+                    .seed
+                    .wrapping_add(i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                workers.push(tokio::spawn(async move {
+                    let mut rng = SmallRng::seed_from_u64(seed);
+                    let s = pick(&mixed, &mut rng);
+                    scenario::session(&ctx, s, intended, &mut rng).await;
+                    in_flight.fetch_sub(1, Ordering::Relaxed);
+                }));
+                if workers.len() > 4 * args.max_in_flight {
+                    workers.retain(|w| !w.is_finished());
+                }
+            }
+        }
+        (None, concurrency) => {
+            for w in 0..concurrency.unwrap_or(64).max(1) {
+                let (ctx, mixed, sessions) =
+                    (Arc::clone(&ctx), Arc::clone(&mixed), Arc::clone(&sessions));
+                let seed = args
+                    .seed
+                    .wrapping_add((w as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                workers.push(tokio::spawn(async move {
+                    let mut rng = SmallRng::seed_from_u64(seed);
+                    while Instant::now() < end {
+                        let intended = Instant::now();
+                        if intended >= started + warmup {
+                            sessions.fetch_add(1, Ordering::Relaxed);
+                        }
+                        let s = pick(&mixed, &mut rng);
+                        scenario::session(&ctx, s, intended, &mut rng).await;
+                    }
+                }));
+            }
+        }
+    }
+    let drain = async {
+        for w in workers {
+            let _ = w.await;
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, drain).await;
+    let seconds = ctx
+        .stats
+        .measured_for()
+        .min(duration)
+        .as_secs_f64()
+        .max(0.001);
+    progress.abort();
+    if let Some(c) = crashes {
+        let _ = c.await;
+    }
+
+    let lifecycles = mixed.iter().any(|(s, _)| *s == Scenario::Lifecycle);
+    let races = mixed.iter().any(|(s, _)| *s == Scenario::Race);
+    let expect = Expect {
+        lifecycles,
+        // Deadlines only fire within the run when the server was started
+        // with a short payment timeout.
+        timeouts: lifecycles && server.is_some() && args.pay_timeout_secs <= 60,
+        flash: mixed.iter().any(|(s, _)| *s == Scenario::FlashSale),
+        refunds: lifecycles || races,
+    };
+    let checks = if args.no_verify {
+        Vec::new()
+    } else {
+        if expect.timeouts {
+            // Let the last unpaid orders' deadlines pass and fire.
+            say("waiting for the last payment deadlines ...");
+            tokio::time::sleep(Duration::from_secs(args.pay_timeout_secs + 2)).await;
+        }
+        say("verifying through the API ...");
+        verify::verify(Arc::clone(&ctx), expect, &stock_of).await
+    };
+    let mut passed = checks.iter().all(verify::Check::passed);
+    if let Some(s) = &server {
+        let exited = s.stop().await;
+        if !exited {
+            say("the server did not exit 0 on SIGTERM");
+            passed = false;
+        }
+    }
+    let (answers, errors) = ctx.stats.totals();
+    let started_sessions = sessions.load(Ordering::Relaxed);
+    let report = Report {
+        scenario: format!("{:?}", args.scenario).to_lowercase(),
+        mode: match args.rate {
+            Some(r) => format!("open loop at {r} sessions/s"),
+            None => format!("closed loop, {} in flight", args.concurrency.unwrap_or(64)),
+        },
+        target_rate: args.rate,
+        concurrency: args.concurrency,
+        seconds,
+        answers,
+        errors,
+        throughput_per_s: answers as f64 / seconds,
+        sessions_per_s: started_sessions as f64 / seconds,
+        sessions_dropped: dropped.load(Ordering::Relaxed),
+        crash_cycles: args.crash_cycles,
+        overall: ctx.stats.overall(),
+        ops: ctx.stats.summaries(),
+        per_second: ctx.stats.per_second(),
+        errors_by_code: ctx.stats.errors(),
+        checks,
+        passed,
+    };
+    let _ = writeln!(std::io::stdout(), "{}", report::table(&report));
+    std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+    std::fs::write(args.out.join("report.json"), json).map_err(|e| e.to_string())?;
+    std::fs::write(args.out.join("report.html"), report::html(&report))
+        .map_err(|e| e.to_string())?;
+    say(&format!(
+        "reports: {0}/report.json, {0}/report.html",
+        args.out.display()
+    ));
+    Ok(passed)
+}
+
+async fn put_sku(api: &Api, admin: &str, code: &str, price: i64, stock: i64) -> Result<(), String> {
+    let body = json!({"product_id": format!("P-{code}"), "product_name": format!("Load test {code}"),
+        "product_type": 1, "sale_price": price, "purchase_price": price / 2, "product_unit": "piece",
+        "seller_id": "load-test", "stock": stock});
+    let answer = api
+        .call(
+            Method::PUT,
+            &format!("/v1/skus/{code}"),
+            Some(admin),
+            Some(&body),
+            &[],
+        )
+        .await?;
+    if answer.ok() {
+        Ok(())
+    } else {
+        Err(format!(
+            "cannot create SKU {code}: {} {}",
+            answer.status, answer.body
+        ))
+    }
+}
+
+/// Kills the server with SIGKILL at spread-out random moments of the run
+/// and starts it again on the same data dir and port.
+async fn crash_cycles(
+    server: Arc<Server>,
+    cycles: usize,
+    started: Instant,
+    end: Instant,
+    seed: u64,
+) {
+    let mut rng = SmallRng::seed_from_u64(seed ^ 0xC0FFEE);
+    let span = end.saturating_duration_since(started);
+    for i in 0..cycles {
+        let slot = span.mul_f64(1.0 / (cycles as f64 + 1.0));
+        let at = started + slot.mul_f64(i as f64 + 0.5 + rng.gen::<f64>());
+        tokio::time::sleep_until(at.into()).await;
+        say(&format!("crash cycle {}: SIGKILL", i + 1));
+        if let Err(e) = server.crash_and_restart().await {
+            say(&format!("restart failed: {e}"));
+            return;
+        }
+    }
+}
+
+fn progress_bar(ctx: Arc<Ctx>, started: Instant, end: Instant) -> tokio::task::JoinHandle<()> {
+    let total = end.saturating_duration_since(started).as_secs();
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} s {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    tokio::spawn(async move {
+        let mut last = (0, 0);
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let (answers, errors) = ctx.stats.totals();
+            bar.set_position(started.elapsed().as_secs().min(total));
+            bar.set_message(format!(
+                "{}/s, {} errors",
+                answers - last.0,
+                errors - last.1
+            ));
+            last = (answers, errors);
+            if Instant::now() >= end {
+                bar.finish_and_clear();
+                return;
+            }
+        }
+    })
+}

@@ -1,0 +1,454 @@
+//! The traffic: sessions of requests a shopper, an operator and the payment
+//! provider make. Every answer is timed from when its request was meant to
+//! go out and every acknowledged fact goes into the ledger.
+
+use crate::client::{Answer, Api};
+use crate::ledger::Ledger;
+use crate::stats::Stats;
+use rand::rngs::SmallRng;
+use rand::Rng;
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+/// A scenario: what one session does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    /// order id → price → create → prepay → pay → fulfillment → signed, with
+    /// a share of cancels, timeouts, address changes, after-sales,
+    /// duplicate callbacks and idempotent replays.
+    Lifecycle,
+    /// Pay callback and cancel on the same order at once.
+    Race,
+    /// Many buyers, one SKU, small stock.
+    FlashSale,
+    /// Order detail and user listing reads.
+    ReadHeavy,
+    /// The others by weight (`--weights`).
+    Mixed,
+}
+
+/// Everything sessions share.
+#[derive(Debug)]
+pub struct Ctx {
+    pub api: Api,
+    pub ledger: Ledger,
+    pub stats: Stats,
+    /// Names this run's users and SKUs apart from earlier runs'.
+    pub run: String,
+    pub skus: Vec<String>,
+    pub flash_sku: String,
+    pub users: u64,
+    pub admin: String,
+    pub next: AtomicU64,
+}
+
+impl Ctx {
+    fn user(&self, n: u64) -> String {
+        format!("lt{}u{}", self.run, n % self.users.max(1))
+    }
+
+    fn token(&self, user: &str) -> String {
+        self.api.token(user, false)
+    }
+
+    /// Sends one request as part of `op` and records it; `None` when no
+    /// HTTP answer came back.
+    #[allow(clippy::too_many_arguments)]
+    async fn step(
+        &self,
+        op: &'static str,
+        intended: Instant,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+        headers: &[(&str, String)],
+    ) -> Option<Answer> {
+        let answer = self.api.call(method, path, token, body, headers).await;
+        self.finish(op, intended, answer)
+    }
+
+    async fn signed(
+        &self,
+        op: &'static str,
+        intended: Instant,
+        path: &str,
+        body: &Value,
+    ) -> Option<Answer> {
+        let answer = self.api.signed(path, body).await;
+        self.finish(op, intended, answer)
+    }
+
+    fn finish(
+        &self,
+        op: &'static str,
+        intended: Instant,
+        answer: Result<Answer, String>,
+    ) -> Option<Answer> {
+        match answer {
+            Ok(a) => {
+                let code = if a.ok() {
+                    None
+                } else {
+                    Some(a.code().unwrap_or("UNKNOWN"))
+                };
+                self.stats.record(op, intended, code);
+                Some(a)
+            }
+            Err(_) => {
+                self.stats.transport_error();
+                None
+            }
+        }
+    }
+}
+
+/// Runs one session of `scenario` meant to start at `intended`.
+pub async fn session(ctx: &Ctx, scenario: Scenario, intended: Instant, rng: &mut SmallRng) {
+    match scenario {
+        Scenario::Lifecycle | Scenario::Mixed => lifecycle(ctx, intended, rng).await,
+        Scenario::Race => race(ctx, intended, rng).await,
+        Scenario::FlashSale => flash_sale(ctx, intended).await,
+        Scenario::ReadHeavy => read_heavy(ctx, intended, rng).await,
+    }
+}
+
+/// An order id, a price and a create of `items` for `user`; answers the
+/// created order's id and real pay amount.
+async fn create(
+    ctx: &Ctx,
+    intended: Instant,
+    user: &str,
+    items: &[(String, i64)],
+    idempotent: bool,
+) -> Option<(String, i64)> {
+    let token = ctx.token(user);
+    let id = ctx
+        .step(
+            "order_id",
+            intended,
+            Method::POST,
+            "/v1/order-ids",
+            Some(&token),
+            Some(&json!({"user_id": user, "business_identifier": 1})),
+            &[],
+        )
+        .await?;
+    let order_id = id.str("order_id")?.to_owned();
+    let lines: Vec<Value> = items
+        .iter()
+        .map(|(sku, q)| json!({"sku_code": sku, "sale_quantity": q}))
+        .collect();
+    let now = Instant::now();
+    let price = ctx
+        .step(
+            "price",
+            now,
+            Method::POST,
+            "/v1/orders/price",
+            Some(&token),
+            Some(&json!({"user_id": user, "items": lines})),
+            &[],
+        )
+        .await?;
+    let amounts = price.body.get("amounts")?.clone();
+    let real_pay = amounts
+        .as_array()?
+        .iter()
+        .find(|a| a.get("amount_type").and_then(Value::as_i64) == Some(50))?
+        .get("amount")?
+        .as_i64()?;
+    let body = json!({
+        "order_id": order_id, "user_id": user, "business_identifier": 1, "order_type": 1,
+        "delivery": {"delivery_type": 1, "receiver_name": "Load Test", "receiver_phone": "13800000000",
+            "province": "Zhejiang", "city": "Hangzhou", "area": "Xihu", "detail_address": "1 Test Road"},
+        "items": lines, "amounts": amounts, "payments": [{"pay_type": 10, "pay_amount": real_pay}],
+    });
+    ctx.ledger.attempt(&order_id, user, items);
+    let key = format!("create-{order_id}");
+    let headers: Vec<(&str, String)> = if idempotent {
+        vec![("idempotency-key", key)]
+    } else {
+        Vec::new()
+    };
+    let now = Instant::now();
+    let created = ctx
+        .step(
+            "create",
+            now,
+            Method::POST,
+            "/v1/orders",
+            Some(&token),
+            Some(&body),
+            &headers,
+        )
+        .await?;
+    if !created.ok() {
+        return None;
+    }
+    ctx.ledger.update(&order_id, |r| r.created = true);
+    if idempotent {
+        // The same request with the same key: the recorded answer, replayed.
+        let now = Instant::now();
+        if let Some(again) = ctx
+            .step(
+                "create_replay",
+                now,
+                Method::POST,
+                "/v1/orders",
+                Some(&token),
+                Some(&body),
+                &headers,
+            )
+            .await
+        {
+            ctx.ledger.idempotent_replay(
+                again.status == created.status && again.body == created.body && again.replayed,
+            );
+        }
+    }
+    Some((order_id, real_pay))
+}
+
+fn pay_body(order_id: &str, amount: i64, trade_no: &str) -> Value {
+    json!({"order_id": order_id, "out_trade_no": order_id, "pay_type": 10, "pay_amount": amount,
+        "trade_no": trade_no, "paid_at": chrono::Utc::now().to_rfc3339()})
+}
+
+/// Pays and records the result; answers it.
+async fn pay(ctx: &Ctx, order_id: &str, amount: i64, trade_no: &str) -> Option<String> {
+    let now = Instant::now();
+    let answer = ctx
+        .signed(
+            "pay_callback",
+            now,
+            "/v1/payments/callback",
+            &pay_body(order_id, amount, trade_no),
+        )
+        .await?;
+    let result = answer.str("result")?.to_owned();
+    match result.as_str() {
+        "PAID" => ctx
+            .ledger
+            .update(order_id, |r| r.paid.push(trade_no.to_owned())),
+        "REFUND" => ctx
+            .ledger
+            .update(order_id, |r| r.refunded.push(trade_no.to_owned())),
+        _ => {}
+    }
+    Some(result)
+}
+
+async fn version(ctx: &Ctx, order_id: &str) -> Option<i64> {
+    let now = Instant::now();
+    ctx.step(
+        "get_order",
+        now,
+        Method::GET,
+        &format!("/v1/orders/{order_id}"),
+        Some(&ctx.admin),
+        None,
+        &[],
+    )
+    .await?
+    .int("version")
+}
+
+fn basket(ctx: &Ctx, rng: &mut SmallRng) -> Vec<(String, i64)> {
+    let a = rng.gen_range(0..ctx.skus.len());
+    let b = (a + rng.gen_range(1..ctx.skus.len().max(2))) % ctx.skus.len();
+    vec![
+        (ctx.skus[a].clone(), rng.gen_range(1..4)),
+        (ctx.skus[b].clone(), rng.gen_range(1..4)),
+    ]
+}
+
+async fn lifecycle(ctx: &Ctx, intended: Instant, rng: &mut SmallRng) {
+    let n = ctx.next.fetch_add(1, Ordering::Relaxed);
+    let user = ctx.user(n);
+    let items = basket(ctx, rng);
+    let idempotent = rng.gen_bool(0.1);
+    let Some((order_id, amount)) = create(ctx, intended, &user, &items, idempotent).await else {
+        return;
+    };
+    let token = ctx.token(&user);
+    let path = rng.gen_range(0..100);
+    if path < 10 {
+        return; // left unpaid: the payment deadline cancels it
+    }
+    if path < 20 {
+        let now = Instant::now();
+        if let Some(a) = ctx
+            .step(
+                "cancel",
+                now,
+                Method::POST,
+                &format!("/v1/orders/{order_id}/cancel"),
+                Some(&token),
+                Some(&json!({"user_id": user})),
+                &[],
+            )
+            .await
+        {
+            if a.ok() {
+                ctx.ledger.update(&order_id, |r| r.canceled = true);
+            }
+        }
+        return;
+    }
+    let now = Instant::now();
+    ctx.step(
+        "prepay",
+        now,
+        Method::POST,
+        &format!("/v1/orders/{order_id}/prepay"),
+        Some(&token),
+        Some(&json!({"user_id": user, "pay_type": 10, "pay_amount": amount})),
+        &[],
+    )
+    .await;
+    let trade_no = format!("T{}-{n}", ctx.run);
+    if pay(ctx, &order_id, amount, &trade_no).await.as_deref() != Some("PAID") {
+        return;
+    }
+    if rng.gen_bool(0.2) {
+        // A repeated callback: DUPLICATE, and the order does not move.
+        let before = version(ctx, &order_id).await;
+        let result = pay(ctx, &order_id, amount, &trade_no).await;
+        let after = version(ctx, &order_id).await;
+        ctx.ledger.duplicate_callback(
+            result.as_deref() == Some("DUPLICATE") && before.is_some() && before == after,
+        );
+    }
+    let next = rng.gen_range(0..100);
+    let order_path = format!("/v1/orders/{order_id}");
+    if next < 10 {
+        let now = Instant::now();
+        if let Some(a) = ctx
+            .step(
+                "cancel",
+                now,
+                Method::POST,
+                &format!("{order_path}/cancel"),
+                Some(&token),
+                Some(&json!({"user_id": user})),
+                &[],
+            )
+            .await
+        {
+            if a.ok() {
+                ctx.ledger.update(&order_id, |r| r.canceled = true);
+            }
+        }
+        return;
+    }
+    if next < 20 {
+        let now = Instant::now();
+        ctx.step(
+            "address",
+            now,
+            Method::PUT,
+            &format!("{order_path}/delivery-address"),
+            Some(&token),
+            Some(
+                &json!({"user_id": user, "province": "Jiangsu", "city": "Suzhou", "area": "Gusu",
+                "detail_address": "2 Canal Street"}),
+            ),
+            &[],
+        )
+        .await;
+    }
+    if next < 30 {
+        let now = Instant::now();
+        ctx.step("after_sale", now, Method::POST, &format!("{order_path}/after-sales"), Some(&token),
+            Some(&json!({"user_id": user, "after_sale_type": 1,
+                "items": [{"sku_code": items[0].0, "return_quantity": 1}], "reason": "changed my mind"})), &[])
+            .await;
+        return;
+    }
+    for event in ["FULFILLED", "OUT_STOCK", "DELIVERY", "SIGNED"] {
+        let now = Instant::now();
+        let answer = ctx
+            .step(
+                "fulfillment",
+                now,
+                Method::POST,
+                &format!("{order_path}/fulfillment"),
+                Some(&ctx.admin),
+                Some(&json!({"event": event})),
+                &[],
+            )
+            .await;
+        if !answer.is_some_and(|a| a.ok()) {
+            return;
+        }
+    }
+}
+
+async fn race(ctx: &Ctx, intended: Instant, rng: &mut SmallRng) {
+    let n = ctx.next.fetch_add(1, Ordering::Relaxed);
+    let user = ctx.user(n);
+    let items = basket(ctx, rng);
+    let Some((order_id, amount)) = create(ctx, intended, &user, &items, false).await else {
+        return;
+    };
+    let token = ctx.token(&user);
+    let trade_no = format!("R{}-{n}", ctx.run);
+    let cancel = async {
+        let now = Instant::now();
+        ctx.step(
+            "cancel",
+            now,
+            Method::POST,
+            &format!("/v1/orders/{order_id}/cancel"),
+            Some(&token),
+            Some(&json!({"user_id": user})),
+            &[],
+        )
+        .await
+    };
+    let (_, canceled) = tokio::join!(pay(ctx, &order_id, amount, &trade_no), cancel);
+    if canceled.is_some_and(|a| a.ok()) {
+        ctx.ledger.update(&order_id, |r| r.canceled = true);
+    }
+}
+
+async fn flash_sale(ctx: &Ctx, intended: Instant) {
+    let n = ctx.next.fetch_add(1, Ordering::Relaxed);
+    let user = ctx.user(n);
+    let items = vec![(ctx.flash_sku.clone(), 1)];
+    let created = create(ctx, intended, &user, &items, false).await.is_some();
+    ctx.ledger.flash(created);
+}
+
+async fn read_heavy(ctx: &Ctx, intended: Instant, rng: &mut SmallRng) {
+    let Some((order_id, user)) = ctx.ledger.pick_created(rng.gen_range(0..1_000)) else {
+        // Nothing to read yet: make something.
+        return lifecycle(ctx, intended, rng).await;
+    };
+    let token = ctx.token(&user);
+    ctx.step(
+        "get_order",
+        intended,
+        Method::GET,
+        &format!("/v1/orders/{order_id}"),
+        Some(&token),
+        None,
+        &[],
+    )
+    .await;
+    let now = Instant::now();
+    ctx.step(
+        "list_orders",
+        now,
+        Method::GET,
+        &format!("/v1/users/{user}/orders?page_size=20"),
+        Some(&token),
+        None,
+        &[],
+    )
+    .await;
+}

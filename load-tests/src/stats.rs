@@ -1,0 +1,165 @@
+//! What a run measured: latency per operation (HDR histograms, µs, from
+//! the intended send time), requests and errors per second, errors by code.
+
+use hdrhistogram::Histogram;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Highest latency the histograms track: 60 s, in µs.
+const LATENCY_MAX_US: u64 = 60_000_000;
+
+#[derive(Debug, Default)]
+struct Inner {
+    ops: BTreeMap<&'static str, Histogram<u64>>,
+    /// Per second since the measured part began: (answers, errors).
+    per_second: Vec<(u64, u64)>,
+    errors: BTreeMap<String, u64>,
+    transport_errors: u64,
+}
+
+/// Shared by every session of a run.
+#[derive(Debug)]
+pub struct Stats {
+    inner: Mutex<Inner>,
+    /// When measuring begins (after the warm-up).
+    measure_from: Instant,
+}
+
+/// A summary of one operation.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OpSummary {
+    pub op: String,
+    pub count: u64,
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub max_us: u64,
+    pub mean_us: f64,
+}
+
+impl Stats {
+    pub fn new(measure_from: Instant) -> Stats {
+        Stats {
+            inner: Mutex::new(Inner::default()),
+            measure_from,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records an answer of `op` that was meant to be sent at `intended`.
+    /// `error` is its code when it was an error answer.
+    pub fn record(&self, op: &'static str, intended: Instant, error: Option<&str>) {
+        let now = Instant::now();
+        if now < self.measure_from {
+            return;
+        }
+        let us = u64::try_from(now.saturating_duration_since(intended).as_micros())
+            .unwrap_or(u64::MAX)
+            .clamp(1, LATENCY_MAX_US);
+        let second = usize::try_from(now.duration_since(self.measure_from).as_secs()).unwrap_or(0);
+        let mut inner = self.lock();
+        if !inner.ops.contains_key(op) {
+            // 1 µs .. 60 s at 3 significant digits: valid bounds, cannot fail.
+            if let Ok(h) = Histogram::new_with_bounds(1, LATENCY_MAX_US, 3) {
+                inner.ops.insert(op, h);
+            }
+        }
+        if let Some(hist) = inner.ops.get_mut(op) {
+            let _ = hist.record(us);
+        }
+        if inner.per_second.len() <= second {
+            inner.per_second.resize(second + 1, (0, 0));
+        }
+        inner.per_second[second].0 += 1;
+        if let Some(code) = error {
+            inner.per_second[second].1 += 1;
+            *inner.errors.entry(code.to_owned()).or_default() += 1;
+        }
+    }
+
+    /// A request that got no HTTP answer (connection refused, timeout).
+    pub fn transport_error(&self) {
+        let now = Instant::now();
+        if now >= self.measure_from {
+            let second =
+                usize::try_from(now.duration_since(self.measure_from).as_secs()).unwrap_or(0);
+            let mut inner = self.lock();
+            inner.transport_errors += 1;
+            *inner.errors.entry("TRANSPORT".to_owned()).or_default() += 1;
+            if inner.per_second.len() <= second {
+                inner.per_second.resize(second + 1, (0, 0));
+            }
+            inner.per_second[second].1 += 1;
+        }
+    }
+
+    /// Answers so far in the measured part, and errors among them.
+    pub fn totals(&self) -> (u64, u64) {
+        let inner = self.lock();
+        inner
+            .per_second
+            .iter()
+            .fold((0, 0), |(a, e), (x, y)| (a + x, e + y))
+    }
+
+    pub fn summaries(&self) -> Vec<OpSummary> {
+        let inner = self.lock();
+        inner
+            .ops
+            .iter()
+            .map(|(op, h)| OpSummary {
+                op: (*op).to_owned(),
+                count: h.len(),
+                p50_us: h.value_at_quantile(0.50),
+                p90_us: h.value_at_quantile(0.90),
+                p99_us: h.value_at_quantile(0.99),
+                p999_us: h.value_at_quantile(0.999),
+                max_us: h.max(),
+                mean_us: h.mean(),
+            })
+            .collect()
+    }
+
+    /// (all answers, by operation) merged: the run's overall latency.
+    pub fn overall(&self) -> Option<OpSummary> {
+        let inner = self.lock();
+        let mut all: Option<Histogram<u64>> = None;
+        for h in inner.ops.values() {
+            match &mut all {
+                Some(a) => {
+                    let _ = a.add(h);
+                }
+                None => all = Some(h.clone()),
+            }
+        }
+        all.map(|h| OpSummary {
+            op: "all".to_owned(),
+            count: h.len(),
+            p50_us: h.value_at_quantile(0.50),
+            p90_us: h.value_at_quantile(0.90),
+            p99_us: h.value_at_quantile(0.99),
+            p999_us: h.value_at_quantile(0.999),
+            max_us: h.max(),
+            mean_us: h.mean(),
+        })
+    }
+
+    pub fn per_second(&self) -> Vec<(u64, u64)> {
+        self.lock().per_second.clone()
+    }
+
+    pub fn errors(&self) -> BTreeMap<String, u64> {
+        self.lock().errors.clone()
+    }
+
+    pub fn measured_for(&self) -> Duration {
+        Instant::now().saturating_duration_since(self.measure_from)
+    }
+}

@@ -1,0 +1,297 @@
+//! After the run, through the API only: nothing acknowledged was lost,
+//! stock adds up and matches the orders, nothing was oversold, duplicate
+//! callbacks changed nothing, every payment of a cancelled order has
+//! exactly one refund, every unpaid order past its deadline is cancelled,
+//! and every Idempotency-Key replay answered the recorded reply. Each check
+//! counts the cases it saw; a required check that saw none fails too.
+
+use crate::ledger::{OrderRecord, Tally};
+use crate::scenario::Ctx;
+use reqwest::Method;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Orders read at once while verifying.
+const VERIFY_CONCURRENCY: usize = 64;
+
+const CREATED: i64 = 10;
+const CANCELED: i64 = 70;
+const REFUSED: i64 = 100;
+const TIMEOUT_CANCELED: i64 = 1;
+
+/// One check's outcome.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub cases: u64,
+    pub violations: u64,
+    /// Whether this run's traffic must have produced cases of it.
+    pub required: bool,
+    /// The first few violations, described.
+    pub examples: Vec<String>,
+}
+
+impl Check {
+    fn new(name: &'static str, required: bool) -> Check {
+        Check {
+            name,
+            cases: 0,
+            violations: 0,
+            required,
+            examples: Vec::new(),
+        }
+    }
+
+    fn see(&mut self, ok: bool, what: impl FnOnce() -> String) {
+        self.cases += 1;
+        if !ok {
+            self.violations += 1;
+            if self.examples.len() < 5 {
+                self.examples.push(what());
+            }
+        }
+    }
+
+    fn from_tally(name: &'static str, tally: Tally, required: bool) -> Check {
+        Check {
+            name,
+            cases: tally.cases,
+            violations: tally.violations,
+            required,
+            examples: Vec::new(),
+        }
+    }
+
+    pub fn passed(&self) -> bool {
+        self.violations == 0 && (!self.required || self.cases > 0)
+    }
+}
+
+/// Which checks the traffic must have exercised.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Expect {
+    pub lifecycles: bool,
+    pub timeouts: bool,
+    pub flash: bool,
+    pub refunds: bool,
+}
+
+/// Reads every order the run tried to create and every SKU it touched,
+/// and checks them against the ledger.
+pub async fn verify(ctx: Arc<Ctx>, expect: Expect, stock_of: &[(String, i64)]) -> Vec<Check> {
+    let orders = ctx.ledger.orders();
+    let mut found: Vec<(String, OrderRecord, Option<Value>)> = Vec::with_capacity(orders.len());
+    for chunk in orders.chunks(VERIFY_CONCURRENCY) {
+        let reads: Vec<_> = chunk
+            .iter()
+            .map(|(id, rec)| {
+                let ctx = Arc::clone(&ctx);
+                let (id, rec) = (id.clone(), rec.clone());
+                tokio::spawn(async move {
+                    let path = format!("/v1/orders/{id}");
+                    let mut answer = None;
+                    for _ in 0..3 {
+                        if let Ok(a) = ctx
+                            .api
+                            .call(Method::GET, &path, Some(&ctx.admin), None, &[])
+                            .await
+                        {
+                            answer = Some(a);
+                            break;
+                        }
+                    }
+                    (id, rec, answer)
+                })
+            })
+            .collect();
+        for read in reads {
+            if let Ok((id, rec, answer)) = read.await {
+                let body = answer.filter(|a| a.status == 200).map(|a| a.body);
+                found.push((id, rec, body));
+            }
+        }
+    }
+
+    let now = chrono::Utc::now();
+    let mut lost = Check::new("every acknowledged order exists", true);
+    let mut states = Check::new(
+        "every order is in its acknowledged state or a later legal one",
+        expect.lifecycles,
+    );
+    let mut refunds = Check::new(
+        "every payment of a cancelled order has exactly one refund",
+        expect.refunds,
+    );
+    let mut deadlines = Check::new(
+        "every unpaid order past its deadline is cancelled",
+        expect.timeouts,
+    );
+    let mut timeouts_fired = Check::new(
+        "payment deadlines fired (orders cancelled by timeout)",
+        expect.timeouts,
+    );
+    let mut locked: HashMap<String, i64> = HashMap::new();
+    let mut sold: HashMap<String, i64> = HashMap::new();
+    for (id, rec, body) in &found {
+        let Some(order) = body else {
+            lost.see(!rec.created, || {
+                format!("order {id} was acknowledged but is gone")
+            });
+            continue;
+        };
+        lost.see(true, String::new);
+        let status = order.get("status").and_then(Value::as_i64).unwrap_or(0);
+        let paid_ack = !rec.paid.is_empty();
+        if rec.created {
+            let ok = if rec.canceled {
+                status == CANCELED
+            } else if paid_ack {
+                status != CREATED
+            } else {
+                true
+            };
+            states.see(ok, || {
+                format!("order {id}: status {status}, acknowledged {rec:?}")
+            });
+        }
+        let items = order
+            .get("items")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for item in &items {
+            let sku = item
+                .get("sku_code")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
+            let qty = item
+                .get("sale_quantity")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            let restocked = item
+                .get("restocked_quantity")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            match status {
+                CREATED => *locked.entry(sku).or_default() += qty,
+                CANCELED | REFUSED => {}
+                _ => *sold.entry(sku).or_default() += qty - restocked,
+            }
+        }
+        let payments = trade_nos(order);
+        if status == CANCELED {
+            let after_sales = order
+                .get("after_sales")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            for t in &payments {
+                let n = after_sales
+                    .iter()
+                    .filter(|a| a.get("trade_no").and_then(Value::as_str) == Some(t.as_str()))
+                    .count();
+                refunds.see(n == 1, || {
+                    format!("order {id}: payment {t} has {n} refunds")
+                });
+            }
+            if order.get("cancel_type").and_then(Value::as_i64) == Some(TIMEOUT_CANCELED) {
+                timeouts_fired.see(true, String::new);
+            }
+        }
+        let expired = order
+            .get("expire_time")
+            .and_then(Value::as_str)
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .is_some_and(|t| t < now - chrono::Duration::seconds(2));
+        if expired && payments.is_empty() {
+            deadlines.see(status == CANCELED, || {
+                format!("order {id}: unpaid past its deadline, status {status}")
+            });
+        }
+    }
+
+    let mut stock = Check::new(
+        "stock adds up and matches the orders (locked = CREATED units, sold = paid units)",
+        true,
+    );
+    let mut oversold = Check::new("no SKU oversold", true);
+    for (sku, total) in stock_of {
+        let path = format!("/v1/skus/{sku}");
+        let Ok(answer) = ctx
+            .api
+            .call(Method::GET, &path, Some(&ctx.admin), None, &[])
+            .await
+        else {
+            stock.see(false, || format!("SKU {sku} unreadable"));
+            continue;
+        };
+        let (a, l, s) = (
+            answer.int("available").unwrap_or(-1),
+            answer.int("locked").unwrap_or(-1),
+            answer.int("sold").unwrap_or(-1),
+        );
+        let (want_l, want_s) = (
+            locked.get(sku).copied().unwrap_or(0),
+            sold.get(sku).copied().unwrap_or(0),
+        );
+        stock.see(a + l + s == *total && l == want_l && s == want_s, || {
+            format!("SKU {sku}: available {a} locked {l} sold {s} of {total}; orders hold locked {want_l} sold {want_s}")
+        });
+        oversold.see(a >= 0 && l + s <= *total, || {
+            format!("SKU {sku}: {l} locked + {s} sold > {total}")
+        });
+    }
+
+    let (duplicates, replays, flash_attempts, flash_created) = ctx.ledger.tallies();
+    let mut flash = Check::new("flash sale sold at most its stock", expect.flash);
+    if flash_attempts > 0 {
+        let flash_stock = stock_of
+            .iter()
+            .find(|(s, _)| *s == ctx.flash_sku)
+            .map_or(0, |(_, t)| *t);
+        let flash_created = i64::try_from(flash_created).unwrap_or(i64::MAX);
+        flash.see(flash_created <= flash_stock, || {
+            format!("{flash_created} created of {flash_stock}")
+        });
+    }
+    vec![
+        lost,
+        states,
+        stock,
+        oversold,
+        Check::from_tally(
+            "duplicate pay callbacks changed nothing",
+            duplicates,
+            expect.lifecycles,
+        ),
+        refunds,
+        deadlines,
+        timeouts_fired,
+        Check::from_tally(
+            "Idempotency-Key replays answered the recorded reply",
+            replays,
+            expect.lifecycles,
+        ),
+        flash,
+    ]
+}
+
+fn trade_nos(order: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(t) = order.pointer("/payment/trade_no").and_then(Value::as_str) {
+        out.push(t.to_owned());
+    }
+    for extra in order
+        .get("extra_payments")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(t) = extra.get("trade_no").and_then(Value::as_str) {
+            out.push(t.to_owned());
+        }
+    }
+    out
+}
