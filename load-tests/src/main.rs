@@ -94,6 +94,15 @@ struct Args {
     /// With --spawn: SIGKILL and restart the server this many times.
     #[arg(long, default_value_t = 0)]
     crash_cycles: usize,
+    /// The server's shipping fee and free-shipping threshold (the `create`
+    /// scenario prices its requests itself).
+    #[arg(long, default_value_t = 1_000)]
+    shipping_fee: i64,
+    #[arg(long, default_value_t = 9_900)]
+    free_shipping_threshold: i64,
+    /// With --url: the server's process id, to report its CPU per answer.
+    #[arg(long)]
+    server_pid: Option<u32>,
     /// Skip the verification.
     #[arg(long)]
     no_verify: bool,
@@ -206,17 +215,13 @@ async fn run(args: Args) -> Result<bool, String> {
 
     // The run's own catalog, so its stock can be checked against its orders.
     let mut stock_of = Vec::new();
+    let mut prices = Vec::new();
     for i in 0..args.skus.max(2) {
         let code = format!("LT{run_id}S{i}");
-        put_sku(
-            &api,
-            &admin,
-            &code,
-            1_000 + 100 * (i as i64 % 20),
-            SKU_STOCK,
-        )
-        .await?;
+        let price = 1_000 + 100 * (i as i64 % 20);
+        put_sku(&api, &admin, &code, price, SKU_STOCK).await?;
         stock_of.push((code, SKU_STOCK));
+        prices.push(price);
     }
     let flash_sku = format!("LT{run_id}FLASH");
     put_sku(&api, &admin, &flash_sku, 990, args.flash_stock).await?;
@@ -240,6 +245,9 @@ async fn run(args: Args) -> Result<bool, String> {
         users: args.users.max(1),
         admin,
         next: AtomicU64::new(0),
+        prices,
+        shipping: (args.shipping_fee, args.free_shipping_threshold),
+        id_epoch: chrono::Utc::now(),
     });
     say(&format!(
         "target {url}; run {}; {} s warm-up, {} s measured",
@@ -256,6 +264,17 @@ async fn run(args: Args) -> Result<bool, String> {
         ))),
         _ => None,
     };
+    let pid = server.as_ref().and_then(|s| s.pid()).or(args.server_pid);
+    let cpu_sampler = pid.map(|pid| {
+        tokio::spawn(async move {
+            tokio::time::sleep_until((started + warmup).into()).await;
+            let from = process_cpu_us(pid);
+            tokio::time::sleep_until(end.into()).await;
+            process_cpu_us(pid)
+                .zip(from)
+                .map(|(b, a)| b.saturating_sub(a))
+        })
+    });
     let progress = progress_bar(Arc::clone(&ctx), started, end);
     let sessions = Arc::new(AtomicU64::new(0));
     let dropped = Arc::new(AtomicU64::new(0));
@@ -331,6 +350,10 @@ async fn run(args: Args) -> Result<bool, String> {
         .min(duration)
         .as_secs_f64()
         .max(0.001);
+    let server_cpu_us = match cpu_sampler {
+        Some(t) => t.await.ok().flatten(),
+        None => None,
+    };
     progress.abort();
     if let Some(c) = crashes {
         let _ = c.await;
@@ -382,6 +405,9 @@ async fn run(args: Args) -> Result<bool, String> {
         sessions_per_s: started_sessions as f64 / seconds,
         sessions_dropped: dropped.load(Ordering::Relaxed),
         crash_cycles: args.crash_cycles,
+        server_cpu_us_per_answer: server_cpu_us
+            .filter(|_| answers > 0)
+            .map(|us| us as f64 / answers as f64),
         overall: ctx.stats.overall(),
         ops: ctx.stats.summaries(),
         per_second: ctx.stats.per_second(),
@@ -446,6 +472,19 @@ async fn crash_cycles(
             return;
         }
     }
+}
+
+/// A process's CPU time (user + system) from /proc, in µs.
+fn process_cpu_us(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let fields: Vec<u64> = after
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // utime and stime: the 11th and 12th numeric fields after the name, in
+    // clock ticks of 10 ms.
+    Some((fields.get(10)? + fields.get(11)?) * 10_000)
 }
 
 fn progress_bar(ctx: Arc<Ctx>, started: Instant, end: Instant) -> tokio::task::JoinHandle<()> {

@@ -22,6 +22,9 @@ pub struct Report {
     pub sessions_per_s: f64,
     pub sessions_dropped: u64,
     pub crash_cycles: usize,
+    /// The server's CPU time (user + system) per answer in the measured
+    /// part, when its process id is known.
+    pub server_cpu_us_per_answer: Option<f64>,
     pub overall: Option<OpSummary>,
     pub ops: Vec<OpSummary>,
     pub per_second: Vec<(u64, u64)>,
@@ -54,6 +57,9 @@ pub fn table(r: &Report) -> String {
             String::new()
         }
     );
+    if let Some(cpu) = r.server_cpu_us_per_answer {
+        let _ = writeln!(out, "server CPU per answer: {cpu:.1} µs");
+    }
     let _ = writeln!(
         out,
         "\n{:<16} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",

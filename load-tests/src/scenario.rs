@@ -26,6 +26,10 @@ pub enum Scenario {
     FlashSale,
     /// Order detail and user listing reads.
     ReadHeavy,
+    /// `POST /v1/orders` alone, with order ids made by the harness in the
+    /// documented format: the HTTP create benchmark (also against a bare
+    /// JSON handler, `ordercore-echo`).
+    Create,
     /// The others by weight (`--weights`).
     Mixed,
 }
@@ -43,6 +47,12 @@ pub struct Ctx {
     pub users: u64,
     pub admin: String,
     pub next: AtomicU64,
+    /// Prices of `skus` (same order), for requests priced without asking.
+    pub prices: Vec<i64>,
+    /// The server's pricing rules: (shipping fee, free-shipping threshold).
+    pub shipping: (i64, i64),
+    /// The UTC second order ids made here start from.
+    pub id_epoch: chrono::DateTime<chrono::Utc>,
 }
 
 impl Ctx {
@@ -113,6 +123,7 @@ pub async fn session(ctx: &Ctx, scenario: Scenario, intended: Instant, rng: &mut
         Scenario::Race => race(ctx, intended, rng).await,
         Scenario::FlashSale => flash_sale(ctx, intended).await,
         Scenario::ReadHeavy => read_heavy(ctx, intended, rng).await,
+        Scenario::Create => create_only(ctx, intended, rng).await,
     }
 }
 
@@ -451,4 +462,72 @@ async fn read_heavy(ctx: &Ctx, intended: Instant, rng: &mut SmallRng) {
         &[],
     )
     .await;
+}
+
+/// An order id in the documented format (`yyMMddHHmmss` `node` `seq6`
+/// `kind` `ext` `user suffix`) for the `n`-th order of this run, on node
+/// 99 so it never collides with the server's own (node 00).
+pub fn order_id(ctx: &Ctx, n: u64, user: &str) -> String {
+    let second =
+        ctx.id_epoch + chrono::Duration::seconds(i64::try_from(n / 1_000_000).unwrap_or(0));
+    let suffix: String = {
+        let tail: String = user
+            .chars()
+            .rev()
+            .take(8)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        format!("{tail:0>8}")
+    };
+    format!(
+        "{}99{:06}1000{suffix}",
+        second.format("%y%m%d%H%M%S"),
+        n % 1_000_000
+    )
+}
+
+async fn create_only(ctx: &Ctx, intended: Instant, rng: &mut SmallRng) {
+    let n = ctx.next.fetch_add(1, Ordering::Relaxed);
+    let user = ctx.user(n);
+    let a = rng.gen_range(0..ctx.skus.len());
+    let b = (a + 1 + rng.gen_range(0..ctx.skus.len() - 1)) % ctx.skus.len();
+    let (qa, qb) = (rng.gen_range(1..4_i64), rng.gen_range(1..4_i64));
+    let origin = ctx.prices[a] * qa + ctx.prices[b] * qb;
+    let shipping = if origin >= ctx.shipping.1 {
+        0
+    } else {
+        ctx.shipping.0
+    };
+    let real_pay = origin + shipping;
+    let order_id = order_id(ctx, n, &user);
+    let items = vec![(ctx.skus[a].clone(), qa), (ctx.skus[b].clone(), qb)];
+    let body = json!({
+        "order_id": order_id, "user_id": user, "business_identifier": 1, "order_type": 1,
+        "delivery": {"delivery_type": 1, "receiver_name": "Load Test", "receiver_phone": "13800000000",
+            "province": "Zhejiang", "city": "Hangzhou", "area": "Xihu", "detail_address": "1 Test Road"},
+        "items": [{"sku_code": items[0].0, "sale_quantity": qa}, {"sku_code": items[1].0, "sale_quantity": qb}],
+        "amounts": [{"amount_type": 10, "amount": origin}, {"amount_type": 30, "amount": shipping},
+            {"amount_type": 50, "amount": real_pay}],
+        "payments": [{"pay_type": 10, "pay_amount": real_pay}],
+    });
+    ctx.ledger.attempt(&order_id, &user, &items);
+    let token = ctx.token(&user);
+    if let Some(a) = ctx
+        .step(
+            "create",
+            intended,
+            Method::POST,
+            "/v1/orders",
+            Some(&token),
+            Some(&body),
+            &[],
+        )
+        .await
+    {
+        if a.ok() {
+            ctx.ledger.update(&order_id, |r| r.created = true);
+        }
+    }
 }

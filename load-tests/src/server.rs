@@ -65,6 +65,11 @@ impl Server {
         Ok(server)
     }
 
+    /// The running process's id.
+    pub fn pid(&self) -> Option<u32> {
+        self.lock().as_ref().map(|r| r.child.id())
+    }
+
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
