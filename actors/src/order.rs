@@ -313,9 +313,14 @@ impl OrderActor {
             },
         );
         match result {
-            Ok((ticket, family)) => {
+            Ok((ticket, provisional)) => {
+                // The journal stamped the events with their positions: the
+                // family keeps those in its history.
+                let family = stamped(&ticket.unit.events).unwrap_or(provisional);
+                let family = Arc::new(family);
+                let _ = ticket.unit.family.set(Arc::clone(&family));
                 self.shard.record_order(&cmd.user_id, now);
-                self.family = Some(Arc::new(family));
+                self.family = Some(family);
                 self.sync_deadline();
                 self.track(ticket, reply, ctx);
             }
@@ -384,10 +389,14 @@ impl OrderActor {
         {
             Ok(ticket) => {
                 if let Some(family) = self.family.as_mut() {
-                    let family = Arc::make_mut(family);
+                    let state = Arc::make_mut(family);
                     for event in &ticket.unit.events {
-                        family.apply(event);
+                        state.apply(event);
                     }
+                    // The write-behind keeps this state instead of applying
+                    // the events again (copy on write: the next change here
+                    // clones it while the write-behind still holds it).
+                    let _ = ticket.unit.family.set(Arc::clone(family));
                 }
                 self.sync_deadline();
                 self.track(ticket, reply, ctx);
@@ -509,6 +518,15 @@ impl OrderActor {
             ctx.run_later(wait, Self::check_idle);
         }
     }
+}
+
+/// The family a creation's stamped events make.
+fn stamped(events: &[Event]) -> Option<OrderFamily> {
+    let mut family = OrderFamily::create(events.first()?)?;
+    for event in &events[1..] {
+        family.apply(event);
+    }
+    Some(family)
 }
 
 /// The event that records an `Idempotency-Key` and its reply, in the same

@@ -166,6 +166,12 @@ async fn an_order_is_created_paid_and_read_back_with_stock_and_coupon_moved() {
     // A sub-order id reaches the same family; reads see the durable state.
     let read = core.order(&created.sub_orders[0].order_id).await.unwrap();
     assert_eq!(read.version, paid.version);
+    // The live state and the written-behind state agree, journal positions
+    // included.
+    assert!(read.history.iter().all(|e| e.seq > 0), "history carries seqs");
+    core.store().checkpoint_now().unwrap();
+    let stored = core.store().family(&id).unwrap().unwrap();
+    assert_eq!(*stored, *read);
     let again = pay(&core, &created, "T-1").await.unwrap();
     assert_eq!(
         again.version, paid.version,

@@ -34,10 +34,7 @@ fn codec(c: &mut Criterion) {
     let mut shop = Shop::default();
     let cmd = shop.create_cmd("u1", &[("A1", 1), ("A2", 2)], None);
     let events = shop.decide_create(&cmd, &shopper("u1")).expect("accepted");
-    let unit = Unit {
-        shard: 0,
-        events: events.clone(),
-    };
+    let unit = Unit::new(0, events.clone());
     let family = shop.create("u1", &[("A1", 1), ("A2", 2)], None);
     let unit_bytes = encode_unit(&unit).expect("encodes");
     let family_bytes = encode(&family).expect("encodes");

@@ -198,13 +198,7 @@ pub fn unit_bytes(work: &[Lifecycle]) -> Vec<Vec<u8>> {
     use ordercore_storage::journal::{encode_unit, Unit};
     work.iter()
         .flat_map(|(c, p)| [c, p])
-        .map(|events| {
-            encode_unit(&Unit {
-                shard: 0,
-                events: events.clone(),
-            })
-            .unwrap()
-        })
+        .map(|events| encode_unit(&Unit::new(0, events.clone())).unwrap())
         .collect()
 }
 

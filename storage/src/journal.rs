@@ -27,6 +27,23 @@ pub struct Unit {
     pub shard: u32,
     /// Stamped with consecutive sequence numbers.
     pub events: Vec<Event>,
+    /// The family as this change left it, set by a submitter that holds it
+    /// (an order actor) right after submitting: the write-behind then keeps
+    /// it instead of applying the events to its own copy. Never journalled;
+    /// when unset (recovery, catalog changes) the events are applied.
+    #[serde(skip)]
+    pub family: std::sync::OnceLock<std::sync::Arc<ordercore_domain::OrderFamily>>,
+}
+
+impl Unit {
+    /// A unit of `events` for `shard`.
+    pub fn new(shard: u32, events: Vec<Event>) -> Unit {
+        Unit {
+            shard,
+            events,
+            family: std::sync::OnceLock::new(),
+        }
+    }
 }
 
 impl Unit {

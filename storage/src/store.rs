@@ -280,7 +280,7 @@ impl Store {
                 what: "write-behind",
             });
         }
-        let mut unit = Unit { shard, events };
+        let mut unit = Unit::new(shard, events);
         // Encoded here, on the submitter's thread, so the single writer only
         // frames bytes; sequence numbers live in the frame, not the bytes.
         let encoded = encode_unit(&unit)?;

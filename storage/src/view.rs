@@ -129,13 +129,48 @@ impl View {
     /// Applies every event of a committed unit. `rows` reads an entry not in
     /// the view from the state tree.
     pub fn apply_unit(&mut self, unit: &Unit, rows: &sled::Tree) {
+        let family = unit.family.get();
         for event in &unit.events {
+            if family.is_some() && matches!(event.body.target(), Target::Family(_)) {
+                continue; // the family as the change left it is kept below
+            }
             if let Err(e) = self.apply_event(event, rows) {
                 self.apply_errors += 1;
                 tracing::error!(seq = event.seq, error = %e, "cannot apply a journalled event");
             }
             self.applied_seq = self.applied_seq.max(event.seq);
         }
+        if let Some(family) = family {
+            self.keep_family(family, unit);
+        }
+    }
+
+    /// Keeps the family a live actor produced for `unit`, with the index
+    /// rows its events imply: a creation adds the user's listing row and
+    /// the deadline row; a payment or cancellation removes the deadline row
+    /// (the only ways out of CREATED).
+    fn keep_family(&mut self, family: &Arc<OrderFamily>, unit: &Unit) {
+        let (id, seq) = (family.order_id, unit.last_seq());
+        for event in &unit.events {
+            match &event.body {
+                EventBody::OrderCreated(new) => {
+                    self.mark_index(user_key(&new.user_id, &id), true, seq);
+                    self.mark_index(expiry_key(new.expire_at, &id), true, seq);
+                }
+                EventBody::OrderPaid(_) | EventBody::OrderCanceled { .. } => {
+                    self.mark_index(expiry_key(family.expire_at, &id), false, seq);
+                }
+                _ => {}
+            }
+        }
+        self.families.insert(
+            id,
+            Dirty {
+                value: Arc::clone(family),
+                seq,
+            },
+        );
+        self.applied_seq = self.applied_seq.max(seq);
     }
 
     fn apply_event(&mut self, event: &Event, rows: &sled::Tree) -> Result<(), StorageError> {
