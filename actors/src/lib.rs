@@ -66,6 +66,11 @@ pub(crate) struct Shared {
     /// their family directly (`family_id()`), so one entry serves them all.
     pub registry: DashMap<OrderId, Addr<OrderActor>>,
     pub metrics: CoreMetrics,
+    /// The highest journal position of any family whose actor passivated:
+    /// loading a family that is not live needs the store's view to hold
+    /// changes up to here and no further (a family never live in this
+    /// process was either recovered or is new).
+    pub retired_watermark: std::sync::atomic::AtomicU64,
     shards: OnceLock<Vec<ShardHandle>>,
     arbiters: Mutex<Vec<Arbiter>>,
     ready: AtomicBool,
@@ -97,6 +102,7 @@ impl OrderCore {
             config,
             registry: DashMap::new(),
             metrics: CoreMetrics::default(),
+            retired_watermark: std::sync::atomic::AtomicU64::new(0),
             shards: OnceLock::new(),
             arbiters: Mutex::new(Vec::new()),
             ready: AtomicBool::new(false),
@@ -531,9 +537,10 @@ impl OrderCore {
                 return Ok(family);
             }
         }
+        let watermark = self.shared.retired_watermark.load(Ordering::SeqCst);
         self.shared
             .store
-            .family(&family)?
+            .family_after(&family, watermark)?
             .ok_or_else(|| not_found(ErrorCode::ORDER_NOT_FOUND, "order", id))
     }
 

@@ -163,6 +163,8 @@ pub(crate) struct OrderActor {
     armed: Option<Timestamp>,
     last_active: Instant,
     retired: bool,
+    /// The journal position of the family's last durable change.
+    last_seq: u64,
 }
 
 impl OrderActor {
@@ -185,6 +187,7 @@ impl OrderActor {
             armed: None,
             last_active: Instant::now(),
             retired: false,
+            last_seq: 0,
         };
         actor.sync_deadline();
         actor
@@ -428,6 +431,7 @@ impl OrderActor {
         self.pending = self.pending.saturating_sub(1);
         match result.unwrap_or(Err(StorageError::Closed)) {
             Ok(()) => {
+                self.last_seq = self.last_seq.max(unit.last_seq());
                 self.count(&unit);
                 self.hold(Some(unit), reply);
             }
@@ -501,6 +505,9 @@ impl OrderActor {
             .registry
             .remove_if(&self.id, |_, addr| *addr == me);
         self.retired = true;
+        self.shared
+            .retired_watermark
+            .fetch_max(self.last_seq, Ordering::SeqCst);
         bump(&self.shared.metrics.passivations);
         ctx.run_later(RETIRE_GRACE, |_, ctx| ctx.stop());
     }

@@ -133,7 +133,14 @@ impl ShardActor {
         }
         // The epoch first: a failure after this read makes the state stale.
         let epoch = self.shared.store.epoch();
-        let loaded = self.shared.store.family(&family)?;
+        // Only the changes of families that passivated can be missing from
+        // the store's view; waiting for everything acknowledged would stall
+        // this shard behind the write-behind on every activation.
+        let watermark = self
+            .shared
+            .retired_watermark
+            .load(std::sync::atomic::Ordering::SeqCst);
+        let loaded = self.shared.store.family_after(&family, watermark)?;
         if loaded.is_none() && !create {
             return Ok(None);
         }

@@ -168,7 +168,10 @@ async fn an_order_is_created_paid_and_read_back_with_stock_and_coupon_moved() {
     assert_eq!(read.version, paid.version);
     // The live state and the written-behind state agree, journal positions
     // included.
-    assert!(read.history.iter().all(|e| e.seq > 0), "history carries seqs");
+    assert!(
+        read.history.iter().all(|e| e.seq > 0),
+        "history carries seqs"
+    );
     core.store().checkpoint_now().unwrap();
     let stored = core.store().family(&id).unwrap().unwrap();
     assert_eq!(*stored, *read);

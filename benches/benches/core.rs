@@ -53,6 +53,8 @@ async fn run(n: usize) {
     let sustained = started.elapsed();
     let cpu = cpu_us() - cpu0;
     let m = core.metrics();
+    let sm = core.store().metrics();
+
     assert_eq!((m.orders_created, m.orders_paid), (n as u64, n as u64));
     let rate = n as f64 / sustained.as_secs_f64();
     core.shutdown().unwrap();
@@ -69,6 +71,11 @@ async fn run(n: usize) {
     println!(
         "    process CPU per lifecycle       {:.1} µs",
         cpu as f64 / n as f64
+    );
+    println!(
+        "    mean group commit               {:.0} units, {:.0} µs",
+        sm.units as f64 / sm.groups.max(1) as f64,
+        sm.commit_latency_us_sum as f64 / sm.groups.max(1) as f64
     );
     println!(
         "ratio (b) / (a)                     {:.2}",

@@ -228,9 +228,14 @@ mod core_driver {
     /// Lifecycles in flight at once: enough for group commit to fill groups.
     pub const WINDOW: usize = 4_096;
 
-    /// A durable core on a fresh store in `dir`.
+    /// `ORDERCORE_BENCH_DURABILITY=relaxed` runs it relaxed (reported beside
+    /// durable figures, never instead of them).
     pub fn start(dir: &std::path::Path, passivate_after: Duration) -> OrderCore {
-        let store = Store::open(StoreConfig::new(dir)).unwrap();
+        let mut config = StoreConfig::new(dir);
+        if std::env::var("ORDERCORE_BENCH_DURABILITY").is_ok_and(|d| d == "relaxed") {
+            config.durability = ordercore_storage::Durability::Relaxed;
+        }
+        let store = Store::open(config).unwrap();
         let config = CoreConfig {
             passivate_after,
             ..CoreConfig::default()
@@ -259,7 +264,11 @@ mod core_driver {
     /// overloaded.
     pub async fn drive(core: &OrderCore, cmds: Vec<CreateOrder>, pay: bool) {
         let queue = Rc::new(RefCell::new(cmds.into_iter().enumerate()));
-        let workers: Vec<_> = (0..WINDOW)
+        let window = std::env::var("ORDERCORE_BENCH_WINDOW")
+            .ok()
+            .and_then(|w| w.parse().ok())
+            .unwrap_or(WINDOW);
+        let workers: Vec<_> = (0..window)
             .map(|_| {
                 let (core, queue) = (core.clone(), Rc::clone(&queue));
                 actix::spawn(async move {

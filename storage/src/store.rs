@@ -343,7 +343,12 @@ impl Store {
     /// Waits until the view holds everything acknowledged so far, then runs
     /// `f` on it.
     fn with_view<R>(&self, f: impl FnOnce(&View) -> R) -> R {
-        let target = self.inner.acked.load(Ordering::SeqCst);
+        self.with_view_at(self.inner.acked.load(Ordering::SeqCst), f)
+    }
+
+    /// Waits until the view holds everything up to `target`, then runs `f`.
+    fn with_view_at<R>(&self, target: u64, f: impl FnOnce(&View) -> R) -> R {
+        let target = target.min(self.inner.acked.load(Ordering::SeqCst));
         let mut view = lock(&self.inner.view);
         while view.applied_seq < target {
             view = self
@@ -358,7 +363,19 @@ impl Store {
 
     /// The order family `id` (a master id), as last acknowledged.
     pub fn family(&self, id: &OrderId) -> Result<Option<Arc<OrderFamily>>, StorageError> {
-        if let Some(f) = self.with_view(|v| v.families.get(id).map(|d| Arc::clone(&d.value))) {
+        self.family_after(id, u64::MAX)
+    }
+
+    /// The order family `id` as of every change up to sequence `seq` (a
+    /// caller that knows the family's last change needs to wait for no
+    /// other). Does not wait past what is acknowledged.
+    pub fn family_after(
+        &self,
+        id: &OrderId,
+        seq: u64,
+    ) -> Result<Option<Arc<OrderFamily>>, StorageError> {
+        let viewed = self.with_view_at(seq, |v| v.families.get(id).map(|d| Arc::clone(&d.value)));
+        if let Some(f) = viewed {
             return Ok(Some(f));
         }
         Ok(read_row::<OrderFamily>(&self.inner.rows, &family_key(id), "family")?.map(Arc::new))
