@@ -577,6 +577,22 @@ impl OrderCore {
         Ok(self.shared.store.events_after(after, limit)?)
     }
 
+    /// Passivates every live order actor idle for at least `idle_for` with
+    /// nothing in flight (their state is durable); answers how many were
+    /// asked. The actors' own timers do this after `passivate_after`.
+    pub fn passivate_idle(&self, idle_for: std::time::Duration) -> usize {
+        let addrs: Vec<Addr<OrderActor>> = self
+            .shared
+            .registry
+            .iter()
+            .map(|entry| entry.value().clone())
+            .collect();
+        for addr in &addrs {
+            addr.do_send(order::Passivate { idle_for });
+        }
+        addrs.len()
+    }
+
     /// Fires every payment deadline due now on every shard (the shards'
     /// timers do the same every `DEADLINE_TICK`); answers how many fired.
     pub async fn fire_due_deadlines(&self) -> usize {

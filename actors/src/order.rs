@@ -583,6 +583,28 @@ impl Actor for OrderActor {
     }
 }
 
+/// Asks an actor to passivate now if it has been idle for `idle_for` and
+/// has nothing in flight (memory pressure, benchmarks).
+#[derive(Debug, actix::Message)]
+#[rtype(result = "()")]
+pub(crate) struct Passivate {
+    pub idle_for: Duration,
+}
+
+impl Handler<Passivate> for OrderActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Passivate, ctx: &mut Context<Self>) {
+        if !self.retired
+            && self.last_active.elapsed() >= msg.idle_for
+            && self.pending == 0
+            && self.waiting.is_empty()
+        {
+            self.retire(ctx);
+        }
+    }
+}
+
 impl Handler<Exec> for OrderActor {
     type Result = ();
 

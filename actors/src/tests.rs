@@ -501,6 +501,37 @@ async fn idle_actors_passivate_and_come_back_on_the_next_message() {
 }
 
 #[actix::test]
+async fn idle_actors_can_be_passivated_on_demand() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(testkit::t0());
+    let core = start(dir.path(), &clock, |_| {});
+    let mut shop = Shop::default();
+    seed(&core, &shop).await;
+    let mut orders = Vec::new();
+    for user in ["p1", "p2", "p3"] {
+        orders.push(
+            create(&core, shop.create_cmd(user, &[("A2", 1)], None))
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(core.metrics().active_actors, 3);
+    assert_eq!(core.passivate_idle(Duration::ZERO), 3);
+    let mut waited = 0;
+    while core.metrics().active_actors > 0 && waited < 300 {
+        actix::clock::sleep(Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    assert_eq!(core.metrics().active_actors, 0);
+    for (i, order) in orders.iter().enumerate() {
+        let paid = pay(&core, order, &format!("T-P{i}")).await.unwrap();
+        assert!(paid.is_paid());
+    }
+    assert_eq!(core.metrics().passivations, 3);
+    core.shutdown().unwrap();
+}
+
+#[actix::test]
 async fn a_restart_rearms_deadlines_and_keeps_acknowledged_states() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(testkit::t0());

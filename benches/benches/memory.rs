@@ -3,8 +3,8 @@
 //!
 //! Creates `ACTIVE` orders (2 SKUs each, unpaid) through a durable
 //! `OrderCore` whose actors stay live, writes everything behind, and reads
-//! the live heap (a counting allocator) and RSS; then lets every actor
-//! passivate and reads the heap again. What passivation gave back is what
+//! the live heap (a counting allocator) and RSS; then passivates every
+//! actor and reads the heap again. What passivation gave back is what
 //! the active orders held (actor, mailbox, family state, registry entry);
 //! what stays is the store's (sled's page cache, journal) and the shards'
 //! deadline and risk entries.
@@ -22,8 +22,9 @@ use std::time::{Duration, Instant};
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
-/// Idle time before the actors passivate: longer than creating them takes.
-const PASSIVATE_AFTER: Duration = Duration::from_secs(20);
+/// Idle time before the actors passivate on their own: longer than the
+/// run, which passivates them itself once it has measured them live.
+const PASSIVATE_AFTER: Duration = Duration::from_secs(3_600);
 
 /// Bytes allocated and not freed (reallocations are already counted in
 /// both totals).
@@ -63,6 +64,7 @@ async fn run(active: usize) {
     core.store().checkpoint_now().unwrap();
     let live = core.metrics().active_actors;
     let (heap1, rss1) = (live_heap(), rss_bytes());
+    core.passivate_idle(Duration::ZERO);
     let mut waited = 0;
     while core.metrics().active_actors > 0 && waited < 1_200 {
         actix::clock::sleep(Duration::from_millis(100)).await;
