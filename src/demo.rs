@@ -51,12 +51,20 @@ const DEMO_COUPONS: [(&str, &str, i64, i64); 3] = [
     ("CPN-CAROL-5", "carol", 500, 3_000),
 ];
 
-/// Seeds the demo catalog. Answers how many SKUs and coupons it wrote.
+/// Seeds the demo catalog: the demo SKUs and coupons the store lacks, so
+/// that seeding a store that already has them (`--demo` on a restart)
+/// keeps their stock, and coupons that orders locked or used, as they are.
+/// Answers how many SKUs and coupons it wrote.
 pub async fn seed(core: &OrderCore) -> Result<(usize, usize), CoreError> {
     let meta = CommandMeta::by(Actor::admin("demo"));
+    let (mut skus, mut coupons) = (0, 0);
     for (code, name, product_type, price, stock) in DEMO_SKUS {
+        let sku_code = SkuCode::parse(code)?;
+        if core.sku(&sku_code)?.is_some() {
+            continue;
+        }
         let details = SkuDetails {
-            sku_code: SkuCode::parse(code)?,
+            sku_code,
             product_id: ProductId::parse(&format!("P-{code}"))?,
             product_name: name.to_owned(),
             product_type,
@@ -67,11 +75,16 @@ pub async fn seed(core: &OrderCore) -> Result<(usize, usize), CoreError> {
             seller_id: SellerId::parse("demo-seller")?,
         };
         core.upsert_sku(&meta, details, stock).await?;
+        skus += 1;
     }
     let now = core.now();
     for (id, owner, amount, threshold) in DEMO_COUPONS {
+        let coupon_id = CouponId::parse(id)?;
+        if core.coupon(&coupon_id)?.is_some() {
+            continue;
+        }
         let details = CouponDetails {
-            coupon_id: CouponId::parse(id)?,
+            coupon_id,
             user_id: UserId::parse(owner)?,
             amount: Money::from_minor(amount),
             threshold_amount: Money::from_minor(threshold),
@@ -79,6 +92,7 @@ pub async fn seed(core: &OrderCore) -> Result<(usize, usize), CoreError> {
             valid_to: now.plus_millis(DEMO_COUPON_VALIDITY_MS),
         };
         core.issue_coupon(&meta, details).await?;
+        coupons += 1;
     }
-    Ok((DEMO_SKUS.len(), DEMO_COUPONS.len()))
+    Ok((skus, coupons))
 }

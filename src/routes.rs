@@ -50,6 +50,10 @@ pub struct AppState {
     pub metrics: Metrics,
     /// When this process started serving (the dashboard's period).
     pub started_at: Timestamp,
+    /// Set when a stop signal arrives: long-lived responses (the event
+    /// stream) end, so that the graceful stop does not wait out
+    /// `SHUTDOWN_TIMEOUT` for them.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 type State = web::Data<AppState>;
@@ -57,6 +61,48 @@ type Reply = Result<HttpResponse, ApiError>;
 /// Renders a change's response from the family after it and its events;
 /// the same function records the reply of an `Idempotency-Key`.
 type RenderFn = Arc<dyn Fn(&OrderFamily, &[Event]) -> (u16, String) + Send + Sync>;
+
+/// Every route [`configure`] registers, as (method, full path pattern as
+/// actix-web matches it). The tests of `crate::openapi` check `configure`
+/// and `/openapi.json` against this table, so no route can be added
+/// without being documented.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("GET", "/openapi.json"),
+    ("POST", "/v1/order-ids"),
+    ("POST", "/v1/orders/price"),
+    ("POST", "/v1/orders/remove"),
+    ("POST", "/v1/orders"),
+    ("GET", "/v1/orders"),
+    ("GET", "/v1/orders/{id}"),
+    ("GET", "/v1/orders/{id}/events"),
+    ("POST", "/v1/orders/{id}/prepay"),
+    ("POST", "/v1/orders/{id}/cancel"),
+    ("PUT", "/v1/orders/{id}/delivery-address"),
+    ("POST", "/v1/orders/{id}/fulfillment"),
+    ("POST", "/v1/orders/{id}/notes"),
+    ("POST", "/v1/orders/{id}/after-sales"),
+    ("POST", "/v1/orders/{id}/lack"),
+    ("POST", "/v1/payments/callback"),
+    ("POST", "/v1/refunds/callback"),
+    ("GET", "/v1/after-sales/{id}"),
+    ("POST", "/v1/after-sales/{id}/revoke"),
+    ("POST", "/v1/after-sales/{id}/review"),
+    ("POST", "/v1/after-sales/{id}/retry"),
+    ("GET", "/v1/users/{user_id}/orders"),
+    ("GET", "/v1/users/{user_id}/after-sales"),
+    ("GET", "/v1/skus"),
+    ("PUT", "/v1/skus/{code}"),
+    ("GET", "/v1/skus/{code}"),
+    ("POST", "/v1/skus/{code}/stock"),
+    ("PUT", "/v1/coupons/{id}"),
+    ("GET", "/v1/coupons/{id}"),
+    ("GET", "/v1/events"),
+    ("GET", "/v1/events/stream"),
+    ("GET", "/v1/dashboard"),
+];
 
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -324,10 +370,31 @@ async fn write(
 
 // ----- operations -----
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    summary = "Liveness",
+    description = "Answers 200 while the process is alive.",
+    responses(
+        (status = 200, description = "Alive: `{\"status\": \"ok\"}`", body = crate::openapi::HealthStatus),
+    ),
+)]
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
 
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    summary = "Readiness",
+    description = "Answers 200 once the store is recovered and its writer is healthy, 503 otherwise (recovering, shutting down, or the writer failing).",
+    responses(
+        (status = 200, description = "Ready: `{\"status\": \"ready\"}`", body = crate::openapi::HealthStatus),
+        (status = 503, description = "`NOT_READY`: recovering, shutting down, or the writer is failing"),
+    ),
+)]
 async fn readyz(st: State) -> Reply {
     if st.core.is_ready() {
         Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ready"})))
@@ -338,12 +405,35 @@ async fn readyz(st: State) -> Reply {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    summary = "Prometheus metrics",
+    description = "Prometheus text exposition: requests by route and status, latency histograms, orders created/paid/canceled/timed out, write-behind batch size and commit latency, active actors, mailbox backlog, errors by code and alert level.",
+    responses(
+        (status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain; version=0.0.4"),
+    ),
+)]
 async fn metrics(st: State) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(st.metrics.render(&st.core))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/dashboard",
+    tag = "operations",
+    summary = "Dashboard (admin)",
+    description = "Today's figures since this process started: orders created, paid, canceled and timed out, total and average amount, pay and fulfillment success rates, errors by code.",
+    responses(
+        (status = 200, description = "The figures", body = crate::openapi::Dashboard),
+        (status = 401, description = "`UNAUTHORIZED`: no valid bearer token"),
+        (status = 403, description = "`FORBIDDEN`: the token is not an admin's"),
+    ),
+    security(("bearer_jwt" = ["admin"])),
+)]
 async fn dashboard(st: State, req: HttpRequest) -> Reply {
     admin(&st, &req)?;
     let m = st.core.metrics();
@@ -370,6 +460,22 @@ async fn dashboard(st: State, req: HttpRequest) -> Reply {
 
 // ----- order ids and pricing -----
 
+#[utoipa::path(
+    post,
+    path = "/v1/order-ids",
+    tag = "orders",
+    summary = "Issue an order id",
+    description = "A new, unique, time-ordered order id for `user_id`, carrying enough of the user id to route by user. `POST /v1/orders` accepts only an id of this format whose user part matches its `user_id`; the server does not remember issued ids.",
+    request_body = OrderIdRequest,
+    responses(
+        (status = 201, description = "The new id", body = OrderIdResponse),
+        (status = 400, description = "`INVALID_REQUEST` (malformed JSON, an unknown field, a wrong type), `USER_ID_INVALID`, `BUSINESS_IDENTIFIER_ERROR`"),
+        (status = 401, description = "`UNAUTHORIZED`: no valid bearer token"),
+        (status = 403, description = "`FORBIDDEN`: a shopper acting for another user or on another user's order"),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`: the body is larger than 64 KiB"),
+    ),
+    security(("bearer_jwt" = [])),
+)]
 async fn order_id(st: State, req: HttpRequest, payload: web::Payload) -> Reply {
     let caller = caller(&st, &req)?;
     let body = read_body(payload).await?;
@@ -382,6 +488,25 @@ async fn order_id(st: State, req: HttpRequest, payload: web::Payload) -> Reply {
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/orders/price",
+    tag = "orders",
+    summary = "Price a basket (checkout preview)",
+    description = "Exactly the amounts `POST /v1/orders` will require for the same lines and coupon at this moment: origin (Σ price × quantity), coupon discount when its threshold is met, shipping fee by rule, real pay = origin − discount + shipping, and each line's share. Reserves nothing.",
+    request_body = PriceRequest,
+    responses(
+        (status = 200, description = "The amounts and the priced lines", body = PriceResponse),
+        (status = 400, description = "`INVALID_REQUEST` (malformed JSON, an unknown field, a wrong type), `USER_ID_INVALID`, `SKU_CODE_INVALID`, `COUPON_ID_INVALID`, `ORDER_ITEM_INVALID`"),
+        (status = 401, description = "`UNAUTHORIZED`: no valid bearer token"),
+        (status = 403, description = "`FORBIDDEN`: a shopper acting for another user or on another user's order"),
+        (status = 404, description = "`PRODUCT_SKU_NOT_FOUND`, `USER_COUPON_NOT_EXIST`"),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`: the body is larger than 64 KiB"),
+        (status = 422, description = "`USER_COUPON_IS_USED`, `USER_COUPON_EXPIRED`, `USER_COUPON_NOT_STARTED`, `AMOUNT_OVERFLOW`"),
+        (status = 503, description = "`OVERLOADED`, `NOT_READY` or `STORAGE_UNAVAILABLE`: retry after `Retry-After` seconds"),
+    ),
+    security(("bearer_jwt" = [])),
+)]
 async fn price(st: State, req: HttpRequest, payload: web::Payload) -> Reply {
     let caller = caller(&st, &req)?;
     let body = read_body(payload).await?;
@@ -395,6 +520,29 @@ async fn price(st: State, req: HttpRequest, payload: web::Payload) -> Reply {
 
 // ----- orders -----
 
+#[utoipa::path(
+    post,
+    path = "/v1/orders",
+    tag = "orders",
+    summary = "Create an order",
+    description = "Validates, checks risk, prices the lines (the client's REAL_PAY_AMOUNT and payment must equal the computed ones), locks the coupon and reserves stock all-or-nothing, persists the order family and arms the payment deadline. Mixed product types create a master order and one sub-order per product type. Idempotent on `order_id`: the same body again answers 200 with the same result; a different body with a used id answers 409 `ORDER_EXISTED`.",
+    params(crate::openapi::IdempotencyKeyHeader),
+    request_body = CreateOrderRequest,
+    responses(
+        (status = 201, description = "Created", body = CreateOrderResponse, headers(("ETag" = String, description = "The family's version after the change, `\"<version>\"` (not on a replay or a dry run)"))),
+        (status = 200, description = "A repeat of the create that made this order: its result again, nothing changed", body = CreateOrderResponse, headers(("ETag" = String, description = "The family's version after the change, `\"<version>\"` (not on a replay or a dry run)"))),
+        (status = 400, description = "`INVALID_REQUEST` (malformed JSON, an unknown field, a wrong type), `IDEMPOTENCY_KEY_INVALID`, `ORDER_ID_IS_NULL`, `ORDER_ID_INVALID`, `USER_ID_INVALID`, `BUSINESS_IDENTIFIER_ERROR`, `ORDER_TYPE_ERROR`, `DELIVERY_TYPE_ERROR`, `DELIVERY_ADDRESS_INVALID`, `PAY_TYPE_ERROR`, `AMOUNT_TYPE_ERROR`, `AMOUNT_INVALID`, `ORDER_ITEM_INVALID`, `SKU_CODE_INVALID`, `COUPON_ID_INVALID`, `TEXT_INVALID`"),
+        (status = 401, description = "`UNAUTHORIZED`: no valid bearer token"),
+        (status = 403, description = "`FORBIDDEN`: a shopper creating for another user; `RISK_REJECTED`: a blocked user or an amount over the cap"),
+        (status = 404, description = "`PRODUCT_SKU_NOT_FOUND`, `USER_COUPON_NOT_EXIST`"),
+        (status = 409, description = "`ORDER_EXISTED`: the id was used with a different body; `IDEMPOTENCY_KEY_LIMIT`"),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`: the body is larger than 64 KiB"),
+        (status = 422, description = "`ORDER_CHECK_REAL_PAY_AMOUNT_FAIL`, `PRODUCT_STOCK_NOT_ENOUGH`, `USER_COUPON_IS_USED`, `USER_COUPON_EXPIRED`, `USER_COUPON_NOT_STARTED`, `AMOUNT_OVERFLOW`, `IDEMPOTENCY_KEY_REUSED`"),
+        (status = 429, description = "`ORDER_RATE_LIMITED`: over the orders-per-user-per-minute limit"),
+        (status = 503, description = "`OVERLOADED`, `NOT_READY` or `STORAGE_UNAVAILABLE`: retry after `Retry-After` seconds"),
+    ),
+    security(("bearer_jwt" = [])),
+)]
 async fn create(st: State, req: HttpRequest, payload: web::Payload) -> Reply {
     let caller = caller(&st, &req)?;
     let body = read_body(payload).await?;
@@ -410,6 +558,23 @@ async fn create(st: State, req: HttpRequest, payload: web::Payload) -> Reply {
     Ok(finish(outcome, &render, true))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/orders/{order_id}",
+    tag = "orders",
+    summary = "Read an order",
+    description = "The order (any id of the family: master, single or sub-order) with its `version`, items, amounts, payment, delivery, sub-orders, snapshots, status log and after-sales. The owner or an admin; a removed order stays readable by id.",
+    params(("order_id" = String, Path, description = "An order id")),
+    responses(
+        (status = 200, description = "The order", body = OrderDetail, headers(("ETag" = String, description = "The family's version, `\"<version>\"`: send it as `If-Match`"))),
+        (status = 400, description = "`ORDER_ID_IS_NULL`, `ORDER_ID_INVALID`"),
+        (status = 401, description = "`UNAUTHORIZED`: no valid bearer token"),
+        (status = 403, description = "`FORBIDDEN`: another user's order"),
+        (status = 404, description = "`ORDER_NOT_FOUND`"),
+        (status = 503, description = "`OVERLOADED`, `NOT_READY` or `STORAGE_UNAVAILABLE`: retry after `Retry-After` seconds"),
+    ),
+    security(("bearer_jwt" = [])),
+)]
 async fn order(st: State, req: HttpRequest, path: web::Path<String>) -> Reply {
     let caller = caller(&st, &req)?;
     let id = path_order_id(&path)?;
@@ -423,6 +588,23 @@ async fn order(st: State, req: HttpRequest, path: web::Path<String>) -> Reply {
     Ok(res)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/orders/{order_id}/events",
+    tag = "orders",
+    summary = "An order's history",
+    description = "The order family's events in order, with `seq`, `type`, `at`, `actor` and `data`; kept with the family, so it outlives journal trimming. The owner or an admin.",
+    params(("order_id" = String, Path, description = "An order id")),
+    responses(
+        (status = 200, description = "The history", body = OrderEvents),
+        (status = 400, description = "`ORDER_ID_IS_NULL`, `ORDER_ID_INVALID`"),
+        (status = 401, description = "`UNAUTHORIZED`: no valid bearer token"),
+        (status = 403, description = "`FORBIDDEN`: another user's order"),
+        (status = 404, description = "`ORDER_NOT_FOUND`"),
+        (status = 503, description = "`OVERLOADED`, `NOT_READY` or `STORAGE_UNAVAILABLE`: retry after `Retry-After` seconds"),
+    ),
+    security(("bearer_jwt" = [])),
+)]
 async fn order_events(st: State, req: HttpRequest, path: web::Path<String>) -> Reply {
     let caller = caller(&st, &req)?;
     let id = path_order_id(&path)?;
@@ -434,6 +616,28 @@ async fn order_events(st: State, req: HttpRequest, path: web::Path<String>) -> R
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/orders/{order_id}/prepay",
+    tag = "payments",
+    summary = "Prepay an order",
+    description = "Only a CREATED family (master or single id) before its payment deadline; `pay_amount` must equal the order's pay amount.",
+    params(("order_id" = String, Path, description = "An order id"), crate::openapi::IdempotencyKeyHeader, crate::openapi::IfMatchHeader),
+    request_body = PrepayRequest,
+    responses(
+        (status = 200, description = "The payment to make", body = PrepayResponse, headers(("ETag" = String, description = "The family's version after the change, `\"<version>\"` (not on a replay or a dry run)"))),
+        (status = 400, description = "`INVALID_REQUEST` (malformed JSON, an unknown field, a wrong type, a bad `If-Match`), `IDEMPOTENCY_KEY_INVALID`, `ORDER_ID_INVALID`, `USER_ID_INVALID`, `PAY_TYPE_ERROR`, `AMOUNT_INVALID`"),
+        (status = 401, description = "`UNAUTHORIZED`: no valid bearer token"),
+        (status = 403, description = "`FORBIDDEN`: a shopper acting for another user or on another user's order"),
+        (status = 404, description = "`ORDER_NOT_FOUND`"),
+        (status = 409, description = "`ORDER_STATUS_CHANGED`: not CREATED, or a sub-order id; `ORDER_PRE_PAY_EXPIRE`: past the deadline; `IDEMPOTENCY_KEY_LIMIT`"),
+        (status = 412, description = "`ORDER_VERSION_MISMATCH`: `If-Match` names a version the family has moved on from; nothing changed"),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`: the body is larger than 64 KiB"),
+        (status = 422, description = "`ORDER_PAY_AMOUNT_ERROR`, `IDEMPOTENCY_KEY_REUSED`"),
+        (status = 503, description = "`OVERLOADED`, `NOT_READY` or `STORAGE_UNAVAILABLE`: retry after `Retry-After` seconds"),
+    ),
+    security(("bearer_jwt" = [])),
+)]
 async fn prepay(
     st: State,
     req: HttpRequest,
@@ -454,6 +658,28 @@ async fn prepay(
     write(&st, &req, &body, cmd, false, render, true).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/orders/{order_id}/cancel",
+    tag = "orders",
+    summary = "Cancel an order",
+    description = "CREATED → CANCELED releases stock and the coupon. PAID (no part FULFILLED or later) → CANCELED also returns stock and creates a system refund of the whole payment (USER_CANCEL, or CUSTOMER_CANCEL for `cancel_type` 2, which only an admin may send). Takes the master or single id and acts on the whole family. With `?dry_run=true` answers what would happen and changes nothing.",
+    params(("order_id" = String, Path, description = "An order id"), DryRunQuery, crate::openapi::IdempotencyKeyHeader, crate::openapi::IfMatchHeader),
+    request_body = CancelRequest,
+    responses(
+        (status = 200, description = "The order detail after the cancel, or with `?dry_run=true` what would happen", body = crate::openapi::OrderDetailOrDryRun, headers(("ETag" = String, description = "The family's version after the change, `\"<version>\"` (not on a replay or a dry run)"))),
+        (status = 400, description = "`INVALID_REQUEST` (malformed JSON, an unknown field, a wrong type, a bad `If-Match`), `IDEMPOTENCY_KEY_INVALID`, `ORDER_ID_INVALID`, `USER_ID_INVALID`, `CANCEL_TYPE_ERROR`"),
+        (status = 401, description = "`UNAUTHORIZED`: no valid bearer token"),
+        (status = 403, description = "`FORBIDDEN`: another user's order, or `cancel_type` 2 from a shopper"),
+        (status = 404, description = "`ORDER_NOT_FOUND`"),
+        (status = 409, description = "`ORDER_CANNOT_CANCEL`: any state but CREATED or PAID; `ORDER_STATUS_CHANGED`: a sub-order id; `IDEMPOTENCY_KEY_LIMIT`"),
+        (status = 412, description = "`ORDER_VERSION_MISMATCH`: `If-Match` names a version the family has moved on from; nothing changed"),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`: the body is larger than 64 KiB"),
+        (status = 422, description = "`IDEMPOTENCY_KEY_REUSED`"),
+        (status = 503, description = "`OVERLOADED`, `NOT_READY` or `STORAGE_UNAVAILABLE`: retry after `Retry-After` seconds"),
+    ),
+    security(("bearer_jwt" = [])),
+)]
 async fn cancel(
     st: State,
     req: HttpRequest,
@@ -474,6 +700,28 @@ async fn cancel(
     write(&st, &req, &body, cmd, dry_run, detail_render(id), true).await
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/orders/{order_id}/delivery-address",
+    tag = "orders",
+    summary = "Change the delivery address",
+    description = "Only while the family is CREATED or PAID (no part FULFILLED or later); takes the master or single id.",
+    params(("order_id" = String, Path, description = "An order id"), crate::openapi::IdempotencyKeyHeader, crate::openapi::IfMatchHeader),
+    request_body = AddressRequest,
+    responses(
+        (status = 200, description = "The order detail after the change", body = OrderDetail, headers(("ETag" = String, description = "The family's version after the change, `\"<version>\"` (not on a replay or a dry run)"))),
+        (status = 400, description = "`INVALID_REQUEST` (malformed JSON, an unknown field, a wrong type, a bad `If-Match`), `IDEMPOTENCY_KEY_INVALID`, `ORDER_ID_INVALID`, `USER_ID_INVALID`, `DELIVERY_ADDRESS_INVALID`"),
+        (status = 401, description = "`UNAUTHORIZED`: no valid bearer token"),
+        (status = 403, description = "`FORBIDDEN`: a shopper acting for another user or on another user's order"),
+        (status = 404, description = "`ORDER_NOT_FOUND`"),
+        (status = 409, description = "`ORDER_NOT_ALLOW_TO_ADJUST_ADDRESS`; `ORDER_STATUS_CHANGED`: a sub-order id; `IDEMPOTENCY_KEY_LIMIT`"),
+        (status = 412, description = "`ORDER_VERSION_MISMATCH`: `If-Match` names a version the family has moved on from; nothing changed"),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`: the body is larger than 64 KiB"),
+        (status = 422, description = "`IDEMPOTENCY_KEY_REUSED`"),
+        (status = 503, description = "`OVERLOADED`, `NOT_READY` or `STORAGE_UNAVAILABLE`: retry after `Retry-After` seconds"),
+    ),
+    security(("bearer_jwt" = [])),
+)]
 async fn address(
     st: State,
     req: HttpRequest,
@@ -492,6 +740,27 @@ async fn address(
     write(&st, &req, &body, cmd, false, detail_render(id), true).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/orders/remove",
+    tag = "orders",
+    summary = "Remove orders (soft delete)",
+    description = "Hides 1..100 master or single orders from listings (still readable by id and by admins). An order qualifies when it and every live part are CANCELED, SIGNED or REFUSED; the batch is checked first and applied after, so if any id does not qualify none are removed.",
+    params(crate::openapi::IfMatchHeader),
+    request_body = RemoveRequest,
+    responses(
+        (status = 200, description = "How many were removed now", body = RemovedResponse),
+        (status = 400, description = "`INVALID_REQUEST` (malformed JSON, an unknown field, a wrong type, a bad `If-Match`, not 1..100 ids), `USER_ID_INVALID`, `ORDER_ID_IS_NULL`, `ORDER_ID_INVALID`"),
+        (status = 401, description = "`UNAUTHORIZED`: no valid bearer token"),
+        (status = 403, description = "`FORBIDDEN`: a shopper acting for another user or on another user's order"),
+        (status = 404, description = "`ORDER_NOT_FOUND`: an unknown id"),
+        (status = 409, description = "`ORDER_CANNOT_REMOVE`: names the first id that does not qualify; `ORDER_STATUS_CHANGED`: a sub-order id"),
+        (status = 412, description = "`ORDER_VERSION_MISMATCH`: `If-Match` names a version the family has moved on from; nothing changed"),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`: the body is larger than 64 KiB"),
+        (status = 503, description = "`OVERLOADED`, `NOT_READY` or `STORAGE_UNAVAILABLE`: retry after `Retry-After` seconds"),
+    ),
+    security(("bearer_jwt" = [])),
+)]
 async fn remove(st: State, req: HttpRequest, payload: web::Payload) -> Reply {
     let caller = caller(&st, &req)?;
     let body = read_body(payload).await?;
@@ -502,6 +771,28 @@ async fn remove(st: State, req: HttpRequest, payload: web::Payload) -> Reply {
     Ok(json(StatusCode::OK, &RemovedResponse { removed }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/orders/{order_id}/fulfillment",
+    tag = "fulfillment",
+    summary = "Record a fulfillment step (admin)",
+    description = "FULFILLED (PAID → FULFILLED), OUT_STOCK, DELIVERY, SIGNED, or REFUSED (DELIVERY → REFUSED: full refund with detail ALL_REFUND, stock back); each moves one step forward, and repeating the step the order is in answers 200 with no change. Takes a single order's id or, for a paid mixed family, a sub-order's id.",
+    params(("order_id" = String, Path, description = "An order id"), crate::openapi::IdempotencyKeyHeader, crate::openapi::IfMatchHeader),
+    request_body = FulfillmentRequest,
+    responses(
+        (status = 200, description = "The order detail after the step", body = OrderDetail, headers(("ETag" = String, description = "The family's version after the change, `\"<version>\"` (not on a replay or a dry run)"))),
+        (status = 400, description = "`INVALID_REQUEST` (malformed JSON, an unknown field, a wrong type, a bad `If-Match`), `IDEMPOTENCY_KEY_INVALID`, `ORDER_ID_INVALID`, `TEXT_INVALID`"),
+        (status = 401, description = "`UNAUTHORIZED`: no valid bearer token"),
+        (status = 403, description = "`FORBIDDEN`: the token is not an admin's"),
+        (status = 404, description = "`ORDER_NOT_FOUND`"),
+        (status = 409, description = "`ORDER_STATUS_CHANGED`: not the next step, or the master id of a paid mixed family; `IDEMPOTENCY_KEY_LIMIT`"),
+        (status = 412, description = "`ORDER_VERSION_MISMATCH`: `If-Match` names a version the family has moved on from; nothing changed"),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`: the body is larger than 64 KiB"),
+        (status = 422, description = "`IDEMPOTENCY_KEY_REUSED`"),
+        (status = 503, description = "`OVERLOADED`, `NOT_READY` or `STORAGE_UNAVAILABLE`: retry after `Retry-After` seconds"),
+    ),
+    security(("bearer_jwt" = ["admin"])),
+)]
 async fn fulfill(
     st: State,
     req: HttpRequest,
@@ -519,6 +810,28 @@ async fn fulfill(
     write(&st, &req, &body, cmd, false, detail_render(id), true).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/orders/{order_id}/notes",
+    tag = "orders",
+    summary = "Add a note to an order (admin)",
+    description = "A note is an event (`OrderNoteAdded`) in the order's history and a new version of the family; allowed in every state.",
+    params(("order_id" = String, Path, description = "An order id"), crate::openapi::IdempotencyKeyHeader, crate::openapi::IfMatchHeader),
+    request_body = NoteRequest,
+    responses(
+        (status = 201, description = "The family's version after the note", body = VersionResponse, headers(("ETag" = String, description = "The family's version after the change, `\"<version>\"` (not on a replay or a dry run)"))),
+        (status = 400, description = "`INVALID_REQUEST` (malformed JSON, an unknown field, a wrong type, a bad `If-Match`), `IDEMPOTENCY_KEY_INVALID`, `ORDER_ID_INVALID`, `TEXT_INVALID`"),
+        (status = 401, description = "`UNAUTHORIZED`: no valid bearer token"),
+        (status = 403, description = "`FORBIDDEN`: the token is not an admin's"),
+        (status = 404, description = "`ORDER_NOT_FOUND`"),
+        (status = 409, description = "`IDEMPOTENCY_KEY_LIMIT`"),
+        (status = 412, description = "`ORDER_VERSION_MISMATCH`: `If-Match` names a version the family has moved on from; nothing changed"),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`: the body is larger than 64 KiB"),
+        (status = 422, description = "`IDEMPOTENCY_KEY_REUSED`"),
+        (status = 503, description = "`OVERLOADED`, `NOT_READY` or `STORAGE_UNAVAILABLE`: retry after `Retry-After` seconds"),
+    ),
+    security(("bearer_jwt" = ["admin"])),
+)]
 async fn note(
     st: State,
     req: HttpRequest,
@@ -544,6 +857,29 @@ async fn note(
     write(&st, &req, &body, cmd, false, render, true).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/orders/{order_id}/after-sales",
+    tag = "after-sales",
+    summary = "Apply for an after-sale",
+    description = "RETURN_GOODS only on SIGNED; RETURN_MONEY only on PAID or FULFILLED. The refund of q of n bought units is floor(line pay × q / n); the application that completes a line takes the rest of its pay, and the one that completes the order adds the shipping fee. Takes a single order's id or a sub-order's id of a paid mixed family. With `?dry_run=true` answers what would happen and changes nothing.",
+    params(("order_id" = String, Path, description = "An order id"), DryRunQuery, crate::openapi::IdempotencyKeyHeader, crate::openapi::IfMatchHeader),
+    request_body = AfterSaleApplyRequest,
+    responses(
+        (status = 201, description = "The after-sale, COMMITTED", body = AfterSaleCreated),
+        (status = 200, description = "With `?dry_run=true`: what would happen", body = DryRunView),
+        (status = 400, description = "`INVALID_REQUEST` (malformed JSON, an unknown field, a wrong type, a bad `If-Match`), `IDEMPOTENCY_KEY_INVALID`, `ORDER_ID_INVALID`, `USER_ID_INVALID`, `AFTER_SALE_TYPE_ERROR`, `ORDER_ITEM_INVALID`, `SKU_CODE_INVALID`, `TEXT_INVALID`"),
+        (status = 401, description = "`UNAUTHORIZED`: no valid bearer token"),
+        (status = 403, description = "`FORBIDDEN`: a shopper acting for another user or on another user's order"),
+        (status = 404, description = "`ORDER_NOT_FOUND`"),
+        (status = 409, description = "`AFTER_SALE_CANNOT_APPLY`: not in a state that allows it; `ORDER_STATUS_CHANGED`: the master id of a paid mixed family; `AFTER_SALE_LIMIT`, `IDEMPOTENCY_KEY_LIMIT`"),
+        (status = 412, description = "`ORDER_VERSION_MISMATCH`: `If-Match` names a version the family has moved on from; nothing changed"),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`: the body is larger than 64 KiB"),
+        (status = 422, description = "`AFTER_SALE_QUANTITY_EXCEEDED`: more than the returnable quantity; `IDEMPOTENCY_KEY_REUSED`"),
+        (status = 503, description = "`OVERLOADED`, `NOT_READY` or `STORAGE_UNAVAILABLE`: retry after `Retry-After` seconds"),
+    ),
+    security(("bearer_jwt" = [])),
+)]
 async fn apply_after_sale(
     st: State,
     req: HttpRequest,
@@ -564,6 +900,29 @@ async fn apply_after_sale(
     write(&st, &req, &body, cmd, dry_run, committed_render(), false).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/orders/{order_id}/lack",
+    tag = "after-sales",
+    summary = "Report lacking items (admin)",
+    description = "The warehouse reports items it cannot ship for a FULFILLED or OUT_STOCK order, at most once per order: a RETURN_MONEY / LACK_REFUND after-sale approved at once (REFUNDING) for the lacked quantities' paid share. The order's status does not change and lacked stock is not released. With `?dry_run=true` answers what would happen and changes nothing.",
+    params(("order_id" = String, Path, description = "An order id"), DryRunQuery, crate::openapi::IdempotencyKeyHeader, crate::openapi::IfMatchHeader),
+    request_body = LackRequest,
+    responses(
+        (status = 201, description = "The lack after-sale, REFUNDING", body = AfterSaleCreated),
+        (status = 200, description = "With `?dry_run=true`: what would happen", body = DryRunView),
+        (status = 400, description = "`INVALID_REQUEST` (malformed JSON, an unknown field, a wrong type, a bad `If-Match`), `IDEMPOTENCY_KEY_INVALID`, `ORDER_ID_INVALID`, `ORDER_ITEM_INVALID`, `SKU_CODE_INVALID`"),
+        (status = 401, description = "`UNAUTHORIZED`: no valid bearer token"),
+        (status = 403, description = "`FORBIDDEN`: the token is not an admin's"),
+        (status = 404, description = "`ORDER_NOT_FOUND`"),
+        (status = 409, description = "`ORDER_NOT_ALLOW_TO_LACK`: not FULFILLED or OUT_STOCK, or lacked before; `ORDER_STATUS_CHANGED`: the master id of a paid mixed family; `AFTER_SALE_LIMIT`, `IDEMPOTENCY_KEY_LIMIT`"),
+        (status = 412, description = "`ORDER_VERSION_MISMATCH`: `If-Match` names a version the family has moved on from; nothing changed"),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`: the body is larger than 64 KiB"),
+        (status = 422, description = "`AFTER_SALE_QUANTITY_EXCEEDED`: more than bought minus refunded; `IDEMPOTENCY_KEY_REUSED`"),
+        (status = 503, description = "`OVERLOADED`, `NOT_READY` or `STORAGE_UNAVAILABLE`: retry after `Retry-After` seconds"),
+    ),
+    security(("bearer_jwt" = ["admin"])),
+)]
 async fn lack(
     st: State,
     req: HttpRequest,
@@ -583,6 +942,27 @@ async fn lack(
     write(&st, &req, &body, cmd, dry_run, committed_render(), false).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/payments/callback",
+    tag = "payments",
+    summary = "Payment callback (payment provider)",
+    description = "Signed with `X-Signature`. `order_id` is the master (or single) order; `trade_no` decides repeats. PAID: the CREATED family is now paid (also past its deadline if the deadline has not fired). DUPLICATE: this `trade_no` was seen before; nothing changes and its earlier result stands. REFUND: a new `trade_no` for a cancelled or already-paid family; a system refund is created. A prepay is not required.",
+    params(crate::openapi::IdempotencyKeyHeader, crate::openapi::IfMatchHeader),
+    request_body = PayCallbackRequest,
+    responses(
+        (status = 200, description = "What the callback did", body = PayCallbackResponse),
+        (status = 400, description = "`INVALID_REQUEST` (malformed JSON, an unknown field, a wrong type, a bad `If-Match`), `IDEMPOTENCY_KEY_INVALID`, `ORDER_ID_IS_NULL`, `ORDER_ID_INVALID`, `PAY_TYPE_ERROR`, `AMOUNT_INVALID`, `TRADE_NO_INVALID`, `TIME_INVALID`"),
+        (status = 401, description = "`SIGNATURE_INVALID`: `X-Signature` is missing or is not the body's HMAC"),
+        (status = 404, description = "`ORDER_NOT_FOUND`"),
+        (status = 409, description = "`ORDER_STATUS_CHANGED`: a sub-order id; `AFTER_SALE_LIMIT`, `IDEMPOTENCY_KEY_LIMIT`"),
+        (status = 412, description = "`ORDER_VERSION_MISMATCH`: `If-Match` names a version the family has moved on from; nothing changed"),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`: the body is larger than 64 KiB"),
+        (status = 422, description = "`ORDER_PAY_AMOUNT_ERROR`: `pay_amount` is not the order's; nothing changed; `IDEMPOTENCY_KEY_REUSED`"),
+        (status = 503, description = "`OVERLOADED`, `NOT_READY` or `STORAGE_UNAVAILABLE`: retry after `Retry-After` seconds"),
+    ),
+    security(("provider_signature" = [])),
+)]
 async fn pay_callback(st: State, req: HttpRequest, payload: web::Payload) -> Reply {
     let body = read_body(payload).await?;
     verify_signature(
@@ -608,6 +988,27 @@ async fn pay_callback(st: State, req: HttpRequest, payload: web::Payload) -> Rep
     write(&st, &req, &body, cmd, false, render, false).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/refunds/callback",
+    tag = "after-sales",
+    summary = "Refund callback (payment provider)",
+    description = "Signed with `X-Signature`. Completes a REFUNDING after-sale: success → REFUNDED, failure → FAILED. Repeating the outcome already recorded answers 200 with no change.",
+    params(crate::openapi::IdempotencyKeyHeader, crate::openapi::IfMatchHeader),
+    request_body = RefundCallbackRequest,
+    responses(
+        (status = 200, description = "The after-sale", body = AfterSaleView),
+        (status = 400, description = "`INVALID_REQUEST` (malformed JSON, an unknown field, a wrong type, a bad `If-Match`), `IDEMPOTENCY_KEY_INVALID`, `AFTER_SALE_ID_INVALID`, `AMOUNT_INVALID`, `TIME_INVALID`"),
+        (status = 401, description = "`SIGNATURE_INVALID`: `X-Signature` is missing or is not the body's HMAC"),
+        (status = 404, description = "`AFTER_SALE_NOT_FOUND`"),
+        (status = 409, description = "`AFTER_SALE_STATUS_CHANGED`: not REFUNDING and not a repeat; `IDEMPOTENCY_KEY_LIMIT`"),
+        (status = 412, description = "`ORDER_VERSION_MISMATCH`: `If-Match` names a version the family has moved on from; nothing changed"),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`: the body is larger than 64 KiB"),
+        (status = 422, description = "`REFUND_AMOUNT_MISMATCH`: `refund_amount` is not the after-sale's; `IDEMPOTENCY_KEY_REUSED`"),
+        (status = 503, description = "`OVERLOADED`, `NOT_READY` or `STORAGE_UNAVAILABLE`: retry after `Retry-After` seconds"),
+    ),
+    security(("provider_signature" = [])),
+)]
 async fn refund_callback(st: State, req: HttpRequest, payload: web::Payload) -> Reply {
     let body = read_body(payload).await?;
     verify_signature(
@@ -625,6 +1026,23 @@ async fn refund_callback(st: State, req: HttpRequest, payload: web::Payload) -> 
 
 // ----- after-sales -----
 
+#[utoipa::path(
+    get,
+    path = "/v1/after-sales/{id}",
+    tag = "after-sales",
+    summary = "Read an after-sale",
+    description = "The owner or an admin.",
+    params(("id" = String, Path, description = "An after-sale id")),
+    responses(
+        (status = 200, description = "The after-sale", body = AfterSaleView),
+        (status = 400, description = "`AFTER_SALE_ID_INVALID`"),
+        (status = 401, description = "`UNAUTHORIZED`: no valid bearer token"),
+        (status = 403, description = "`FORBIDDEN`: another user's after-sale"),
+        (status = 404, description = "`AFTER_SALE_NOT_FOUND`"),
+        (status = 503, description = "`OVERLOADED`, `NOT_READY` or `STORAGE_UNAVAILABLE`: retry after `Retry-After` seconds"),
+    ),
+    security(("bearer_jwt" = [])),
+)]
 async fn after_sale(st: State, req: HttpRequest, path: web::Path<String>) -> Reply {
     let caller = caller(&st, &req)?;
     let id = path_after_sale_id(&path)?;
@@ -651,6 +1069,28 @@ async fn after_sale(st: State, req: HttpRequest, path: web::Path<String>) -> Rep
     Ok(json(StatusCode::OK, &view))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/after-sales/{id}/revoke",
+    tag = "after-sales",
+    summary = "Revoke an after-sale",
+    description = "COMMITTED → REVOKED.",
+    params(("id" = String, Path, description = "An after-sale id"), crate::openapi::IdempotencyKeyHeader, crate::openapi::IfMatchHeader),
+    request_body = RevokeRequest,
+    responses(
+        (status = 200, description = "The after-sale", body = AfterSaleView),
+        (status = 400, description = "`INVALID_REQUEST` (malformed JSON, an unknown field, a wrong type, a bad `If-Match`), `IDEMPOTENCY_KEY_INVALID`, `AFTER_SALE_ID_INVALID`, `USER_ID_INVALID`"),
+        (status = 401, description = "`UNAUTHORIZED`: no valid bearer token"),
+        (status = 403, description = "`FORBIDDEN`: a shopper acting for another user or on another user's order"),
+        (status = 404, description = "`AFTER_SALE_NOT_FOUND`, `ORDER_NOT_FOUND`"),
+        (status = 409, description = "`AFTER_SALE_STATUS_CHANGED`: not COMMITTED; `IDEMPOTENCY_KEY_LIMIT`"),
+        (status = 412, description = "`ORDER_VERSION_MISMATCH`: `If-Match` names a version the family has moved on from; nothing changed"),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`: the body is larger than 64 KiB"),
+        (status = 422, description = "`IDEMPOTENCY_KEY_REUSED`"),
+        (status = 503, description = "`OVERLOADED`, `NOT_READY` or `STORAGE_UNAVAILABLE`: retry after `Retry-After` seconds"),
+    ),
+    security(("bearer_jwt" = [])),
+)]
 async fn revoke(
     st: State,
     req: HttpRequest,
@@ -669,6 +1109,28 @@ async fn revoke(
     write(&st, &req, &body, cmd, false, after_sale_render(id), false).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/after-sales/{id}/review",
+    tag = "after-sales",
+    summary = "Review an after-sale (admin)",
+    description = "COMMITTED → REVIEW_PASS and REFUNDING in one change when approved (RETURN_GOODS quantities go back to available stock), REVIEW_REJECTED otherwise. Repeating the decision already recorded answers 200 with no change. With `?dry_run=true` answers what would happen and changes nothing.",
+    params(("id" = String, Path, description = "An after-sale id"), DryRunQuery, crate::openapi::IdempotencyKeyHeader, crate::openapi::IfMatchHeader),
+    request_body = ReviewRequest,
+    responses(
+        (status = 200, description = "The after-sale, or with `?dry_run=true` what would happen", body = crate::openapi::AfterSaleOrDryRun),
+        (status = 400, description = "`INVALID_REQUEST` (malformed JSON, an unknown field, a wrong type, a bad `If-Match`), `IDEMPOTENCY_KEY_INVALID`, `AFTER_SALE_ID_INVALID`, `TEXT_INVALID`"),
+        (status = 401, description = "`UNAUTHORIZED`: no valid bearer token"),
+        (status = 403, description = "`FORBIDDEN`: the token is not an admin's"),
+        (status = 404, description = "`AFTER_SALE_NOT_FOUND`"),
+        (status = 409, description = "`AFTER_SALE_STATUS_CHANGED`: not COMMITTED and not a repeat; `IDEMPOTENCY_KEY_LIMIT`"),
+        (status = 412, description = "`ORDER_VERSION_MISMATCH`: `If-Match` names a version the family has moved on from; nothing changed"),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`: the body is larger than 64 KiB"),
+        (status = 422, description = "`IDEMPOTENCY_KEY_REUSED`"),
+        (status = 503, description = "`OVERLOADED`, `NOT_READY` or `STORAGE_UNAVAILABLE`: retry after `Retry-After` seconds"),
+    ),
+    security(("bearer_jwt" = ["admin"])),
+)]
 async fn review(
     st: State,
     req: HttpRequest,
@@ -688,6 +1150,27 @@ async fn review(
     write(&st, &req, &body, cmd, dry_run, after_sale_render(id), false).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/after-sales/{id}/retry",
+    tag = "after-sales",
+    summary = "Retry a failed refund (admin)",
+    description = "FAILED → REFUNDING, emitting `RefundRequested` again. Takes no body (an empty body or `{}`).",
+    params(("id" = String, Path, description = "An after-sale id"), crate::openapi::IdempotencyKeyHeader, crate::openapi::IfMatchHeader),
+    responses(
+        (status = 200, description = "The after-sale", body = AfterSaleView),
+        (status = 400, description = "`INVALID_REQUEST` (malformed JSON, an unknown field, a wrong type, a bad `If-Match`), `IDEMPOTENCY_KEY_INVALID`, `AFTER_SALE_ID_INVALID`"),
+        (status = 401, description = "`UNAUTHORIZED`: no valid bearer token"),
+        (status = 403, description = "`FORBIDDEN`: the token is not an admin's"),
+        (status = 404, description = "`AFTER_SALE_NOT_FOUND`"),
+        (status = 409, description = "`AFTER_SALE_STATUS_CHANGED`: not FAILED; `IDEMPOTENCY_KEY_LIMIT`"),
+        (status = 412, description = "`ORDER_VERSION_MISMATCH`: `If-Match` names a version the family has moved on from; nothing changed"),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`: the body is larger than 64 KiB"),
+        (status = 422, description = "`IDEMPOTENCY_KEY_REUSED`"),
+        (status = 503, description = "`OVERLOADED`, `NOT_READY` or `STORAGE_UNAVAILABLE`: retry after `Retry-After` seconds"),
+    ),
+    security(("bearer_jwt" = ["admin"])),
+)]
 async fn retry(
     st: State,
     req: HttpRequest,
@@ -709,6 +1192,22 @@ async fn retry(
 
 // ----- listings -----
 
+#[utoipa::path(
+    get,
+    path = "/v1/users/{user_id}/orders",
+    tag = "orders",
+    summary = "List a user's orders",
+    description = "Newest first, keyset pagination, `page_size` 1..100 (default 20); removed and INVALID orders hidden, so a shopper sees one order before paying and its parts after.",
+    params(("user_id" = String, Path, description = "The user; a shopper may name only itself"), UserOrdersQuery),
+    responses(
+        (status = 200, description = "A page of order summaries", body = OrderList),
+        (status = 400, description = "`INVALID_REQUEST`, `USER_ID_INVALID`, `PAGE_SIZE_INVALID`, `CURSOR_INVALID`"),
+        (status = 401, description = "`UNAUTHORIZED`: no valid bearer token"),
+        (status = 403, description = "`FORBIDDEN`: a shopper acting for another user or on another user's order"),
+        (status = 503, description = "`OVERLOADED`, `NOT_READY` or `STORAGE_UNAVAILABLE`: retry after `Retry-After` seconds"),
+    ),
+    security(("bearer_jwt" = [])),
+)]
 async fn user_orders(
     st: State,
     req: HttpRequest,
@@ -753,6 +1252,22 @@ fn listed(family: &OrderFamily, filter: &OrderFilter) -> Vec<OrderSummary> {
         .collect()
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/orders",
+    tag = "orders",
+    summary = "List all orders (admin)",
+    description = "Newest first, keyset pagination; removed and INVALID orders hidden.",
+    params(AdminOrdersQuery),
+    responses(
+        (status = 200, description = "A page of order summaries", body = OrderList),
+        (status = 400, description = "`INVALID_REQUEST`, `PAGE_SIZE_INVALID`, `CURSOR_INVALID`, `TIME_INVALID`"),
+        (status = 401, description = "`UNAUTHORIZED`: no valid bearer token"),
+        (status = 403, description = "`FORBIDDEN`: the token is not an admin's"),
+        (status = 503, description = "`OVERLOADED`, `NOT_READY` or `STORAGE_UNAVAILABLE`: retry after `Retry-After` seconds"),
+    ),
+    security(("bearer_jwt" = ["admin"])),
+)]
 async fn admin_orders(st: State, req: HttpRequest, query: web::Query<AdminOrdersQuery>) -> Reply {
     admin(&st, &req)?;
     let filter = query.into_inner().parse()?;
@@ -777,6 +1292,22 @@ async fn admin_orders(st: State, req: HttpRequest, query: web::Query<AdminOrders
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/users/{user_id}/after-sales",
+    tag = "after-sales",
+    summary = "List a user's after-sales",
+    description = "Newest order first, keyset pagination over the user's orders, `page_size` 1..100 (default 20).",
+    params(("user_id" = String, Path, description = "The user; a shopper may name only itself"), PageQuery),
+    responses(
+        (status = 200, description = "A page of after-sales", body = AfterSaleList),
+        (status = 400, description = "`INVALID_REQUEST`, `USER_ID_INVALID`, `PAGE_SIZE_INVALID`, `CURSOR_INVALID`"),
+        (status = 401, description = "`UNAUTHORIZED`: no valid bearer token"),
+        (status = 403, description = "`FORBIDDEN`: a shopper acting for another user or on another user's order"),
+        (status = 503, description = "`OVERLOADED`, `NOT_READY` or `STORAGE_UNAVAILABLE`: retry after `Retry-After` seconds"),
+    ),
+    security(("bearer_jwt" = [])),
+)]
 async fn user_after_sales(
     st: State,
     req: HttpRequest,
@@ -816,6 +1347,25 @@ async fn user_after_sales(
 
 // ----- catalog and coupons -----
 
+#[utoipa::path(
+    put,
+    path = "/v1/skus/{sku_code}",
+    tag = "catalog",
+    summary = "Create or update a SKU (admin)",
+    description = "Sets the catalog entry and its total stock (available + locked + sold); the total may not go below what orders have locked or sold.",
+    params(("sku_code" = String, Path, description = "The SKU code")),
+    request_body = SkuUpsertRequest,
+    responses(
+        (status = 200, description = "The SKU", body = SkuView),
+        (status = 400, description = "`INVALID_REQUEST`, `SKU_CODE_INVALID`, `SKU_INVALID`, `PRODUCT_TYPE_ERROR`, `AMOUNT_INVALID`"),
+        (status = 401, description = "`UNAUTHORIZED`: no valid bearer token"),
+        (status = 403, description = "`FORBIDDEN`: the token is not an admin's"),
+        (status = 409, description = "`STOCK_BELOW_RESERVED`: the total is below what is locked + sold"),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`: the body is larger than 64 KiB"),
+        (status = 503, description = "`OVERLOADED`, `NOT_READY` or `STORAGE_UNAVAILABLE`: retry after `Retry-After` seconds"),
+    ),
+    security(("bearer_jwt" = ["admin"])),
+)]
 async fn upsert_sku(
     st: State,
     req: HttpRequest,
@@ -831,6 +1381,26 @@ async fn upsert_sku(
     Ok(json(StatusCode::OK, &SkuView::from(&sku)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/skus/{sku_code}/stock",
+    tag = "catalog",
+    summary = "Change a SKU's stock (admin)",
+    description = "Adds `delta` (negative: takes) to the available stock; never below what is locked + sold.",
+    params(("sku_code" = String, Path, description = "The SKU code")),
+    request_body = StockDeltaRequest,
+    responses(
+        (status = 200, description = "The stock after the change", body = StockView),
+        (status = 400, description = "`INVALID_REQUEST`, `SKU_CODE_INVALID`, `SKU_INVALID`"),
+        (status = 401, description = "`UNAUTHORIZED`: no valid bearer token"),
+        (status = 403, description = "`FORBIDDEN`: the token is not an admin's"),
+        (status = 404, description = "`PRODUCT_SKU_NOT_FOUND`"),
+        (status = 409, description = "`STOCK_BELOW_RESERVED`"),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`: the body is larger than 64 KiB"),
+        (status = 503, description = "`OVERLOADED`, `NOT_READY` or `STORAGE_UNAVAILABLE`: retry after `Retry-After` seconds"),
+    ),
+    security(("bearer_jwt" = ["admin"])),
+)]
 async fn add_stock(
     st: State,
     req: HttpRequest,
@@ -846,6 +1416,22 @@ async fn add_stock(
     Ok(json(StatusCode::OK, &StockView::from(&sku)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/skus/{sku_code}",
+    tag = "catalog",
+    summary = "Read a SKU",
+    description = "The catalog entry with `available`, `locked` and `sold`. Any authenticated caller.",
+    params(("sku_code" = String, Path, description = "The SKU code")),
+    responses(
+        (status = 200, description = "The SKU", body = SkuView),
+        (status = 400, description = "`SKU_CODE_INVALID`"),
+        (status = 401, description = "`UNAUTHORIZED`: no valid bearer token"),
+        (status = 404, description = "`PRODUCT_SKU_NOT_FOUND`"),
+        (status = 503, description = "`OVERLOADED`, `NOT_READY` or `STORAGE_UNAVAILABLE`: retry after `Retry-After` seconds"),
+    ),
+    security(("bearer_jwt" = [])),
+)]
 async fn sku(st: State, req: HttpRequest, path: web::Path<String>) -> Reply {
     caller(&st, &req)?;
     let code = dto::parse_sku_code(&path)?;
@@ -858,12 +1444,44 @@ async fn sku(st: State, req: HttpRequest, path: web::Path<String>) -> Reply {
     Ok(json(StatusCode::OK, &SkuView::from(&sku)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/skus",
+    tag = "catalog",
+    summary = "List the catalog",
+    description = "Every SKU with its stock. Any authenticated caller.",
+    responses(
+        (status = 200, description = "The SKUs", body = crate::openapi::SkuList),
+        (status = 401, description = "`UNAUTHORIZED`: no valid bearer token"),
+        (status = 503, description = "`OVERLOADED`, `NOT_READY` or `STORAGE_UNAVAILABLE`: retry after `Retry-After` seconds"),
+    ),
+    security(("bearer_jwt" = [])),
+)]
 async fn skus(st: State, req: HttpRequest) -> Reply {
     caller(&st, &req)?;
     let skus: Vec<SkuView> = st.core.skus()?.iter().map(SkuView::from).collect();
     Ok(json(StatusCode::OK, &serde_json::json!({ "skus": skus })))
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/coupons/{coupon_id}",
+    tag = "coupons",
+    summary = "Issue a coupon (admin)",
+    description = "Issues (or reissues, while no order holds it) a coupon to a user.",
+    params(("coupon_id" = String, Path, description = "The coupon id")),
+    request_body = CouponIssueRequest,
+    responses(
+        (status = 200, description = "The coupon", body = CouponView),
+        (status = 400, description = "`INVALID_REQUEST`, `COUPON_ID_INVALID`, `COUPON_INVALID`, `USER_ID_INVALID`, `AMOUNT_INVALID`, `TIME_INVALID`"),
+        (status = 401, description = "`UNAUTHORIZED`: no valid bearer token"),
+        (status = 403, description = "`FORBIDDEN`: the token is not an admin's"),
+        (status = 409, description = "`COUPON_IN_USE`: an order has locked or used it"),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`: the body is larger than 64 KiB"),
+        (status = 503, description = "`OVERLOADED`, `NOT_READY` or `STORAGE_UNAVAILABLE`: retry after `Retry-After` seconds"),
+    ),
+    security(("bearer_jwt" = ["admin"])),
+)]
 async fn issue_coupon(
     st: State,
     req: HttpRequest,
@@ -879,6 +1497,23 @@ async fn issue_coupon(
     Ok(json(StatusCode::OK, &CouponView::from(&coupon)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/coupons/{coupon_id}",
+    tag = "coupons",
+    summary = "Read a coupon",
+    description = "The coupon with its `status` (UNUSED, LOCKED or USED) and the order holding it. Its user or an admin.",
+    params(("coupon_id" = String, Path, description = "The coupon id")),
+    responses(
+        (status = 200, description = "The coupon", body = CouponView),
+        (status = 400, description = "`COUPON_ID_INVALID`"),
+        (status = 401, description = "`UNAUTHORIZED`: no valid bearer token"),
+        (status = 403, description = "`FORBIDDEN`: another user's coupon"),
+        (status = 404, description = "`USER_COUPON_NOT_EXIST`"),
+        (status = 503, description = "`OVERLOADED`, `NOT_READY` or `STORAGE_UNAVAILABLE`: retry after `Retry-After` seconds"),
+    ),
+    security(("bearer_jwt" = [])),
+)]
 async fn coupon(st: State, req: HttpRequest, path: web::Path<String>) -> Reply {
     let caller = caller(&st, &req)?;
     let id = dto::parse_coupon_id(&path)?;
@@ -898,6 +1533,22 @@ async fn coupon(st: State, req: HttpRequest, path: web::Path<String>) -> Reply {
 
 // ----- events -----
 
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    tag = "events",
+    summary = "Read the event feed (admin)",
+    description = "Events with a sequence number greater than `after`, in order; `next` is the `after` of the next page.",
+    params(EventsQuery),
+    responses(
+        (status = 200, description = "A page of events", body = EventsPage),
+        (status = 400, description = "`INVALID_REQUEST`, `CURSOR_INVALID`, `PAGE_SIZE_INVALID`"),
+        (status = 401, description = "`UNAUTHORIZED`: no valid bearer token"),
+        (status = 403, description = "`FORBIDDEN`: the token is not an admin's"),
+        (status = 503, description = "`OVERLOADED`, `NOT_READY` or `STORAGE_UNAVAILABLE`: retry after `Retry-After` seconds"),
+    ),
+    security(("bearer_jwt" = ["admin"])),
+)]
 async fn events(st: State, req: HttpRequest, query: web::Query<EventsQuery>) -> Reply {
     admin(&st, &req)?;
     let range = query.into_inner().parse()?;
@@ -912,6 +1563,21 @@ async fn events(st: State, req: HttpRequest, query: web::Query<EventsQuery>) -> 
 /// Server-sent events from `after` (or `Last-Event-ID`), at least once:
 /// each event's `id` is its sequence number, so a client that reconnects
 /// with it resumes where it stopped.
+#[utoipa::path(
+    get,
+    path = "/v1/events/stream",
+    tag = "events",
+    summary = "Stream events (admin, server-sent events)",
+    description = "Server-sent events after `after` (or `Last-Event-ID`), at least once and resumable: each event's `id` is its sequence number, its `event` its type and its `data` the event as JSON (an EventView); comment lines keep an idle stream open.",
+    params(StreamQuery, crate::openapi::LastEventIdHeader),
+    responses(
+        (status = 200, description = "An endless `text/event-stream`", body = String, content_type = "text/event-stream"),
+        (status = 400, description = "`INVALID_REQUEST`, `CURSOR_INVALID`"),
+        (status = 401, description = "`UNAUTHORIZED`: no valid bearer token"),
+        (status = 403, description = "`FORBIDDEN`: the token is not an admin's"),
+    ),
+    security(("bearer_jwt" = ["admin"])),
+)]
 async fn event_stream(st: State, req: HttpRequest, query: web::Query<StreamQuery>) -> Reply {
     admin(&st, &req)?;
     let mut after = query.into_inner().parse()?;
@@ -922,11 +1588,12 @@ async fn event_stream(st: State, req: HttpRequest, query: web::Query<StreamQuery
             .map_err(|_| ApiError::invalid_request("Last-Event-ID: not a sequence number"))?;
     }
     let core = st.core.clone();
+    let draining = Arc::clone(&st.draining);
     let stream = futures_util::stream::unfold(
-        (core, after, std::time::Instant::now()),
-        |(core, after, mut quiet_since)| async move {
+        (core, after, std::time::Instant::now(), draining),
+        |(core, after, mut quiet_since, draining)| async move {
             loop {
-                if !core.is_running() {
+                if !core.is_running() || draining.load(std::sync::atomic::Ordering::SeqCst) {
                     // Shutting down: end the stream so the server can drain.
                     return None;
                 }
@@ -947,7 +1614,7 @@ async fn event_stream(st: State, req: HttpRequest, query: web::Query<StreamQuery
                         let bytes = web::Bytes::from(chunk);
                         return Some((
                             Ok::<_, actix_web::Error>(bytes),
-                            (core, next, std::time::Instant::now()),
+                            (core, next, std::time::Instant::now(), draining),
                         ));
                     }
                     Ok(_) => {}
@@ -958,7 +1625,7 @@ async fn event_stream(st: State, req: HttpRequest, query: web::Query<StreamQuery
                 if quiet_since.elapsed() >= STREAM_KEEPALIVE {
                     quiet_since = std::time::Instant::now();
                     let bytes = web::Bytes::from_static(b": keep-alive\n\n");
-                    return Some((Ok(bytes), (core, after, quiet_since)));
+                    return Some((Ok(bytes), (core, after, quiet_since, draining)));
                 }
                 actix_web::rt::time::sleep(STREAM_POLL).await;
             }

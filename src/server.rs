@@ -96,7 +96,9 @@ pub async fn run(
         payment_secret,
         metrics,
         started_at: core.now(),
+        draining: Arc::new(std::sync::atomic::AtomicBool::new(false)),
     });
+    let draining = Arc::clone(&state.draining);
     let app_state = state.clone();
     let server = HttpServer::new(move || {
         App::new()
@@ -111,6 +113,13 @@ pub async fn run(
     .backlog(LISTEN_BACKLOG)
     .max_connections(MAX_CONNECTIONS_PER_WORKER)
     .shutdown_timeout(SHUTDOWN_TIMEOUT.as_secs())
+    // Our own signal handling: actix's stops at once (not gracefully) on
+    // SIGINT, and open event streams must hear of the stop to end.
+    .shutdown_signal(async move {
+        stop_signal().await;
+        tracing::info!("stop signal received; draining");
+        draining.store(true, Ordering::SeqCst);
+    })
     .bind(config.listen)
     .map_err(|source| StartError::Listen {
         addr: config.listen,
@@ -128,6 +137,31 @@ pub async fn run(
     closed?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT; both stop gracefully (API.md, "Running it").
+#[cfg(unix)]
+async fn stop_signal() {
+    use actix_web::rt::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            let term = std::pin::pin!(term.recv());
+            let int = std::pin::pin!(int.recv());
+            futures_util::future::select(term, int).await;
+        }
+        _ => {
+            let _ = actix_web::rt::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Resolves on Ctrl-C.
+#[cfg(not(unix))]
+async fn stop_signal() {
+    let _ = actix_web::rt::signal::ctrl_c().await;
 }
 
 async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {

@@ -131,10 +131,13 @@ impl View {
     pub fn apply_unit(&mut self, unit: &Unit, rows: &sled::Tree) {
         let family = unit.family.get();
         for event in &unit.events {
-            if family.is_some() && matches!(event.body.target(), Target::Family(_)) {
-                continue; // the family as the change left it is kept below
+            // With the family as the change left it (kept below), only the
+            // catalog's side of the events remains to apply.
+            let to_family = family.is_none();
+            if !to_family && matches!(event.body.target(), Target::Family(_)) {
+                continue;
             }
-            if let Err(e) = self.apply_event(event, rows) {
+            if let Err(e) = self.apply_event(event, rows, to_family) {
                 self.apply_errors += 1;
                 tracing::error!(seq = event.seq, error = %e, "cannot apply a journalled event");
             }
@@ -173,7 +176,20 @@ impl View {
         self.applied_seq = self.applied_seq.max(seq);
     }
 
-    fn apply_event(&mut self, event: &Event, rows: &sled::Tree) -> Result<(), StorageError> {
+    /// Applies one event to what it changes; with `to_family`, a stock or
+    /// coupon move caused by an order also joins that order's history (as
+    /// it does in the order actor's copy).
+    fn apply_event(
+        &mut self,
+        event: &Event,
+        rows: &sled::Tree,
+        to_family: bool,
+    ) -> Result<(), StorageError> {
+        if to_family && !matches!(event.body.target(), Target::Family(_)) {
+            if let Some(id) = event.body.family_id() {
+                self.apply_family(id, event, rows)?;
+            }
+        }
         match event.body.target() {
             Target::Family(id) => self.apply_family(id, event, rows),
             Target::Sku(code) => apply_catalog(

@@ -77,7 +77,9 @@ impl Model {
     pub fn apply(&mut self, events: &[Event]) {
         self.shop.apply_catalog(events);
         for event in events {
-            if let ordercore_domain::Target::Family(id) = event.body.target() {
+            // Like an order actor: every event of an order's change joins
+            // its family, stock and coupon moves included.
+            if let Some(id) = event.body.family_id() {
                 match self.families.get_mut(&id) {
                     Some(f) => f.apply(event),
                     None => {
