@@ -104,6 +104,20 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/dashboard"),
 ];
 
+/// The error for a request no route took: 405 `METHOD_NOT_ALLOWED` when
+/// its path is a route's with another method, 404 `ROUTE_NOT_FOUND` else.
+pub fn unmatched(req: &HttpRequest) -> ApiError {
+    let path = req.path();
+    let known = ROUTES
+        .iter()
+        .any(|(_, pattern)| actix_web::dev::ResourceDef::new(*pattern).is_match(path));
+    if known {
+        ApiError::method_not_allowed(req.method().as_str(), path)
+    } else {
+        ApiError::route_not_found(path)
+    }
+}
+
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))

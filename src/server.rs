@@ -165,7 +165,7 @@ async fn stop_signal() {
 }
 
 async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::route_not_found(req.path()))
+    Err(routes::unmatched(&req))
 }
 
 static NEXT_REQUEST: AtomicU64 = AtomicU64::new(1);

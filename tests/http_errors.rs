@@ -1459,8 +1459,24 @@ fn unknown_ids_and_routes_are_404() {
             format!("/v1/orders/{id}"),
             Who::Admin,
             None,
-            404,
-            "ROUTE_NOT_FOUND",
+            405,
+            "METHOD_NOT_ALLOWED",
+        ),
+        case(
+            "PUT",
+            "/healthz",
+            Who::Nobody,
+            None,
+            405,
+            "METHOD_NOT_ALLOWED",
+        ),
+        case(
+            "GET",
+            "/v1/payments/callback",
+            Who::Nobody,
+            None,
+            405,
+            "METHOD_NOT_ALLOWED",
         ),
     ];
     let checked = run(&s, &cases);
