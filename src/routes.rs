@@ -184,6 +184,14 @@ pub fn request_id(req: &HttpRequest) -> Option<RequestId> {
     req.extensions().get::<RequestId>().cloned()
 }
 
+/// `X-Signature` as text; anything unreadable is left for the signature
+/// check to refuse (401 `SIGNATURE_INVALID`).
+fn signature(req: &HttpRequest) -> Option<&str> {
+    req.headers()
+        .get(SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok())
+}
+
 fn header_str<'a>(req: &'a HttpRequest, name: &str) -> Result<Option<&'a str>, ApiError> {
     req.headers()
         .get(name)
@@ -979,11 +987,7 @@ async fn lack(
 )]
 async fn pay_callback(st: State, req: HttpRequest, payload: web::Payload) -> Reply {
     let body = read_body(payload).await?;
-    verify_signature(
-        &st.payment_secret,
-        &body,
-        header_str(&req, SIGNATURE_HEADER)?,
-    )?;
+    verify_signature(&st.payment_secret, &body, signature(&req))?;
     let action = parse_json::<PayCallbackRequest>(&body)?.into_action()?;
     let trade_no: Option<TradeNo> = match &action {
         Action::PayCallback { trade_no, .. } => Some(trade_no.clone()),
@@ -1025,11 +1029,7 @@ async fn pay_callback(st: State, req: HttpRequest, payload: web::Payload) -> Rep
 )]
 async fn refund_callback(st: State, req: HttpRequest, payload: web::Payload) -> Reply {
     let body = read_body(payload).await?;
-    verify_signature(
-        &st.payment_secret,
-        &body,
-        header_str(&req, SIGNATURE_HEADER)?,
-    )?;
+    verify_signature(&st.payment_secret, &body, signature(&req))?;
     let (id, action) = parse_json::<RefundCallbackRequest>(&body)?.into_action()?;
     let cmd = Command {
         meta: meta(&req, Actor::provider())?,
@@ -1392,7 +1392,7 @@ async fn upsert_sku(
     let (details, stock) = parse_json::<SkuUpsertRequest>(&body)?.into_details(code)?;
     let meta = meta(&req, caller.actor())?;
     let sku = st.core.upsert_sku(&meta, details, stock).await?;
-    Ok(json(StatusCode::OK, &SkuView::from(&sku)))
+    Ok(json(StatusCode::OK, &sku_view(&caller, &sku)))
 }
 
 #[utoipa::path(
@@ -1430,6 +1430,17 @@ async fn add_stock(
     Ok(json(StatusCode::OK, &StockView::from(&sku)))
 }
 
+/// A SKU as its caller may see it: shoppers do not see the purchase price.
+fn sku_view(caller: &Caller, sku: &ordercore_domain::Sku) -> serde_json::Value {
+    let mut view = serde_json::to_value(SkuView::from(sku)).unwrap_or_default();
+    if !caller.is_admin() {
+        if let Some(fields) = view.as_object_mut() {
+            fields.remove("purchase_price");
+        }
+    }
+    view
+}
+
 #[utoipa::path(
     get,
     path = "/v1/skus/{sku_code}",
@@ -1447,7 +1458,7 @@ async fn add_stock(
     security(("bearer_jwt" = [])),
 )]
 async fn sku(st: State, req: HttpRequest, path: web::Path<String>) -> Reply {
-    caller(&st, &req)?;
+    let caller = caller(&st, &req)?;
     let code = dto::parse_sku_code(&path)?;
     let sku = st.core.sku(&code)?.ok_or_else(|| {
         ApiError::new(
@@ -1455,7 +1466,7 @@ async fn sku(st: State, req: HttpRequest, path: web::Path<String>) -> Reply {
             format!("SKU {code} not found"),
         )
     })?;
-    Ok(json(StatusCode::OK, &SkuView::from(&sku)))
+    Ok(json(StatusCode::OK, &sku_view(&caller, &sku)))
 }
 
 #[utoipa::path(
@@ -1472,8 +1483,13 @@ async fn sku(st: State, req: HttpRequest, path: web::Path<String>) -> Reply {
     security(("bearer_jwt" = [])),
 )]
 async fn skus(st: State, req: HttpRequest) -> Reply {
-    caller(&st, &req)?;
-    let skus: Vec<SkuView> = st.core.skus()?.iter().map(SkuView::from).collect();
+    let caller = caller(&st, &req)?;
+    let skus: Vec<serde_json::Value> = st
+        .core
+        .skus()?
+        .iter()
+        .map(|s| sku_view(&caller, s))
+        .collect();
     Ok(json(StatusCode::OK, &serde_json::json!({ "skus": skus })))
 }
 

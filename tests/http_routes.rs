@@ -211,12 +211,20 @@ fn catalog_skus_stock_and_coupons() {
     r.expect(200);
     assert_eq!(r.json()["available"], 55);
 
-    // Shoppers may read the catalog.
+    // Shoppers may read the catalog, without the purchase price.
     let r = s.get("/v1/skus/SKU-A").user("u1").send();
     r.expect(200);
     assert_eq!(r.json()["available"], 55);
+    assert!(r.json().get("purchase_price").is_none());
+    let r = s.get("/v1/skus/SKU-A").admin().send();
+    assert!(r.json().get("purchase_price").is_some());
     let r = s.get("/v1/skus").user("u1").send();
     r.expect(200);
+    assert!(r.json()["skus"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|k| k.get("purchase_price").is_none()));
     let codes: BTreeSet<String> = r.json()["skus"]
         .as_array()
         .unwrap()

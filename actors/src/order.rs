@@ -35,6 +35,9 @@ use tokio::sync::oneshot;
 /// How long a retired (passivated) actor keeps answering `Retry` to
 /// messages that were already on their way to it before it stops.
 const RETIRE_GRACE: Duration = Duration::from_secs(1);
+/// Commands one family holds back while a change of it is in flight (the
+/// same bound as its mailbox).
+const DEFERRED_MAX: usize = crate::config::ORDER_MAILBOX_CAPACITY;
 
 /// Renders the response a successful change records for its
 /// `Idempotency-Key`: status and body, from the family after the change.
@@ -159,6 +162,10 @@ pub(crate) struct OrderActor {
     reload_needed: bool,
     /// Replies held until nothing is in flight: (change's unit, reply).
     waiting: Vec<(Option<Arc<Unit>>, Reply)>,
+    /// Commands that arrived while a change was in flight: they are decided
+    /// once it is durable, so no answer — a refusal, a dry run, a replayed
+    /// `Idempotency-Key` — ever rests on a change that could still fail.
+    deferred: std::collections::VecDeque<Exec>,
     /// The payment deadline armed in the shard, if any.
     armed: Option<Timestamp>,
     last_active: Instant,
@@ -184,6 +191,7 @@ impl OrderActor {
             pending: 0,
             reload_needed: false,
             waiting: Vec::new(),
+            deferred: std::collections::VecDeque::new(),
             armed: None,
             last_active: Instant::now(),
             retired: false,
@@ -418,7 +426,7 @@ impl OrderActor {
             ticket
                 .done
                 .into_actor(self)
-                .map(move |result, actor, _ctx| actor.completed(result, unit, reply)),
+                .map(move |result, actor, ctx| actor.completed(result, unit, reply, ctx)),
         );
     }
 
@@ -427,6 +435,7 @@ impl OrderActor {
         result: Result<Result<(), StorageError>, oneshot::error::RecvError>,
         unit: Arc<Unit>,
         reply: Reply,
+        ctx: &mut Context<Self>,
     ) {
         self.pending = self.pending.saturating_sub(1);
         match result.unwrap_or(Err(StorageError::Closed)) {
@@ -440,6 +449,18 @@ impl OrderActor {
                 let _ = reply.send(Routed::Done(Err(e.into())));
                 self.release();
             }
+        }
+        self.resume(ctx);
+    }
+
+    /// Decides the commands that waited for the last change to land, until
+    /// one of them puts a change in flight again.
+    fn resume(&mut self, ctx: &mut Context<Self>) {
+        while self.pending == 0 {
+            let Some(exec) = self.deferred.pop_front() else {
+                break;
+            };
+            self.run(exec, ctx);
         }
     }
 
@@ -518,7 +539,8 @@ impl OrderActor {
         if self.retired {
             return;
         }
-        if idle >= after && self.pending == 0 && self.waiting.is_empty() {
+        if idle >= after && self.pending == 0 && self.waiting.is_empty() && self.deferred.is_empty()
+        {
             self.retire(ctx);
         } else {
             let wait = after.saturating_sub(idle).max(Duration::from_millis(10));
@@ -599,6 +621,7 @@ impl Handler<Passivate> for OrderActor {
             && self.last_active.elapsed() >= msg.idle_for
             && self.pending == 0
             && self.waiting.is_empty()
+            && self.deferred.is_empty()
         {
             self.retire(ctx);
         }
@@ -618,6 +641,20 @@ impl Handler<Exec> for OrderActor {
             return;
         }
         self.last_active = Instant::now();
+        if self.pending > 0 && !matches!(exec.op, Op::Get) {
+            if self.deferred.len() >= DEFERRED_MAX {
+                bump(&self.shared.metrics.overloaded);
+                return exec.answer(Err(CoreError::Overloaded("order actor")));
+            }
+            self.deferred.push_back(exec);
+            return;
+        }
+        self.run(exec, ctx);
+    }
+}
+
+impl OrderActor {
+    fn run(&mut self, exec: Exec, ctx: &mut Context<Self>) {
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| self.dispatch(exec, ctx)));
         if outcome.is_err() {
             // The reply was dropped with the unwinding handler: its caller
@@ -627,7 +664,12 @@ impl Handler<Exec> for OrderActor {
             self.reload_needed = true;
             self.release();
         }
-        if self.family.is_none() && self.pending == 0 && self.waiting.is_empty() {
+        if self.family.is_none()
+            && self.pending == 0
+            && self.waiting.is_empty()
+            && self.deferred.is_empty()
+            && !self.retired
+        {
             // A create that was refused: nothing to keep in memory.
             self.retire(ctx);
         }

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The README's "Performance" table in one run, on this machine:
+#   1. a bare actix-web handler that only parses the create body
+#      (ordercore-echo), POST /v1/orders, closed loop;
+#   2. ordercore, durable, the same requests (JWT, 2 SKUs, unique ids),
+#      sustained: the harness verifies everything after the run;
+#   3. ordercore, relaxed, the same;
+#   4. ordercore, durable, open loop at half of (2)'s rate: p99;
+#   5. full lifecycles (mixed scenario), durable and relaxed.
+# Usage: load-tests/scripts/perf.sh [SECONDS] [CONCURRENCY]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SECS=${1:-20}
+CONC=${2:-64}
+OUT=target/perf
+mkdir -p "$OUT"
+cargo build --release -p ordercore -p ordercore-load >/dev/null
+BIN=target/release
+summary() { python3 - "$1" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+o = r.get("overall") or {}
+cpu = r.get("server_cpu_us_per_answer")
+print(f'{r["throughput_per_s"]:.0f} answers/s, {r["sessions_per_s"]:.0f} sessions/s, '
+      f'p50 {o.get("p50_us",0)/1000:.2f} ms, p99 {o.get("p99_us",0)/1000:.2f} ms, '
+      f'errors {r["errors"]}, server CPU {cpu if cpu is None else round(cpu,1)} µs/answer, '
+      f'{"PASSED" if r["passed"] else "FAILED"}')
+PY
+}
+rate_of() { python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["throughput_per_s"]))' "$1"; }
+
+"$BIN/ordercore-echo" 127.0.0.1:0 > "$OUT/echo.out" &
+ECHO=$!
+trap 'kill $ECHO 2>/dev/null || true' EXIT
+for _ in $(seq 50); do grep -q listening "$OUT/echo.out" && break; sleep 0.1; done
+ECHO_URL=$(sed -n 's/^listening on //p' "$OUT/echo.out" | head -1)
+"$BIN/ordercore-load" --url "$ECHO_URL" --jwt-secret x --payment-secret y --server-pid $ECHO \
+  --scenario create --concurrency "$CONC" --duration "$SECS" --no-verify --out "$OUT/echo" >/dev/null
+kill $ECHO
+echo "1. bare handler (parse only):     $(summary "$OUT/echo/report.json")"
+
+"$BIN/ordercore-load" --spawn "$BIN/ordercore" --scenario create --concurrency "$CONC" \
+  --duration "$SECS" --out "$OUT/create-durable" >/dev/null
+echo "2. ordercore create, durable:     $(summary "$OUT/create-durable/report.json")"
+
+"$BIN/ordercore-load" --spawn "$BIN/ordercore" --durability relaxed --scenario create \
+  --concurrency "$CONC" --duration "$SECS" --out "$OUT/create-relaxed" >/dev/null
+echo "3. ordercore create, relaxed:     $(summary "$OUT/create-relaxed/report.json")"
+
+HALF=$(( $(rate_of "$OUT/create-durable/report.json") / 2 ))
+"$BIN/ordercore-load" --spawn "$BIN/ordercore" --scenario create --rate "$HALF" \
+  --duration "$SECS" --out "$OUT/create-open" >/dev/null
+echo "4. durable, open loop at $HALF/s:  $(summary "$OUT/create-open/report.json")"
+
+"$BIN/ordercore-load" --spawn "$BIN/ordercore" --scenario lifecycle --concurrency "$CONC" \
+  --duration "$SECS" --out "$OUT/lifecycle-durable" >/dev/null
+echo "5. lifecycles, durable:           $(summary "$OUT/lifecycle-durable/report.json")"
+
+"$BIN/ordercore-load" --spawn "$BIN/ordercore" --durability relaxed --scenario lifecycle \
+  --concurrency "$CONC" --duration "$SECS" --out "$OUT/lifecycle-relaxed" >/dev/null
+echo "6. lifecycles, relaxed:           $(summary "$OUT/lifecycle-relaxed/report.json")"
