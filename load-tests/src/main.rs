@@ -410,7 +410,7 @@ async fn run(args: Args) -> Result<bool, String> {
             .map(|us| us as f64 / answers as f64),
         overall: ctx.stats.overall(),
         ops: ctx.stats.summaries(),
-        per_second: ctx.stats.per_second(),
+        per_second: ctx.stats.per_second(Duration::from_secs_f64(seconds)),
         errors_by_code: ctx.stats.errors(),
         checks,
         passed,

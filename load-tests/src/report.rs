@@ -167,13 +167,17 @@ fn throughput_svg(per_second: &[(u64, u64)]) -> String {
     svg
 }
 
-/// Bars of p50/p90/p99/p99.9 per operation (log scale).
+/// Bars of p50/p90/p99/p99.9 per operation, log scale from 100 µs.
 fn latency_svg(ops: &[OpSummary]) -> String {
-    let (w, row, pad) = (800.0, 26.0, 130.0);
-    let h = 40.0 + row * ops.len() as f64;
-    let max_us = ops.iter().map(|o| o.p999_us).max().unwrap_or(1).max(10);
-    let max = max_us as f64;
-    let scale = |us: u64| (w - pad - 20.0) * (us.max(1) as f64).ln() / max.ln();
+    const FLOOR_US: f64 = 100.0;
+    let (w, row, pad, label) = (800.0, 26.0, 130.0, 170.0);
+    let h = 60.0 + row * ops.len() as f64;
+    let max_us = ops.iter().map(|o| o.p999_us).max().unwrap_or(1).max(1_000);
+    let span = (max_us as f64 / FLOOR_US).ln();
+    let scale = |us: u64| {
+        let v = (us as f64).max(FLOOR_US);
+        (w - pad - label) * (v / FLOOR_US).ln() / span + 2.0
+    };
     let colors = [
         ("p50", "#2ca02c"),
         ("p90", "#1f77b4"),
@@ -185,11 +189,19 @@ fn latency_svg(ops: &[OpSummary]) -> String {
     );
     let _ = write!(
         svg,
-        r#"<text x="10" y="20">latency per operation, log scale (max p99.9 {} ms)</text>"#,
+        r#"<text x="10" y="20">latency per operation, log scale from 0.1 ms to {} ms</text>"#,
         ms(max_us)
     );
+    for (i, (name, color)) in colors.iter().enumerate() {
+        let x = 10.0 + 90.0 * i as f64;
+        let _ = write!(
+            svg,
+            r#"<rect x="{x}" y="30" width="12" height="12" fill="{color}"/><text x="{:.0}" y="40">{name}</text>"#,
+            x + 16.0
+        );
+    }
     for (i, op) in ops.iter().enumerate() {
-        let y = 35.0 + row * i as f64;
+        let y = 55.0 + row * i as f64;
         let _ = write!(
             svg,
             r#"<text x="10" y="{:.1}">{}</text>"#,
@@ -207,9 +219,10 @@ fn latency_svg(ops: &[OpSummary]) -> String {
         }
         let _ = write!(
             svg,
-            r#"<text x="{:.1}" y="{:.1}">p99 {} ms</text>"#,
-            pad + scale(op.p999_us) + 4.0,
+            r#"<text x="{:.1}" y="{:.1}">p50 {} · p99 {} ms</text>"#,
+            pad + scale(op.p999_us) + 6.0,
             y + 14.0,
+            ms(op.p50_us),
             ms(op.p99_us)
         );
     }

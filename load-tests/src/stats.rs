@@ -151,8 +151,13 @@ impl Stats {
         })
     }
 
-    pub fn per_second(&self) -> Vec<(u64, u64)> {
-        self.lock().per_second.clone()
+    /// Answers and errors of each whole second measured (a last, partial
+    /// second would look like a collapse in the chart).
+    pub fn per_second(&self, measured: Duration) -> Vec<(u64, u64)> {
+        let whole = usize::try_from(measured.as_secs()).unwrap_or(usize::MAX);
+        let mut seconds = self.lock().per_second.clone();
+        seconds.truncate(whole.max(1));
+        seconds
     }
 
     pub fn errors(&self) -> BTreeMap<String, u64> {
