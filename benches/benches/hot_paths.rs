@@ -24,7 +24,7 @@ use ordercore_storage::{Store, StoreConfig};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-const CREATE_JSON: &str = r#"{"order_id":"26010100000001000001100000000u1","user_id":"u1","business_identifier":1,"order_type":1,
+const CREATE_JSON: &str = r#"{"order_id":"260101000000010000011000000000u1","user_id":"u1","business_identifier":1,"order_type":1,
 "delivery":{"delivery_type":1,"receiver_name":"Alice","receiver_phone":"13800000000","province":"Zhejiang","city":"Hangzhou","area":"Xihu","detail_address":"1 Lake Road"},
 "items":[{"sku_code":"A1","sale_quantity":1},{"sku_code":"A2","sale_quantity":2}],
 "amounts":[{"amount_type":10,"amount":12000},{"amount_type":30,"amount":0},{"amount_type":50,"amount":12000}],
