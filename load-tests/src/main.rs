@@ -381,6 +381,16 @@ async fn run(args: Args) -> Result<bool, String> {
         verify::verify(Arc::clone(&ctx), expect, &stock_of).await
     };
     let mut passed = checks.iter().all(verify::Check::passed);
+    let server_rss_bytes = server.as_ref().and_then(|s| s.rss_bytes());
+    let server_ready_ms: Vec<u64> = server
+        .as_ref()
+        .map(|s| {
+            s.ready_after()
+                .iter()
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+                .collect()
+        })
+        .unwrap_or_default();
     if let Some(s) = &server {
         let exited = s.stop().await;
         if !exited {
@@ -405,6 +415,8 @@ async fn run(args: Args) -> Result<bool, String> {
         sessions_per_s: started_sessions as f64 / seconds,
         sessions_dropped: dropped.load(Ordering::Relaxed),
         crash_cycles: args.crash_cycles,
+        server_rss_bytes,
+        server_ready_ms,
         server_cpu_us_per_answer: server_cpu_us
             .filter(|_| answers > 0)
             .map(|us| us as f64 / answers as f64),

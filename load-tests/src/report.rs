@@ -25,6 +25,11 @@ pub struct Report {
     /// The server's CPU time (user + system) per answer in the measured
     /// part, when its process id is known.
     pub server_cpu_us_per_answer: Option<f64>,
+    /// The spawned server's resident memory at the end of the run.
+    pub server_rss_bytes: Option<u64>,
+    /// Start-to-ready time of the spawned server: its first start and each
+    /// restart after a crash (recovery included), in ms.
+    pub server_ready_ms: Vec<u64>,
     pub overall: Option<OpSummary>,
     pub ops: Vec<OpSummary>,
     pub per_second: Vec<(u64, u64)>,
@@ -59,6 +64,20 @@ pub fn table(r: &Report) -> String {
     );
     if let Some(cpu) = r.server_cpu_us_per_answer {
         let _ = writeln!(out, "server CPU per answer: {cpu:.1} µs");
+    }
+    if let Some(rss) = r.server_rss_bytes {
+        let _ = writeln!(
+            out,
+            "server RSS at the end: {:.1} MiB",
+            rss as f64 / 1_048_576.0
+        );
+    }
+    if !r.server_ready_ms.is_empty() {
+        let _ = writeln!(
+            out,
+            "server ready after start / each crash restart (ms): {:?}",
+            r.server_ready_ms
+        );
     }
     let _ = writeln!(
         out,

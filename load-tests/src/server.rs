@@ -27,6 +27,9 @@ pub struct Server {
     args: Vec<String>,
     running: Mutex<Option<Running>>,
     starts: Mutex<u32>,
+    /// Time from each start (the first, and every restart after a crash)
+    /// to the `listening on` line: recovery included.
+    ready_after: Mutex<Vec<Duration>>,
 }
 
 impl Server {
@@ -60,9 +63,27 @@ impl Server {
             args,
             running: Mutex::new(None),
             starts: Mutex::new(0),
+            ready_after: Mutex::new(Vec::new()),
         };
         server.launch().await?;
         Ok(server)
+    }
+
+    /// How long each start took until the server was ready.
+    pub fn ready_after(&self) -> Vec<Duration> {
+        self.ready_after
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The running process's resident memory, from /proc.
+    pub fn rss_bytes(&self) -> Option<u64> {
+        let pid = self.pid()?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
     }
 
     /// The running process's id.
@@ -98,6 +119,7 @@ impl Server {
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", self.binary.display()))?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
+        let launched = std::time::Instant::now();
         let waited = tokio::task::spawn_blocking(move || {
             let mut reader = BufReader::new(stdout);
             let mut line = String::new();
@@ -112,6 +134,10 @@ impl Server {
         });
         match tokio::time::timeout(START_TIMEOUT, waited).await {
             Ok(Ok(Ok(reader))) => {
+                self.ready_after
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(launched.elapsed());
                 *self.lock() = Some(Running {
                     child,
                     _stdout: reader,
