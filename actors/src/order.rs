@@ -351,6 +351,12 @@ impl OrderActor {
             let _ = reply.send(Routed::Done(Err(e.into())));
             return;
         };
+        // Who may touch the family comes before anything it holds (its
+        // idempotency keys included).
+        if let Err(e) = ordercore_domain::check_access(family, &cmd.meta) {
+            let _ = reply.send(Routed::Done(Err(e.into())));
+            return;
+        }
         let idempotency = match opts.idempotency {
             Some(idem) if !opts.dry_run => {
                 match family.check_idempotency(&cmd.meta.actor, &idem.key, idem.request_hash) {

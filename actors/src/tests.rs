@@ -735,6 +735,18 @@ async fn an_idempotency_key_replays_its_recorded_reply_and_refuses_other_request
     }
     let e = cancel(opts(12)).await.unwrap_err();
     assert_eq!(e.code(), ErrorCode::IDEMPOTENCY_KEY_REUSED);
+    // Another shopper learns nothing about the family's keys.
+    let stranger = CommandMeta::by(ordercore_domain::Actor::user(&testkit::user("u8")));
+    let e = core
+        .cancel(
+            stranger,
+            order.order_id,
+            CancelType::USER_CANCELED,
+            opts(11),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::FORBIDDEN);
     // A dry run ignores the key and changes nothing.
     let dry = core
         .execute(

@@ -60,7 +60,9 @@ fn context(meta: &CommandMeta, now: Timestamp, version: u64) -> EventContext {
 }
 
 /// A shopper reaches only its own families, and a removed one no longer.
-fn check_access(family: &OrderFamily, meta: &CommandMeta) -> Result<(), DomainError> {
+/// `decide` checks it first; a caller that looks at the family before
+/// deciding (the `Idempotency-Key` check) checks it before that.
+pub fn check_access(family: &OrderFamily, meta: &CommandMeta) -> Result<(), DomainError> {
     if meta.actor.kind == ActorKind::User {
         if meta.actor.id != family.user_id.as_str() {
             return Err(DomainError::rule(ErrorCode::FORBIDDEN, "not your order"));
