@@ -10,7 +10,8 @@
 
 use crate::codec::{decode, encode};
 use crate::config::{
-    Durability, StoreConfig, DIRTY_FAMILIES_WAKE, LISTING_SCAN_MAX, PROBE_INTERVAL,
+    Durability, StoreConfig, CHECKPOINT_BATCH_ROWS, DIRTY_FAMILIES_WAKE, LISTING_SCAN_MAX,
+    PROBE_INTERVAL,
 };
 use crate::error::StorageError;
 use crate::journal::{encode_unit, Journal, RecordBuilder, SledJournal, Unit};
@@ -880,19 +881,30 @@ fn checkpoint(inner: &Inner) -> Result<(), StorageError> {
 }
 
 fn write_snapshot(inner: &Inner, snapshot: &crate::view::Snapshot) -> Result<u64, StorageError> {
-    let mut batch = sled::Batch::default();
+    // Family and index rows go in batches of CHECKPOINT_BATCH_ROWS: sled
+    // holds a process-wide lock while it applies a batch, and one batch of
+    // every dirty row would stall journal appends and reads for as long.
+    // They may land ahead of the checkpoint row (a crash in between): replay
+    // skips what a family row already holds (its version) and index rows
+    // are plain inserts and removals. SKU and coupon rows, which replay
+    // adds to, go with the checkpoint row in the last batch.
     let mut rows = 0_u64;
+    let mut batch = sled::Batch::default();
+    let mut in_batch = 0;
+    let flush_batch = |batch: &mut sled::Batch, in_batch: &mut usize| -> Result<(), StorageError> {
+        if *in_batch > 0 {
+            inner.rows.apply_batch(std::mem::take(batch))?;
+            *in_batch = 0;
+        }
+        Ok(())
+    };
     for (id, family) in &snapshot.families {
         batch.insert(family_key(id), encode(family.as_ref())?);
         rows += 1;
-    }
-    for (code, sku) in &snapshot.skus {
-        batch.insert(sku_key(code), encode(sku.as_ref())?);
-        rows += 1;
-    }
-    for (id, coupon) in &snapshot.coupons {
-        batch.insert(coupon_key(id), encode(coupon.as_ref())?);
-        rows += 1;
+        in_batch += 1;
+        if in_batch >= CHECKPOINT_BATCH_ROWS {
+            flush_batch(&mut batch, &mut in_batch)?;
+        }
     }
     for (key, insert) in &snapshot.index {
         if *insert {
@@ -901,13 +913,27 @@ fn write_snapshot(inner: &Inner, snapshot: &crate::view::Snapshot) -> Result<u64
             batch.remove(key.as_slice());
         }
         rows += 1;
+        in_batch += 1;
+        if in_batch >= CHECKPOINT_BATCH_ROWS {
+            flush_batch(&mut batch, &mut in_batch)?;
+        }
+    }
+    flush_batch(&mut batch, &mut in_batch)?;
+    let mut last = sled::Batch::default();
+    for (code, sku) in &snapshot.skus {
+        last.insert(sku_key(code), encode(sku.as_ref())?);
+        rows += 1;
+    }
+    for (id, coupon) in &snapshot.coupons {
+        last.insert(coupon_key(id), encode(coupon.as_ref())?);
+        rows += 1;
     }
     let checkpoint = Checkpoint {
         seq: snapshot.seq,
         written_at: inner.config.clock.now(),
     };
-    batch.insert(CHECKPOINT_KEY, encode(&checkpoint)?);
-    inner.rows.apply_batch(batch)?;
+    last.insert(CHECKPOINT_KEY, encode(&checkpoint)?);
+    inner.rows.apply_batch(last)?;
     inner.db.flush()?;
     Ok(rows)
 }

@@ -130,6 +130,10 @@ impl View {
     /// the view from the state tree.
     pub fn apply_unit(&mut self, unit: &Unit, rows: &sled::Tree) {
         let family = unit.family.get();
+        // Whether this unit's events still have to reach each family it
+        // touches: a family row a checkpoint wrote in an earlier batch may
+        // already hold them (decided once per family, on its first event).
+        let mut decided: Vec<(OrderId, bool)> = Vec::new();
         for event in &unit.events {
             // With the family as the change left it (kept below), only the
             // catalog's side of the events remains to apply.
@@ -137,7 +141,7 @@ impl View {
             if !to_family && matches!(event.body.target(), Target::Family(_)) {
                 continue;
             }
-            if let Err(e) = self.apply_event(event, rows, to_family) {
+            if let Err(e) = self.apply_event(event, rows, to_family, &mut decided) {
                 self.apply_errors += 1;
                 tracing::error!(seq = event.seq, error = %e, "cannot apply a journalled event");
             }
@@ -184,14 +188,22 @@ impl View {
         event: &Event,
         rows: &sled::Tree,
         to_family: bool,
+        decided: &mut Vec<(OrderId, bool)>,
     ) -> Result<(), StorageError> {
         if to_family && !matches!(event.body.target(), Target::Family(_)) {
             if let Some(id) = event.body.family_id() {
-                self.apply_family(id, event, rows)?;
+                if self.family_takes(id, event, rows, decided)? {
+                    self.apply_family(id, event, rows)?;
+                }
             }
         }
         match event.body.target() {
-            Target::Family(id) => self.apply_family(id, event, rows),
+            Target::Family(id) => {
+                if self.family_takes(id, event, rows, decided)? {
+                    self.apply_family(id, event, rows)?;
+                }
+                Ok(())
+            }
             Target::Sku(code) => apply_catalog(
                 &mut self.skus,
                 code,
@@ -221,6 +233,41 @@ impl View {
                 "an event that names no aggregate",
             )),
         }
+    }
+
+    /// Whether `event`'s unit still has to be applied to family `id`: not
+    /// when the family (in the view, or its row) already holds the unit's
+    /// version. Checkpoints write family rows in several batches before the
+    /// checkpoint row, so after a crash a row can be ahead of the
+    /// checkpoint; replay then skips what it holds. A creation of a family
+    /// that exists re-marks its index rows from its state instead.
+    fn family_takes(
+        &mut self,
+        id: OrderId,
+        event: &Event,
+        rows: &sled::Tree,
+        decided: &mut Vec<(OrderId, bool)>,
+    ) -> Result<bool, StorageError> {
+        if let Some((_, takes)) = decided.iter().find(|(d, _)| *d == id) {
+            return Ok(*takes);
+        }
+        let current = match self.families.get(&id) {
+            Some(d) => Some(Arc::clone(&d.value)),
+            None => read_row::<OrderFamily>(rows, &family_key(&id), "family")?.map(Arc::new),
+        };
+        let takes = match (&event.body, &current) {
+            (_, None) => true,
+            (EventBody::OrderCreated(_), Some(family)) => {
+                let seq = event.seq;
+                self.mark_index(user_key(&family.user_id, &id), true, seq);
+                let created = family.status == OrderStatus::CREATED;
+                self.mark_index(expiry_key(family.expire_at, &id), created, seq);
+                false
+            }
+            (_, Some(family)) => family.version < event.version,
+        };
+        decided.push((id, takes));
+        Ok(takes)
     }
 
     fn apply_family(
