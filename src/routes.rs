@@ -253,8 +253,17 @@ fn path_after_sale_id(raw: &str) -> Result<AfterSaleId, ApiError> {
     dto::parse_after_sale_id(raw)
 }
 
-fn dry_run(query: &web::Query<DryRunQuery>) -> Result<bool, ApiError> {
-    query.clone().into_inner().parse()
+/// The query string as `T`, read after the caller is authenticated (so an
+/// unauthenticated request is 401 whatever its query says).
+fn query<T: serde::de::DeserializeOwned>(req: &HttpRequest) -> Result<T, ApiError> {
+    web::Query::<T>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .map_err(|e| crate::error::from_query_error(&e))
+}
+
+/// `?dry_run=true`.
+fn dry_run(req: &HttpRequest) -> Result<bool, ApiError> {
+    query::<DryRunQuery>(req)?.parse()
 }
 
 /// A shopper reads only its own families; admins read any.
@@ -706,12 +715,11 @@ async fn cancel(
     st: State,
     req: HttpRequest,
     path: web::Path<String>,
-    query: web::Query<DryRunQuery>,
     payload: web::Payload,
 ) -> Reply {
     let caller = caller(&st, &req)?;
     let id = path_order_id(&path)?;
-    let dry_run = dry_run(&query)?;
+    let dry_run = dry_run(&req)?;
     let body = read_body(payload).await?;
     let act = parse_json::<CancelRequest>(&body)?.into_action(id)?;
     caller.require_user(&act.user_id)?;
@@ -906,12 +914,11 @@ async fn apply_after_sale(
     st: State,
     req: HttpRequest,
     path: web::Path<String>,
-    query: web::Query<DryRunQuery>,
     payload: web::Payload,
 ) -> Reply {
     let caller = caller(&st, &req)?;
     let id = path_order_id(&path)?;
-    let dry_run = dry_run(&query)?;
+    let dry_run = dry_run(&req)?;
     let body = read_body(payload).await?;
     let act = parse_json::<AfterSaleApplyRequest>(&body)?.into_action(id)?;
     caller.require_user(&act.user_id)?;
@@ -949,12 +956,11 @@ async fn lack(
     st: State,
     req: HttpRequest,
     path: web::Path<String>,
-    query: web::Query<DryRunQuery>,
     payload: web::Payload,
 ) -> Reply {
     let caller = admin(&st, &req)?;
     let id = path_order_id(&path)?;
-    let dry_run = dry_run(&query)?;
+    let dry_run = dry_run(&req)?;
     let body = read_body(payload).await?;
     let action = parse_json::<LackRequest>(&body)?.into_action(id)?;
     let cmd = Command {
@@ -1149,12 +1155,11 @@ async fn review(
     st: State,
     req: HttpRequest,
     path: web::Path<String>,
-    query: web::Query<DryRunQuery>,
     payload: web::Payload,
 ) -> Reply {
     let caller = admin(&st, &req)?;
     let id = path_after_sale_id(&path)?;
-    let dry_run = dry_run(&query)?;
+    let dry_run = dry_run(&req)?;
     let body = read_body(payload).await?;
     let action = parse_json::<ReviewRequest>(&body)?.into_action(id);
     let cmd = Command {
@@ -1222,16 +1227,11 @@ async fn retry(
     ),
     security(("bearer_jwt" = [])),
 )]
-async fn user_orders(
-    st: State,
-    req: HttpRequest,
-    path: web::Path<String>,
-    query: web::Query<UserOrdersQuery>,
-) -> Reply {
+async fn user_orders(st: State, req: HttpRequest, path: web::Path<String>) -> Reply {
     let caller = caller(&st, &req)?;
     let user = dto::parse_user_id(&path)?;
     caller.require_user(&user)?;
-    let filter = query.into_inner().parse()?;
+    let filter = query::<UserOrdersQuery>(&req)?.parse()?;
     let mut orders = Vec::new();
     let mut cursor = filter.page.cursor;
     let mut next_cursor = None;
@@ -1282,9 +1282,9 @@ fn listed(family: &OrderFamily, filter: &OrderFilter) -> Vec<OrderSummary> {
     ),
     security(("bearer_jwt" = ["admin"])),
 )]
-async fn admin_orders(st: State, req: HttpRequest, query: web::Query<AdminOrdersQuery>) -> Reply {
+async fn admin_orders(st: State, req: HttpRequest) -> Reply {
     admin(&st, &req)?;
-    let filter = query.into_inner().parse()?;
+    let filter = query::<AdminOrdersQuery>(&req)?.parse()?;
     let mut keep = |f: &OrderFamily| !listed(f, &filter).is_empty();
     let (families, last) =
         st.core
@@ -1322,16 +1322,11 @@ async fn admin_orders(st: State, req: HttpRequest, query: web::Query<AdminOrders
     ),
     security(("bearer_jwt" = [])),
 )]
-async fn user_after_sales(
-    st: State,
-    req: HttpRequest,
-    path: web::Path<String>,
-    query: web::Query<PageQuery>,
-) -> Reply {
+async fn user_after_sales(st: State, req: HttpRequest, path: web::Path<String>) -> Reply {
     let caller = caller(&st, &req)?;
     let user = dto::parse_user_id(&path)?;
     caller.require_user(&user)?;
-    let page = query.into_inner().parse()?;
+    let page = query::<PageQuery>(&req)?.parse()?;
     let mut after_sales = Vec::new();
     let mut cursor = page.cursor;
     let mut next_cursor = None;
@@ -1579,9 +1574,9 @@ async fn coupon(st: State, req: HttpRequest, path: web::Path<String>) -> Reply {
     ),
     security(("bearer_jwt" = ["admin"])),
 )]
-async fn events(st: State, req: HttpRequest, query: web::Query<EventsQuery>) -> Reply {
+async fn events(st: State, req: HttpRequest) -> Reply {
     admin(&st, &req)?;
-    let range = query.into_inner().parse()?;
+    let range = query::<EventsQuery>(&req)?.parse()?;
     let (events, next) = st.core.events_after(range.after, range.limit)?;
     let events = events
         .iter()
@@ -1608,9 +1603,9 @@ async fn events(st: State, req: HttpRequest, query: web::Query<EventsQuery>) -> 
     ),
     security(("bearer_jwt" = ["admin"])),
 )]
-async fn event_stream(st: State, req: HttpRequest, query: web::Query<StreamQuery>) -> Reply {
+async fn event_stream(st: State, req: HttpRequest) -> Reply {
     admin(&st, &req)?;
-    let mut after = query.into_inner().parse()?;
+    let mut after = query::<StreamQuery>(&req)?.parse()?;
     if let Some(last) = header_str(&req, "last-event-id")? {
         after = last
             .trim()

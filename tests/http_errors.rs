@@ -929,6 +929,9 @@ fn unauthenticated_and_bad_signatures_are_401() {
         ("GET", "/v1/events/stream".into(), None),
         ("GET", "/v1/dashboard".into(), None),
         ("PUT", "/v1/skus/SKU-X".into(), Some(sku_body(1, 1, 1))),
+        // A bad query string does not get past authentication first.
+        ("GET", "/v1/events?limit=many".into(), None),
+        ("GET", "/v1/orders?page_size=0".into(), None),
     ];
     let mut cases = Vec::new();
     for (method, path, body) in &routes {
