@@ -12,6 +12,7 @@
 //! reloading the catalog from storage when the store's epoch moves on.
 
 use crate::error::CoreError;
+use crate::lock;
 use ordercore_domain::{Coupon, CouponId, Event, EventBody, Sku, SkuCode};
 use ordercore_storage::{StorageError, Store, Ticket};
 use std::collections::HashMap;
@@ -30,10 +31,6 @@ struct State {
     epoch: u64,
     skus: HashMap<SkuCode, Mutex<Sku>>,
     coupons: HashMap<CouponId, Mutex<Coupon>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Catalog {

@@ -737,6 +737,8 @@ fn not_found(code: ErrorCode, what: &'static str, id: impl std::fmt::Display) ->
     CoreError::Domain(DomainError::not_found(code, what, id))
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+/// Locks a mutex; a panic while one was held is a defect, so go on with
+/// the data as it is rather than cascading it.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

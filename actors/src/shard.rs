@@ -10,12 +10,12 @@ use crate::config::{
 use crate::error::CoreError;
 use crate::metrics::bump;
 use crate::order::{Exec, Op, OrderActor, Outcome, Routed, WriteOptions};
-use crate::Shared;
+use crate::{lock, Shared};
 use actix::dev::SendError;
 use actix::{Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, WrapFuture};
 use ordercore_domain::{Action, Actor as Caller, Command, CommandMeta, OrderId, Timestamp, UserId};
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
 /// Ticks between sweeps of users with no order in the risk window (one
@@ -31,10 +31,6 @@ pub(crate) struct ShardState {
     reminders: Mutex<BTreeSet<(Timestamp, OrderId)>>,
     /// Creation times of each user's orders within the risk window.
     recent: Mutex<HashMap<UserId, VecDeque<Timestamp>>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl ShardState {

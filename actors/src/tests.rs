@@ -12,10 +12,8 @@ use ordercore_domain::testkit::{self, Shop};
 use ordercore_domain::{
     Action, Command, CommandMeta, CreateOrder, ErrorCode, OrderFamily, OrderId, Quantity,
 };
-use ordercore_storage::journal::EncodedRecord;
-use ordercore_storage::{
-    Journal, ManualClock, SledJournal, StorageError, Store, StoreConfig, Unit,
-};
+use ordercore_storage::testkit::FlakyJournal;
+use ordercore_storage::{ManualClock, SledJournal, Store, StoreConfig};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
@@ -604,42 +602,6 @@ async fn a_panicking_actor_fails_its_request_and_restarts_from_storage() {
     assert_eq!(core.metrics().restarts, 1);
     assert_eq!(pay(&core, &bystander, "T-B").await.unwrap().version, 2);
     core.shutdown().unwrap();
-}
-
-#[derive(Debug)]
-struct FlakyJournal {
-    inner: SledJournal,
-    failing: Arc<AtomicBool>,
-}
-
-impl Journal for FlakyJournal {
-    fn append(&self, expected_last: u64, record: &EncodedRecord) -> Result<(), StorageError> {
-        if self.failing.load(Ordering::SeqCst) {
-            return Err(StorageError::Sled(
-                "injected: no space left on device".into(),
-            ));
-        }
-        self.inner.append(expected_last, record)
-    }
-    fn flush(&self) -> Result<(), StorageError> {
-        if self.failing.load(Ordering::SeqCst) {
-            return Err(StorageError::Sled("injected: flush failed".into()));
-        }
-        self.inner.flush()
-    }
-    fn last_seq(&self) -> Result<u64, StorageError> {
-        self.inner.last_seq()
-    }
-    fn scan(&self, after: u64, f: &mut dyn FnMut(Unit) -> bool) -> Result<(), StorageError> {
-        self.inner.scan(after, f)
-    }
-    fn trim(
-        &self,
-        through: u64,
-        before: ordercore_domain::Timestamp,
-    ) -> Result<usize, StorageError> {
-        self.inner.trim(through, before)
-    }
 }
 
 #[actix::test]

@@ -18,6 +18,8 @@ pub mod error;
 pub mod journal;
 pub mod metrics;
 mod store;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 mod view;
 
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -10,10 +10,8 @@ use ordercore_domain::codes::CancelType;
 use ordercore_domain::codes::OrderStatus;
 use ordercore_domain::testkit::{self, pay_action};
 use ordercore_domain::{Action, OrderId};
-use ordercore_storage::journal::EncodedRecord;
-use ordercore_storage::{
-    Journal, ManualClock, SledJournal, StorageError, Store, StoreConfig, Unit,
-};
+use ordercore_storage::testkit::FlakyJournal;
+use ordercore_storage::{ManualClock, SledJournal, StorageError, Store, StoreConfig};
 use proptest::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -139,42 +137,6 @@ proptest! {
 }
 
 /// A journal whose writes fail while `failing` is set.
-#[derive(Debug)]
-struct FlakyJournal {
-    inner: SledJournal,
-    failing: Arc<AtomicBool>,
-}
-
-impl Journal for FlakyJournal {
-    fn append(&self, expected_last: u64, record: &EncodedRecord) -> Result<(), StorageError> {
-        if self.failing.load(Ordering::SeqCst) {
-            return Err(StorageError::Sled(
-                "injected: no space left on device".into(),
-            ));
-        }
-        self.inner.append(expected_last, record)
-    }
-    fn flush(&self) -> Result<(), StorageError> {
-        if self.failing.load(Ordering::SeqCst) {
-            return Err(StorageError::Sled("injected: flush failed".into()));
-        }
-        self.inner.flush()
-    }
-    fn last_seq(&self) -> Result<u64, StorageError> {
-        self.inner.last_seq()
-    }
-    fn scan(&self, after: u64, f: &mut dyn FnMut(Unit) -> bool) -> Result<(), StorageError> {
-        self.inner.scan(after, f)
-    }
-    fn trim(
-        &self,
-        through: u64,
-        before: ordercore_domain::Timestamp,
-    ) -> Result<usize, StorageError> {
-        self.inner.trim(through, before)
-    }
-}
-
 #[test]
 fn a_failing_disk_surfaces_errors_marks_the_store_unhealthy_and_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
