@@ -253,6 +253,25 @@ async fn pay(ctx: &Ctx, order_id: &str, amount: i64, trade_no: &str) -> Option<S
     Some(result)
 }
 
+/// The shopper cancels; an accepted cancel goes into the ledger.
+async fn cancel(ctx: &Ctx, order_id: &str, user: &str) -> Option<Answer> {
+    let answer = ctx
+        .step(
+            "cancel",
+            Instant::now(),
+            Method::POST,
+            &format!("/v1/orders/{order_id}/cancel"),
+            Some(&ctx.token(user)),
+            Some(&json!({"user_id": user})),
+            &[],
+        )
+        .await?;
+    if answer.ok() {
+        ctx.ledger.update(order_id, |r| r.canceled = true);
+    }
+    Some(answer)
+}
+
 async fn version(ctx: &Ctx, order_id: &str) -> Option<i64> {
     let now = Instant::now();
     ctx.step(
@@ -291,23 +310,7 @@ async fn lifecycle(ctx: &Ctx, intended: Instant, rng: &mut SmallRng) {
         return; // left unpaid: the payment deadline cancels it
     }
     if path < 20 {
-        let now = Instant::now();
-        if let Some(a) = ctx
-            .step(
-                "cancel",
-                now,
-                Method::POST,
-                &format!("/v1/orders/{order_id}/cancel"),
-                Some(&token),
-                Some(&json!({"user_id": user})),
-                &[],
-            )
-            .await
-        {
-            if a.ok() {
-                ctx.ledger.update(&order_id, |r| r.canceled = true);
-            }
-        }
+        cancel(ctx, &order_id, &user).await;
         return;
     }
     let now = Instant::now();
@@ -337,23 +340,7 @@ async fn lifecycle(ctx: &Ctx, intended: Instant, rng: &mut SmallRng) {
     let next = rng.gen_range(0..100);
     let order_path = format!("/v1/orders/{order_id}");
     if next < 10 {
-        let now = Instant::now();
-        if let Some(a) = ctx
-            .step(
-                "cancel",
-                now,
-                Method::POST,
-                &format!("{order_path}/cancel"),
-                Some(&token),
-                Some(&json!({"user_id": user})),
-                &[],
-            )
-            .await
-        {
-            if a.ok() {
-                ctx.ledger.update(&order_id, |r| r.canceled = true);
-            }
-        }
+        cancel(ctx, &order_id, &user).await;
         return;
     }
     if next < 20 {
@@ -406,25 +393,11 @@ async fn race(ctx: &Ctx, intended: Instant, rng: &mut SmallRng) {
     let Some((order_id, amount)) = create(ctx, intended, &user, &items, false).await else {
         return;
     };
-    let token = ctx.token(&user);
     let trade_no = format!("R{}-{n}", ctx.run);
-    let cancel = async {
-        let now = Instant::now();
-        ctx.step(
-            "cancel",
-            now,
-            Method::POST,
-            &format!("/v1/orders/{order_id}/cancel"),
-            Some(&token),
-            Some(&json!({"user_id": user})),
-            &[],
-        )
-        .await
-    };
-    let (_, canceled) = tokio::join!(pay(ctx, &order_id, amount, &trade_no), cancel);
-    if canceled.is_some_and(|a| a.ok()) {
-        ctx.ledger.update(&order_id, |r| r.canceled = true);
-    }
+    tokio::join!(
+        pay(ctx, &order_id, amount, &trade_no),
+        cancel(ctx, &order_id, &user)
+    );
 }
 
 async fn flash_sale(ctx: &Ctx, intended: Instant) {
