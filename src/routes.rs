@@ -8,7 +8,7 @@ use crate::dto::{
     AfterSaleView, CancelRequest, CouponIssueRequest, CouponView, CreateOrderRequest,
     CreateOrderResponse, DryRunQuery, DryRunView, EventView, EventsPage, EventsQuery,
     FulfillmentRequest, LackRequest, NoteRequest, OrderDetail, OrderEvents, OrderFilter,
-    OrderIdRequest, OrderIdResponse, OrderList, OrderSummary, PageQuery, PayCallbackRequest,
+    OrderIdRequest, OrderIdResponse, OrderList, OrderSummary, Page, PageQuery, PayCallbackRequest,
     PayCallbackResponse, PrepayRequest, PrepayResponse, PriceRequest, PriceResponse,
     RefundCallbackRequest, RemoveRequest, RemovedResponse, ReviewRequest, RevokeRequest,
     SkuUpsertRequest, SkuView, StockDeltaRequest, StockView, StreamQuery, UserOrdersQuery,
@@ -23,7 +23,7 @@ use ordercore_actors::{Idempotency, OrderCore, Outcome, WriteOptions};
 use ordercore_domain::ids::{IdempotencyKey, RequestId, TradeNo};
 use ordercore_domain::{
     Action, Actor, AfterSaleId, Command, CommandMeta, ErrorCode, Event, EventBody, OrderFamily,
-    OrderId, Timestamp,
+    OrderId, Timestamp, UserId,
 };
 use serde::Serialize;
 use std::sync::Arc;
@@ -1232,24 +1232,7 @@ async fn user_orders(st: State, req: HttpRequest, path: web::Path<String>) -> Re
     let user = dto::parse_user_id(&path)?;
     caller.require_user(&user)?;
     let filter = query::<UserOrdersQuery>(&req)?.parse()?;
-    let mut orders = Vec::new();
-    let mut cursor = filter.page.cursor;
-    let mut next_cursor = None;
-    'pages: loop {
-        let families = st.core.user_orders(&user, cursor.as_ref(), LISTING_BATCH)?;
-        let exhausted = families.len() < LISTING_BATCH;
-        for family in families {
-            cursor = Some(family.order_id);
-            orders.extend(listed(&family, &filter));
-            if orders.len() >= filter.page.size {
-                next_cursor = Some(family.order_id);
-                break 'pages;
-            }
-        }
-        if exhausted {
-            break;
-        }
-    }
+    let (orders, next_cursor) = user_page(&st, &user, filter.page, |f| listed(f, &filter))?;
     Ok(json(
         StatusCode::OK,
         &OrderList {
@@ -1257,6 +1240,33 @@ async fn user_orders(st: State, req: HttpRequest, path: web::Path<String>) -> Re
             next_cursor,
         },
     ))
+}
+
+/// A page of what `rows` shows of a user's families, newest first, cut at a
+/// family boundary once it holds `page.size` rows; answers the rows and the
+/// cursor to continue from (none on the last page).
+fn user_page<T>(
+    st: &AppState,
+    user: &UserId,
+    page: Page,
+    rows: impl Fn(&OrderFamily) -> Vec<T>,
+) -> Result<(Vec<T>, Option<OrderId>), ApiError> {
+    let mut out = Vec::new();
+    let mut cursor = page.cursor;
+    loop {
+        let families = st.core.user_orders(user, cursor.as_ref(), LISTING_BATCH)?;
+        let exhausted = families.len() < LISTING_BATCH;
+        for family in families {
+            cursor = Some(family.order_id);
+            out.extend(rows(&family));
+            if out.len() >= page.size {
+                return Ok((out, Some(family.order_id)));
+            }
+        }
+        if exhausted {
+            return Ok((out, None));
+        }
+    }
 }
 
 fn listed(family: &OrderFamily, filter: &OrderFilter) -> Vec<OrderSummary> {
@@ -1327,24 +1337,13 @@ async fn user_after_sales(st: State, req: HttpRequest, path: web::Path<String>) 
     let user = dto::parse_user_id(&path)?;
     caller.require_user(&user)?;
     let page = query::<PageQuery>(&req)?.parse()?;
-    let mut after_sales = Vec::new();
-    let mut cursor = page.cursor;
-    let mut next_cursor = None;
-    'pages: loop {
-        let families = st.core.user_orders(&user, cursor.as_ref(), LISTING_BATCH)?;
-        let exhausted = families.len() < LISTING_BATCH;
-        for family in families {
-            cursor = Some(family.order_id);
-            after_sales.extend(family.after_sales.iter().rev().map(AfterSaleView::from));
-            if after_sales.len() >= page.size {
-                next_cursor = Some(family.order_id);
-                break 'pages;
-            }
-        }
-        if exhausted {
-            break;
-        }
-    }
+    let (after_sales, next_cursor) = user_page(&st, &user, page, |f| {
+        f.after_sales
+            .iter()
+            .rev()
+            .map(AfterSaleView::from)
+            .collect()
+    })?;
     Ok(json(
         StatusCode::OK,
         &AfterSaleList {
