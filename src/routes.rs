@@ -1295,11 +1295,16 @@ fn listed(family: &OrderFamily, filter: &OrderFilter) -> Vec<OrderSummary> {
 async fn admin_orders(st: State, req: HttpRequest) -> Reply {
     admin(&st, &req)?;
     let filter = query::<AdminOrdersQuery>(&req)?.parse()?;
-    let mut keep = |f: &OrderFamily| !listed(f, &filter).is_empty();
+    let mut orders: Vec<OrderSummary> = Vec::new();
+    let mut keep = |f: &OrderFamily| {
+        let shown = listed(f, &filter);
+        let kept = !shown.is_empty();
+        orders.extend(shown);
+        kept
+    };
     let (families, last) =
         st.core
             .scan_orders(filter.page.cursor.as_ref(), filter.page.size, &mut keep)?;
-    let orders: Vec<OrderSummary> = families.iter().flat_map(|f| listed(f, &filter)).collect();
     // A full page, or a scan that stopped at its limit, continues from the
     // last family examined.
     let next_cursor = if families.len() >= filter.page.size || last.is_some() {

@@ -308,31 +308,31 @@ impl OrderActor {
                     pay_timeout_ms: config.pay_timeout_ms(),
                 };
                 let mut events = decide_create(&cmd, &meta, &context, now)?;
-                let mut family = events
-                    .first()
-                    .and_then(OrderFamily::create)
-                    .ok_or_else(|| CoreError::not_ready("creation decided no order"))?;
-                for event in &events[1..] {
-                    family.apply(event);
-                }
                 if let Some(idem) = &idempotency {
-                    let recorded = record(&family, &events, &meta, idem, now);
-                    family.apply(&recorded);
-                    events.push(recorded);
+                    // The reply to record is rendered from the family the
+                    // creation makes.
+                    let family = stamped(&events)
+                        .ok_or_else(|| CoreError::not_ready("creation decided no order"))?;
+                    events.push(record(&family, &events, &meta, idem, now));
                 }
-                Ok((events, family))
+                Ok((events, ()))
             },
         );
         match result {
-            Ok((ticket, provisional)) => {
-                // The journal stamped the events with their positions: the
-                // family keeps those in its history.
-                let family = stamped(&ticket.unit.events).unwrap_or(provisional);
-                let family = Arc::new(family);
-                let _ = ticket.unit.family.set(Arc::clone(&family));
+            Ok((ticket, ())) => {
                 self.shard.record_order(&cmd.user_id, now);
-                self.family = Some(family);
-                self.sync_deadline();
+                // Built from the events as the journal stamped them, so the
+                // history carries their positions.
+                match stamped(&ticket.unit.events) {
+                    Some(family) => {
+                        let family = Arc::new(family);
+                        let _ = ticket.unit.family.set(Arc::clone(&family));
+                        self.family = Some(family);
+                        self.sync_deadline();
+                    }
+                    // Not a creation after all (a defect): answer from storage.
+                    None => self.reload_needed = true,
+                }
                 self.track(ticket, reply, ctx);
             }
             Err(e) => {
