@@ -146,4 +146,8 @@ fn writer_and_core(c: &mut Criterion) {
 }
 
 criterion_group!(benches, codec, json_and_auth, writer_and_core);
+/// The allocator the server runs with (see `src/main.rs`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 criterion_main!(benches);

@@ -490,13 +490,14 @@ async fn crash_cycles(
 fn process_cpu_us(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = stat.rsplit_once(')')?.1;
-    let fields: Vec<u64> = after
-        .split_whitespace()
-        .filter_map(|f| f.parse().ok())
-        .collect();
-    // utime and stime: the 11th and 12th numeric fields after the name, in
-    // clock ticks of 10 ms.
-    Some((fields.get(10)? + fields.get(11)?) * 10_000)
+    // By position (proc(5)): after the name come state, ppid, pgrp, session,
+    // tty_nr, tpgid, flags, four fault counts, then utime and stime in clock
+    // ticks of 10 ms. tpgid is -1 without a controlling terminal, so the
+    // fields cannot be picked out by whether they parse as unsigned.
+    let mut fields = after.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) * 10_000)
 }
 
 fn progress_bar(ctx: Arc<Ctx>, started: Instant, end: Instant) -> tokio::task::JoinHandle<()> {

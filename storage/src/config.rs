@@ -27,10 +27,6 @@ pub const GROUP_UNITS_MAX: usize = 1_024;
 pub const GROUP_BYTES_MAX: usize = 1024 * 1024;
 /// Time between write-behind checkpoints.
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(1_000);
-/// Family and index rows per sled batch of a checkpoint: small enough that
-/// the lock sled holds while applying a batch stalls journal appends and
-/// reads for a millisecond or two, not for the whole checkpoint.
-pub const CHECKPOINT_BATCH_ROWS: usize = 256;
 /// Families changed but not yet written behind before submitters get
 /// `Overloaded`: bounds the memory of the write-behind view.
 pub const DIRTY_FAMILIES_MAX: usize = 1_000_000;

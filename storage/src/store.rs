@@ -5,20 +5,19 @@
 //! (up to the group limits), appends it as ONE journal record, flushes, and
 //! only then completes the waiting submitters; afterwards it applies the
 //! units to the write-behind view. The *write-behind* thread writes the
-//! view's dirty entries as state rows, coalesced, with a checkpoint row in
-//! the same atomic batch, then trims the journal.
+//! view's dirty entries as state rows, coalesced, then the checkpoint row
+//! (the sequence they reflect), then trims the journal.
 
 use crate::codec::{decode, encode};
 use crate::config::{
-    Durability, StoreConfig, CHECKPOINT_BATCH_ROWS, DIRTY_FAMILIES_WAKE, LISTING_SCAN_MAX,
-    PROBE_INTERVAL,
+    Durability, StoreConfig, DIRTY_FAMILIES_WAKE, LISTING_SCAN_MAX, PROBE_INTERVAL,
 };
 use crate::error::StorageError;
 use crate::journal::{encode_unit, Journal, RecordBuilder, SledJournal, Unit};
 use crate::metrics::{MetricsSnapshot, StoreMetrics};
 use crate::view::{
     coupon_key, family_key, parse_expiry_key, read_row, sku_key, user_key, user_prefix, Checkpoint,
-    View, CHECKPOINT_KEY, COUPON, EXPIRY, FAMILY, SKU,
+    Stamped, View, CHECKPOINT_KEY, COUPON, EXPIRY, FAMILY, SKU,
 };
 use ordercore_domain::{
     Coupon, CouponId, Event, OrderFamily, OrderId, Sku, SkuCode, Timestamp, UserId,
@@ -386,14 +385,17 @@ impl Store {
         if let Some(s) = self.with_view(|v| v.skus.get(code).map(|d| (*d.value).clone())) {
             return Ok(Some(s));
         }
-        read_row(&self.inner.rows, &sku_key(code), "sku")
+        Ok(read_row::<Stamped<Sku>>(&self.inner.rows, &sku_key(code), "sku")?.map(|r| r.value))
     }
 
     pub fn coupon(&self, id: &CouponId) -> Result<Option<Coupon>, StorageError> {
         if let Some(c) = self.with_view(|v| v.coupons.get(id).map(|d| (*d.value).clone())) {
             return Ok(Some(c));
         }
-        read_row(&self.inner.rows, &coupon_key(id), "coupon")
+        Ok(
+            read_row::<Stamped<Coupon>>(&self.inner.rows, &coupon_key(id), "coupon")?
+                .map(|r| r.value),
+        )
     }
 
     /// Every SKU: the catalog, for the inventory at start-up.
@@ -401,7 +403,7 @@ impl Store {
         let mut skus: std::collections::BTreeMap<SkuCode, Sku> = std::collections::BTreeMap::new();
         for entry in self.inner.rows.scan_prefix([SKU]) {
             let (_, bytes) = entry?;
-            let sku: Sku = decode(&bytes, "sku")?;
+            let sku = decode::<Stamped<Sku>>(&bytes, "sku")?.value;
             skus.insert(sku.code().clone(), sku);
         }
         self.with_view(|v| {
@@ -417,7 +419,7 @@ impl Store {
         let mut coupons = std::collections::BTreeMap::new();
         for entry in self.inner.rows.scan_prefix([COUPON]) {
             let (_, bytes) = entry?;
-            let coupon: Coupon = decode(&bytes, "coupon")?;
+            let coupon = decode::<Stamped<Coupon>>(&bytes, "coupon")?.value;
             coupons.insert(coupon.details.coupon_id.clone(), coupon);
         }
         self.with_view(|v| {
@@ -837,8 +839,8 @@ fn write_behind(inner: Arc<Inner>) {
     }
 }
 
-/// Writes the view's dirty entries and the checkpoint in one atomic batch,
-/// then trims the journal.
+/// Writes the view's dirty entries, then the checkpoint row, then trims the
+/// journal.
 fn checkpoint(inner: &Inner) -> Result<(), StorageError> {
     let started = Instant::now();
     let snapshot = lock(&inner.view).snapshot();
@@ -881,59 +883,50 @@ fn checkpoint(inner: &Inner) -> Result<(), StorageError> {
 }
 
 fn write_snapshot(inner: &Inner, snapshot: &crate::view::Snapshot) -> Result<u64, StorageError> {
-    // Family and index rows go in batches of CHECKPOINT_BATCH_ROWS: sled
-    // holds a process-wide lock while it applies a batch, and one batch of
-    // every dirty row would stall journal appends and reads for as long.
-    // They may land ahead of the checkpoint row (a crash in between): replay
-    // skips what a family row already holds (its version) and index rows
-    // are plain inserts and removals. SKU and coupon rows, which replay
-    // adds to, go with the checkpoint row in the last batch.
+    // Row by row, never in a sled batch: the first `apply_batch` (or
+    // transaction) in a process switches sled 0.34 to a process-wide
+    // reader-writer lock for every later operation, and each batch then
+    // stalls every journal append and read for as long as it applies. Rows
+    // can therefore land ahead of the checkpoint row (a crash in between):
+    // replay skips what a family row holds by its version and what a catalog
+    // row holds by its sequence; index rows are plain inserts and removals.
     let mut rows = 0_u64;
-    let mut batch = sled::Batch::default();
-    let mut in_batch = 0;
-    let flush_batch = |batch: &mut sled::Batch, in_batch: &mut usize| -> Result<(), StorageError> {
-        if *in_batch > 0 {
-            inner.rows.apply_batch(std::mem::take(batch))?;
-            *in_batch = 0;
-        }
-        Ok(())
-    };
     for (id, family) in &snapshot.families {
-        batch.insert(family_key(id), encode(family.as_ref())?);
+        inner
+            .rows
+            .insert(family_key(id), encode(family.as_ref())?)?;
         rows += 1;
-        in_batch += 1;
-        if in_batch >= CHECKPOINT_BATCH_ROWS {
-            flush_batch(&mut batch, &mut in_batch)?;
-        }
     }
     for (key, insert) in &snapshot.index {
         if *insert {
-            batch.insert(key.as_slice(), &[][..]);
+            inner.rows.insert(key.as_slice(), &[][..])?;
         } else {
-            batch.remove(key.as_slice());
+            inner.rows.remove(key.as_slice())?;
         }
         rows += 1;
-        in_batch += 1;
-        if in_batch >= CHECKPOINT_BATCH_ROWS {
-            flush_batch(&mut batch, &mut in_batch)?;
-        }
     }
-    flush_batch(&mut batch, &mut in_batch)?;
-    let mut last = sled::Batch::default();
+    let seq = snapshot.seq;
     for (code, sku) in &snapshot.skus {
-        last.insert(sku_key(code), encode(sku.as_ref())?);
+        let row = Stamped {
+            seq,
+            value: sku.as_ref(),
+        };
+        inner.rows.insert(sku_key(code), encode(&row)?)?;
         rows += 1;
     }
     for (id, coupon) in &snapshot.coupons {
-        last.insert(coupon_key(id), encode(coupon.as_ref())?);
+        let row = Stamped {
+            seq,
+            value: coupon.as_ref(),
+        };
+        inner.rows.insert(coupon_key(id), encode(&row)?)?;
         rows += 1;
     }
     let checkpoint = Checkpoint {
-        seq: snapshot.seq,
+        seq,
         written_at: inner.config.clock.now(),
     };
-    last.insert(CHECKPOINT_KEY, encode(&checkpoint)?);
-    inner.rows.apply_batch(last)?;
+    inner.rows.insert(CHECKPOINT_KEY, encode(&checkpoint)?)?;
     inner.db.flush()?;
     Ok(rows)
 }

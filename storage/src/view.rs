@@ -5,13 +5,13 @@
 //! the write-behind writes these entries as rows and drops the ones that did
 //! not change meanwhile.
 //!
-//! State tree key layout (one tree, so a checkpoint is one atomic batch):
+//! State tree key layout:
 //!
 //! | prefix | key after the prefix                         | value |
 //! |--------|----------------------------------------------|-------|
-//! | `F`    | family (master) order id, 32 bytes           | the `OrderFamily` |
-//! | `S`    | SKU code                                     | the `Sku` |
-//! | `C`    | coupon id                                    | the `Coupon` |
+//! | `F`    | family (master) order id, 32 bytes           | the `OrderFamily` (carries its version) |
+//! | `S`    | SKU code                                     | `Stamped<Sku>` |
+//! | `C`    | coupon id                                    | `Stamped<Coupon>` |
 //! | `U`    | user id, `0x00`, family id                   | empty (user listing index) |
 //! | `E`    | payment deadline ms (u64 BE), family id      | empty (deadlines of CREATED families) |
 //! | `M`    | `checkpoint`                                 | the `Checkpoint` |
@@ -75,7 +75,18 @@ pub(crate) fn parse_expiry_key(key: &[u8]) -> Option<(Timestamp, OrderId)> {
     ))
 }
 
-/// The journal sequence the state rows reflect, written in the same batch.
+/// A catalog row with the journal sequence it reflects. Rows are written
+/// one by one ahead of the checkpoint row (DESIGN.md, "Storage"), so after
+/// a crash a row can be ahead of the checkpoint: replay skips the events
+/// its `seq` already holds, as it skips a family's by its version.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Stamped<T> {
+    pub seq: u64,
+    pub value: T,
+}
+
+/// The journal sequence every state row reflects once it is written; the
+/// last row a checkpoint writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Checkpoint {
     pub seq: u64,
@@ -392,18 +403,25 @@ where
     let entry = match map.entry(key.clone()) {
         std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
         std::collections::hash_map::Entry::Vacant(v) => {
-            let value = match read_row::<V>(rows, row_key, "catalog row")? {
-                Some(value) => value,
-                None => create(&event.body).ok_or_else(|| {
-                    StorageError::corrupt("journal", format!("event for unknown {key}"))
-                })?,
+            let loaded = match read_row::<Stamped<V>>(rows, row_key, "catalog row")? {
+                Some(row) => row,
+                None => Stamped {
+                    seq: 0,
+                    value: create(&event.body).ok_or_else(|| {
+                        StorageError::corrupt("journal", format!("event for unknown {key}"))
+                    })?,
+                },
             };
             v.insert(Dirty {
-                value: Arc::new(value),
-                seq: event.seq,
+                value: Arc::new(loaded.value),
+                seq: loaded.seq,
             })
         }
     };
+    // A row written ahead of the checkpoint already holds this event.
+    if event.seq <= entry.seq {
+        return Ok(());
+    }
     apply(Arc::make_mut(&mut entry.value), event);
     entry.seq = event.seq;
     Ok(())
