@@ -13,7 +13,7 @@ use ordercore_domain::{
     Action, Command, CommandMeta, CreateOrder, ErrorCode, OrderFamily, OrderId, Quantity,
 };
 use ordercore_storage::testkit::FlakyJournal;
-use ordercore_storage::{ManualClock, SledJournal, Store, StoreConfig};
+use ordercore_storage::{ManualClock, SegmentJournal, Store, StoreConfig, JOURNAL_DIR};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
@@ -612,7 +612,7 @@ async fn a_failed_write_is_never_acknowledged_and_the_core_recovers() {
     let config = store_config(dir.path(), &clock);
     let db = sled::Config::new().path(dir.path()).open().unwrap();
     let journal = Arc::new(FlakyJournal {
-        inner: SledJournal::open(&db).unwrap(),
+        inner: SegmentJournal::open(dir.path().join(JOURNAL_DIR)).unwrap(),
         failing: Arc::clone(&failing),
     });
     let store = Store::open_with_journal(config, db, journal).unwrap();

@@ -423,6 +423,9 @@ async fn run(args: Args) -> Result<bool, String> {
         overall: ctx.stats.overall(),
         ops: ctx.stats.summaries(),
         per_second: ctx.stats.per_second(Duration::from_secs_f64(seconds)),
+        latency_per_second: ctx
+            .stats
+            .latency_per_second(Duration::from_secs_f64(seconds)),
         errors_by_code: ctx.stats.errors(),
         checks,
         passed,

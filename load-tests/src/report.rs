@@ -33,6 +33,8 @@ pub struct Report {
     pub overall: Option<OpSummary>,
     pub ops: Vec<OpSummary>,
     pub per_second: Vec<(u64, u64)>,
+    /// p99 and max latency (µs) of each second.
+    pub latency_per_second: Vec<(u64, u64)>,
     pub errors_by_code: BTreeMap<String, u64>,
     pub checks: Vec<Check>,
     pub passed: bool,

@@ -14,6 +14,9 @@ struct Inner {
     ops: BTreeMap<&'static str, Histogram<u64>>,
     /// Per second since the measured part began: (answers, errors).
     per_second: Vec<(u64, u64)>,
+    /// Per second since the measured part began: latency of every answer,
+    /// so a stall shows when it happened, not only in the run's tail.
+    latency_per_second: Vec<Histogram<u64>>,
     errors: BTreeMap<String, u64>,
     transport_errors: u64,
 }
@@ -72,6 +75,16 @@ impl Stats {
             }
         }
         if let Some(hist) = inner.ops.get_mut(op) {
+            let _ = hist.record(us);
+        }
+        while inner.latency_per_second.len() <= second {
+            // 2 significant digits are enough to place a stall in time.
+            match Histogram::new_with_bounds(1, LATENCY_MAX_US, 2) {
+                Ok(h) => inner.latency_per_second.push(h),
+                Err(_) => break,
+            }
+        }
+        if let Some(hist) = inner.latency_per_second.get_mut(second) {
             let _ = hist.record(us);
         }
         if inner.per_second.len() <= second {
@@ -158,6 +171,17 @@ impl Stats {
         let mut seconds = self.lock().per_second.clone();
         seconds.truncate(whole.max(1));
         seconds
+    }
+
+    /// p99 and max latency (µs) of each whole second measured.
+    pub fn latency_per_second(&self, measured: Duration) -> Vec<(u64, u64)> {
+        let whole = usize::try_from(measured.as_secs()).unwrap_or(usize::MAX);
+        self.lock()
+            .latency_per_second
+            .iter()
+            .take(whole.max(1))
+            .map(|h| (h.value_at_quantile(0.99), h.max()))
+            .collect()
     }
 
     pub fn errors(&self) -> BTreeMap<String, u64> {

@@ -58,6 +58,8 @@ pub struct StoreConfig {
     pub checkpoint_interval: Duration,
     pub dirty_families_max: usize,
     pub journal_retention: Duration,
+    /// Size of a journal segment file (the grain of trimming).
+    pub journal_segment_bytes: u64,
     pub relaxed_flush_interval: Duration,
     pub sled_cache_bytes: u64,
     pub clock: Arc<dyn Clock>,
@@ -77,6 +79,7 @@ impl StoreConfig {
             checkpoint_interval: CHECKPOINT_INTERVAL,
             dirty_families_max: DIRTY_FAMILIES_MAX,
             journal_retention: JOURNAL_RETENTION,
+            journal_segment_bytes: crate::segments::SEGMENT_BYTES,
             relaxed_flush_interval: RELAXED_FLUSH_INTERVAL,
             sled_cache_bytes: SLED_CACHE_BYTES,
             clock: Arc::new(SystemClock),

@@ -23,6 +23,9 @@ pub enum StorageError {
     /// The store is shutting down or its writer stopped.
     #[error("storage closed")]
     Closed,
+    /// A journal file operation failed.
+    #[error("journal i/o: {0}")]
+    Io(String),
     /// sled reported an error.
     #[error("sled: {0}")]
     Sled(String),

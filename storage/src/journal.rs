@@ -207,7 +207,9 @@ pub trait Journal: Send + Sync + std::fmt::Debug {
     fn trim(&self, through: u64, written_before: Timestamp) -> Result<usize, StorageError>;
 }
 
-/// The journal in a sled tree.
+/// The journal in a sled tree: how stores kept it before segment files
+/// ([`crate::segments::SegmentJournal`]). A store that still has records
+/// here moves them into its segments when it opens.
 #[derive(Debug, Clone)]
 pub struct SledJournal {
     tree: sled::Tree,
@@ -220,6 +222,40 @@ impl SledJournal {
             tree: db.open_tree("journal")?,
             db: db.clone(),
         })
+    }
+}
+
+impl SledJournal {
+    /// Appends every record `to` does not hold yet, makes them durable
+    /// there, then removes them here. Answers how many moved.
+    pub fn move_into(&self, to: &dyn Journal) -> Result<usize, StorageError> {
+        let mut last = to.last_seq()?;
+        let mut moved = 0;
+        for entry in self.tree.iter() {
+            let (_, bytes) = entry?;
+            let header = read_header(&bytes)?;
+            if header.last_seq <= last {
+                continue;
+            }
+            let record = EncodedRecord {
+                first_seq: header.first_seq,
+                last_seq: header.last_seq,
+                bytes: bytes.to_vec(),
+            };
+            to.append(last, &record)?;
+            last = header.last_seq;
+            moved += 1;
+        }
+        if moved > 0 || !self.tree.is_empty() {
+            to.flush()?;
+            // Key by key: a sled batch or `clear` would switch the process
+            // to sled's global lock (see `write_snapshot` in store.rs).
+            for key in self.tree.iter().keys() {
+                self.tree.remove(key?)?;
+            }
+            self.db.flush()?;
+        }
+        Ok(moved)
     }
 }
 

@@ -17,6 +17,7 @@ pub mod config;
 pub mod error;
 pub mod journal;
 pub mod metrics;
+pub mod segments;
 mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
@@ -27,5 +28,6 @@ pub use config::{Durability, StoreConfig};
 pub use error::StorageError;
 pub use journal::{Journal, SledJournal, Unit};
 pub use metrics::MetricsSnapshot;
-pub use store::{Completion, RecoveryReport, Store, Ticket};
+pub use segments::SegmentJournal;
+pub use store::{Completion, RecoveryReport, Store, Ticket, JOURNAL_DIR};
 pub use view::Checkpoint;

@@ -15,6 +15,7 @@ use crate::config::{
 use crate::error::StorageError;
 use crate::journal::{encode_unit, Journal, RecordBuilder, SledJournal, Unit};
 use crate::metrics::{MetricsSnapshot, StoreMetrics};
+use crate::segments::SegmentJournal;
 use crate::view::{
     coupon_key, family_key, parse_expiry_key, read_row, sku_key, user_key, user_prefix, Checkpoint,
     Stamped, View, CHECKPOINT_KEY, COUPON, EXPIRY, FAMILY, SKU,
@@ -105,6 +106,9 @@ pub struct Store {
     threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
+/// The journal's directory inside the store's directory.
+pub const JOURNAL_DIR: &str = "journal";
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding one of these locks is a defect; keep serving
     // with the data as it is rather than cascading the panic.
@@ -118,13 +122,21 @@ impl Store {
             .path(&config.path)
             .cache_capacity(config.sled_cache_bytes)
             .mode(sled::Mode::HighThroughput)
-            .flush_every_ms(match config.durability {
-                Durability::Durable => None,
-                Durability::Relaxed => Some(millis(config.relaxed_flush_interval).max(1)),
-            })
+            // sled holds only the state rows, which each checkpoint flushes.
+            .flush_every_ms(None)
             .open()?;
-        let journal: Arc<dyn Journal> = Arc::new(SledJournal::open(&db)?);
-        Store::open_with_journal(config, db, journal)
+        let journal = SegmentJournal::open_sized(
+            config.path.join(JOURNAL_DIR),
+            config.journal_segment_bytes,
+        )?;
+        let moved = SledJournal::open(&db)?.move_into(&journal)?;
+        if moved > 0 {
+            tracing::info!(
+                records = moved,
+                "journal moved from sled into segment files"
+            );
+        }
+        Store::open_with_journal(config, db, Arc::new(journal))
     }
 
     /// Opens with a given journal (a fault-injecting one in tests; a

@@ -2,16 +2,17 @@
 //! (feature `testkit`; never part of the server).
 
 use crate::error::StorageError;
-use crate::journal::{EncodedRecord, Journal, SledJournal, Unit};
+use crate::journal::{EncodedRecord, Journal, Unit};
+use crate::segments::SegmentJournal;
 use ordercore_domain::Timestamp;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// The sled journal, except that appends and flushes fail while `failing`
+/// The segment journal, except that appends and flushes fail while `failing`
 /// is set (as a full or failing disk would).
 #[derive(Debug)]
 pub struct FlakyJournal {
-    pub inner: SledJournal,
+    pub inner: SegmentJournal,
     pub failing: Arc<AtomicBool>,
 }
 

@@ -11,7 +11,9 @@ use ordercore_domain::codes::OrderStatus;
 use ordercore_domain::testkit::{self, pay_action};
 use ordercore_domain::{Action, OrderId};
 use ordercore_storage::testkit::FlakyJournal;
-use ordercore_storage::{ManualClock, SledJournal, StorageError, Store, StoreConfig};
+use ordercore_storage::{
+    ManualClock, SegmentJournal, StorageError, Store, StoreConfig, JOURNAL_DIR,
+};
 use proptest::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -145,7 +147,7 @@ fn a_failing_disk_surfaces_errors_marks_the_store_unhealthy_and_loses_nothing_ac
         let cfg = config(dir.path());
         let db = sled::Config::new().path(dir.path()).open().unwrap();
         let journal = Arc::new(FlakyJournal {
-            inner: SledJournal::open(&db).unwrap(),
+            inner: SegmentJournal::open(dir.path().join(JOURNAL_DIR)).unwrap(),
             failing: Arc::clone(failing),
         });
         Store::open_with_journal(cfg, db, journal).unwrap()
@@ -258,6 +260,8 @@ fn the_journal_is_an_outbox_and_is_trimmed_after_checkpoint_and_retention() {
     let clock = ManualClock::new(testkit::t0());
     let mut cfg: StoreConfig = config(dir.path());
     cfg.clock = Arc::new(clock.clone());
+    // A segment per record: the journal is trimmed by whole segments.
+    cfg.journal_segment_bytes = 1;
     let store = Store::open(cfg).unwrap();
     let mut model = Model::new(&store);
     let id = model.create(&store, "u1", &[("A1", 1)]).unwrap();
