@@ -60,7 +60,7 @@ type State = web::Data<AppState>;
 type Reply = Result<HttpResponse, ApiError>;
 /// Renders a change's response from the family after it and its events;
 /// the same function records the reply of an `Idempotency-Key`.
-type RenderFn = Arc<dyn Fn(&OrderFamily, &[Event]) -> (u16, String) + Send + Sync>;
+type RenderFn = Arc<dyn Fn(&OrderFamily, &[Arc<Event>]) -> (u16, String) + Send + Sync>;
 
 /// Every route [`configure`] registers, as (method, full path pattern as
 /// actix-web matches it). The tests of `crate::openapi` check `configure`
@@ -288,7 +288,7 @@ fn rendered<T: Serialize>(status: u16, value: &T) -> (u16, String) {
 
 fn detail_render(id: OrderId) -> RenderFn {
     Arc::new(
-        move |family: &OrderFamily, _: &[Event]| match OrderDetail::of(family, id) {
+        move |family: &OrderFamily, _: &[Arc<Event>]| match OrderDetail::of(family, id) {
             Some(detail) => rendered(200, &detail),
             None => rendered(200, &OrderDetail::of(family, family.order_id)),
         },
@@ -296,14 +296,14 @@ fn detail_render(id: OrderId) -> RenderFn {
 }
 
 fn after_sale_render(id: AfterSaleId) -> RenderFn {
-    Arc::new(move |family: &OrderFamily, _: &[Event]| {
+    Arc::new(move |family: &OrderFamily, _: &[Arc<Event>]| {
         rendered(200, &family.after_sale(&id).map(AfterSaleView::from))
     })
 }
 
 /// The after-sale a change committed (apply, lack), 201.
 fn committed_render() -> RenderFn {
-    Arc::new(|family: &OrderFamily, events: &[Event]| {
+    Arc::new(|family: &OrderFamily, events: &[Arc<Event>]| {
         let id = events.iter().find_map(|e| match &e.body {
             EventBody::AfterSaleCommitted(a) => Some(a.after_sale_id),
             _ => None,
@@ -580,7 +580,7 @@ async fn create(st: State, req: HttpRequest, payload: web::Payload) -> Reply {
     let cmd = parse_json::<CreateOrderRequest>(&body)?.into_command()?;
     caller.require_user(&cmd.user_id)?;
     let meta = meta(&req, caller.actor())?;
-    let render: RenderFn = Arc::new(|family: &OrderFamily, events: &[Event]| {
+    let render: RenderFn = Arc::new(|family: &OrderFamily, events: &[Arc<Event>]| {
         let status = if events.is_empty() { 200 } else { 201 };
         rendered(status, &CreateOrderResponse::of(family))
     });
@@ -684,8 +684,9 @@ async fn prepay(
         meta: meta(&req, caller.actor())?,
         action: act.action,
     };
-    let render: RenderFn =
-        Arc::new(|family: &OrderFamily, _: &[Event]| rendered(200, &PrepayResponse::of(family)));
+    let render: RenderFn = Arc::new(|family: &OrderFamily, _: &[Arc<Event>]| {
+        rendered(200, &PrepayResponse::of(family))
+    });
     write(&st, &req, &body, cmd, false, render, true).await
 }
 
@@ -876,7 +877,7 @@ async fn note(
         meta: meta(&req, caller.actor())?,
         action,
     };
-    let render: RenderFn = Arc::new(|family: &OrderFamily, _: &[Event]| {
+    let render: RenderFn = Arc::new(|family: &OrderFamily, _: &[Arc<Event>]| {
         rendered(
             201,
             &VersionResponse {
@@ -1003,7 +1004,7 @@ async fn pay_callback(st: State, req: HttpRequest, payload: web::Payload) -> Rep
         meta: meta(&req, Actor::provider())?,
         action,
     };
-    let render: RenderFn = Arc::new(move |family: &OrderFamily, events: &[Event]| {
+    let render: RenderFn = Arc::new(move |family: &OrderFamily, events: &[Arc<Event>]| {
         let response = trade_no
             .as_ref()
             .map(|t| PayCallbackResponse::of(family, t, !events.is_empty()));

@@ -41,7 +41,7 @@ const DEFERRED_MAX: usize = crate::config::ORDER_MAILBOX_CAPACITY;
 
 /// Renders the response a successful change records for its
 /// `Idempotency-Key`: status and body, from the family after the change.
-pub type Render = Box<dyn Fn(&OrderFamily, &[Event]) -> (u16, String) + Send>;
+pub type Render = Box<dyn Fn(&OrderFamily, &[Arc<Event>]) -> (u16, String) + Send>;
 
 /// An `Idempotency-Key` with the hash of its request.
 pub struct Idempotency {
@@ -311,7 +311,7 @@ impl OrderActor {
                 if let Some(idem) = &idempotency {
                     // The reply to record is rendered from the family the
                     // creation makes.
-                    let family = stamped(&events)
+                    let family = provisional(&events)
                         .ok_or_else(|| CoreError::not_ready("creation decided no order"))?;
                     events.push(record(&family, &events, &meta, idem, now));
                 }
@@ -408,7 +408,7 @@ impl OrderActor {
                 if let Some(family) = self.family.as_mut() {
                     let state = Arc::make_mut(family);
                     for event in &ticket.unit.events {
-                        state.apply(event);
+                        state.apply_shared(event);
                     }
                     // The write-behind keeps this state instead of applying
                     // the events again (copy on write: the next change here
@@ -555,8 +555,18 @@ impl OrderActor {
     }
 }
 
-/// The family a creation's stamped events make.
-fn stamped(events: &[Event]) -> Option<OrderFamily> {
+/// The family a creation's stamped events make (sharing them).
+fn stamped(events: &[Arc<Event>]) -> Option<OrderFamily> {
+    let mut family = OrderFamily::create_shared(events.first()?)?;
+    for event in &events[1..] {
+        family.apply_shared(event);
+    }
+    Some(family)
+}
+
+/// The family a creation's events will make, before the journal stamps
+/// them: only to render the reply an `Idempotency-Key` records.
+fn provisional(events: &[Event]) -> Option<OrderFamily> {
     let mut family = OrderFamily::create(events.first()?)?;
     for event in &events[1..] {
         family.apply(event);
@@ -573,7 +583,10 @@ fn record(
     idem: &Idempotency,
     now: Timestamp,
 ) -> Event {
-    let (status, body) = (idem.render)(after, events);
+    // Copies, as the journal has not stamped the events yet; only writes
+    // that carry an Idempotency-Key pay for them.
+    let events: Vec<Arc<Event>> = events.iter().cloned().map(Arc::new).collect();
+    let (status, body) = (idem.render)(after, &events);
     Event {
         seq: 0,
         at: now,

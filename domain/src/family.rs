@@ -22,6 +22,7 @@ use crate::ids::{
 use crate::money::{Money, Quantity, Timestamp};
 use crate::order::{Amounts, CouponSnapshot, Delivery, ExtraPayment, OrderLine, Payment, SubOrder};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// Everything an `OrderCreated` event records: the family as it was created.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -176,13 +177,23 @@ pub struct OrderFamily {
     pub status_log: Vec<StatusLogEntry>,
     pub idempotency: Vec<IdempotencyEntry>,
     pub fingerprint: u64,
-    /// Every public event of the family, in order.
-    pub history: Vec<Event>,
+    /// Every public event of the family, in order. Shared with the journal
+    /// unit that carried it (an actor's copy-on-write clone of the family
+    /// copies pointers, not events).
+    pub history: Vec<Arc<Event>>,
 }
 
 impl OrderFamily {
     /// The family an `OrderCreated` event creates; `None` for other events.
     pub fn create(event: &Event) -> Option<OrderFamily> {
+        if !matches!(event.body, EventBody::OrderCreated(_)) {
+            return None;
+        }
+        OrderFamily::create_shared(&Arc::new(event.clone()))
+    }
+
+    /// [`OrderFamily::create`] keeping `event` itself in the history.
+    pub fn create_shared(event: &Arc<Event>) -> Option<OrderFamily> {
         let EventBody::OrderCreated(new) = &event.body else {
             return None;
         };
@@ -219,7 +230,7 @@ impl OrderFamily {
             let id = family.sub_orders[i].order_id;
             family.log_status(event, id, None, OrderStatus::INVALID);
         }
-        family.history.push(event.clone());
+        family.history.push(Arc::clone(event));
         Some(family)
     }
 
@@ -227,6 +238,21 @@ impl OrderFamily {
     /// catalog change) are ignored; stock and coupon events only enter the
     /// history.
     pub fn apply(&mut self, event: &Event) {
+        if self.change(event) {
+            self.history.push(Arc::new(event.clone()));
+        }
+    }
+
+    /// [`OrderFamily::apply`] keeping `event` itself in the history.
+    pub fn apply_shared(&mut self, event: &Arc<Event>) {
+        if self.change(event) {
+            self.history.push(Arc::clone(event));
+        }
+    }
+
+    /// Applies `event` to everything but the history; answers whether the
+    /// history records it.
+    fn change(&mut self, event: &Event) -> bool {
         match &event.body {
             EventBody::OrderCreated(_) => {
                 debug_assert!(
@@ -234,7 +260,7 @@ impl OrderFamily {
                     "OrderCreated applied to existing family {}",
                     self.order_id
                 );
-                return;
+                return false;
             }
             EventBody::OrderPrePaid {
                 pay_type,
@@ -317,7 +343,7 @@ impl OrderFamily {
                 remark,
             } => {
                 let Some(i) = self.after_sale_index(after_sale_id) else {
-                    return;
+                    return false;
                 };
                 let restock = if *approved {
                     self.return_restock(&self.after_sales[i])
@@ -368,9 +394,7 @@ impl OrderFamily {
             self.version = event.version;
         }
         self.updated_at = event.at;
-        if event.body.is_public() {
-            self.history.push(event.clone());
-        }
+        event.body.is_public()
     }
 
     fn step(&mut self, event: &Event, id: OrderId, to: OrderStatus) {

@@ -1738,7 +1738,8 @@ impl World {
         for (f, journal) in self.families.iter().zip(&self.journals) {
             let json = serde_json::to_string(journal).unwrap();
             let stored: Vec<Event> = serde_json::from_str(&json).unwrap();
-            for events in [&stored, &f.history] {
+            let history: Vec<Event> = f.history.iter().map(|e| (**e).clone()).collect();
+            for events in [&stored, &history] {
                 let mut rebuilt = OrderFamily::create(&events[0]).unwrap();
                 for e in &events[1..] {
                     rebuilt.apply(e);

@@ -1012,7 +1012,7 @@ fn events_show_their_payload_and_hide_cost_data_from_shoppers() {
     assert_eq!(paid["data"]["pay_amount"], json!(7000));
     assert_eq!(paid["actor"]["kind"], json!("provider"));
 
-    let mut internal = family.history[0].clone();
+    let mut internal = (*family.history[0]).clone();
     internal.body = ordercore_domain::EventBody::IdempotencyRecorded(Box::new(
         ordercore_domain::family::IdempotencyEntry {
             family_id: family.order_id,

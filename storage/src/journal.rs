@@ -19,20 +19,22 @@ use crate::codec::{decode_body, encode_body_into, read_u32, read_u64, FORMAT_VER
 use crate::error::StorageError;
 use ordercore_domain::{Event, Timestamp};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// The events of one decided change: durable together or not at all. It
 /// names its shard, the unit of ownership and (later) replication.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Unit {
     pub shard: u32,
-    /// Stamped with consecutive sequence numbers.
-    pub events: Vec<Event>,
+    /// Stamped with consecutive sequence numbers. Shared: the family an
+    /// actor keeps records these same events in its history.
+    pub events: Vec<Arc<Event>>,
     /// The family as this change left it, set by a submitter that holds it
     /// (an order actor) right after submitting: the write-behind then keeps
     /// it instead of applying the events to its own copy. Never journalled;
     /// when unset (recovery, catalog changes) the events are applied.
     #[serde(skip)]
-    pub family: std::sync::OnceLock<std::sync::Arc<ordercore_domain::OrderFamily>>,
+    pub family: std::sync::OnceLock<Arc<ordercore_domain::OrderFamily>>,
 }
 
 impl Unit {
@@ -40,13 +42,18 @@ impl Unit {
     pub fn new(shard: u32, events: Vec<Event>) -> Unit {
         Unit {
             shard,
-            events,
+            events: events.into_iter().map(Arc::new).collect(),
             family: std::sync::OnceLock::new(),
         }
     }
 }
 
 impl Unit {
+    /// Copies of the events (for callers that need them owned).
+    pub fn cloned_events(&self) -> Vec<Event> {
+        self.events.iter().map(|e| (**e).clone()).collect()
+    }
+
     pub fn first_seq(&self) -> u64 {
         self.events.first().map_or(0, |e| e.seq)
     }
@@ -69,8 +76,17 @@ pub struct RecordBuilder {
 
 impl RecordBuilder {
     pub fn new() -> Self {
+        RecordBuilder::with_buffer(Vec::new())
+    }
+
+    /// A builder writing into `buffer` (cleared first), so a writer can
+    /// hand back the bytes of its last record and keep their capacity:
+    /// a fresh buffer per group costs page faults, not just a copy.
+    pub fn with_buffer(mut buffer: Vec<u8>) -> Self {
+        buffer.clear();
+        buffer.resize(HEADER_LEN, 0);
         RecordBuilder {
-            bytes: vec![0; HEADER_LEN],
+            bytes: buffer,
             units: 0,
             first_seq: 0,
             last_seq: 0,
@@ -177,7 +193,8 @@ pub fn decode_record(bytes: &[u8]) -> Result<(RecordHeader, Vec<Unit>), StorageE
             .ok_or_else(|| StorageError::corrupt("journal record", "frame past the end"))?;
         let mut unit = decode_body::<Unit>(body, "journal unit")?;
         for (i, event) in unit.events.iter_mut().enumerate() {
-            event.seq = first_seq + i as u64;
+            // Just decoded: not shared yet, so this does not copy.
+            Arc::make_mut(event).seq = first_seq + i as u64;
         }
         units.push(unit);
         at += 12 + len;

@@ -66,6 +66,8 @@ struct State {
     /// Bytes in the active segment.
     active_len: u64,
     last_seq: u64,
+    /// The last frame's buffer, reused (see `RecordBuilder::with_buffer`).
+    frame: Vec<u8>,
     /// Set when an append failed midway: the active segment's end is then
     /// unknown, so appends refuse until the journal is reopened.
     broken: Option<String>,
@@ -183,6 +185,7 @@ impl SegmentJournal {
             active: None,
             active_len: 0,
             last_seq: 0,
+            frame: Vec::new(),
             broken: None,
         };
         // The last segment that holds a record becomes the active one; an
@@ -305,7 +308,8 @@ impl Journal for SegmentJournal {
         {
             self.roll(&mut state, record.first_seq)?;
         }
-        let mut frame = Vec::with_capacity(FRAME_HEADER + record.bytes.len());
+        let mut frame = std::mem::take(&mut state.frame);
+        frame.clear();
         frame.extend_from_slice(&len.to_be_bytes());
         frame.extend_from_slice(&crc32fast::hash(&record.bytes).to_be_bytes());
         frame.extend_from_slice(&record.bytes);
@@ -314,7 +318,9 @@ impl Journal for SegmentJournal {
                 "no active journal segment".into(),
             ));
         };
-        if let Err(e) = (&*file).write_all(&frame) {
+        let written = (&*file).write_all(&frame);
+        state.frame = frame;
+        if let Err(e) = written {
             // Put the end back where the last whole frame ended, so the
             // next append does not follow a torn one.
             let cut = file.set_len(state.active_len);

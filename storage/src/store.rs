@@ -327,7 +327,8 @@ impl Store {
         }
         let first = queue.next_seq;
         for (i, event) in unit.events.iter_mut().enumerate() {
-            event.seq = first + i as u64;
+            // The unit is this call's alone until it is queued below.
+            Arc::make_mut(event).seq = first + i as u64;
         }
         queue.next_seq = first + unit.events.len().max(1) as u64;
         let unit = Arc::new(unit);
@@ -580,6 +581,7 @@ impl Store {
         let durable = self.inner.acked.load(Ordering::SeqCst);
         self.inner.journal.scan(after, &mut |unit| {
             for event in unit.events {
+                let event = Arc::unwrap_or_clone(event);
                 if event.seq > durable || out.len() >= limit {
                     return false;
                 }
@@ -725,6 +727,8 @@ fn view_applier(inner: Arc<Inner>, applies: std::sync::mpsc::Receiver<ToApply>) 
 fn journal_writer(inner: Arc<Inner>, applier: std::sync::mpsc::Sender<ToApply>) {
     let mut expected_last = inner.journal.last_seq().unwrap_or(0);
     let mut last_flush = Instant::now();
+    // The last record's bytes, reused for the next one.
+    let mut buffer = Vec::new();
     loop {
         let (group, closed) = take_group(&inner);
         if group.is_empty() {
@@ -742,7 +746,7 @@ fn journal_writer(inner: Arc<Inner>, applier: std::sync::mpsc::Sender<ToApply>) 
             continue;
         }
         let started = Instant::now();
-        let mut builder = RecordBuilder::new();
+        let mut builder = RecordBuilder::with_buffer(std::mem::take(&mut buffer));
         let mut events = 0_u64;
         for p in &group {
             builder.push(p.unit.first_seq(), p.unit.last_seq(), &p.encoded);
@@ -779,6 +783,7 @@ fn journal_writer(inner: Arc<Inner>, applier: std::sync::mpsc::Sender<ToApply>) 
                 if applier.send(ToApply::Units(units)).is_err() {
                     tracing::error!("the view applier stopped");
                 }
+                buffer = record.bytes;
             }
             Err(e) => {
                 tracing::error!(error = %e, units = group.len(), "journal write failed; refusing writes until the disk recovers");

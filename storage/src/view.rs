@@ -196,7 +196,7 @@ impl View {
     /// it does in the order actor's copy).
     fn apply_event(
         &mut self,
-        event: &Event,
+        event: &Arc<Event>,
         rows: &sled::Tree,
         to_family: bool,
         decided: &mut Vec<(OrderId, bool)>,
@@ -284,7 +284,7 @@ impl View {
     fn apply_family(
         &mut self,
         id: OrderId,
-        event: &Event,
+        event: &Arc<Event>,
         rows: &sled::Tree,
     ) -> Result<(), StorageError> {
         let seq = event.seq;
@@ -292,7 +292,7 @@ impl View {
             if self.families.contains_key(&id) || rows.contains_key(family_key(&id))? {
                 return Ok(()); // already created: a replay of a reflected unit
             }
-            let family = OrderFamily::create(event).ok_or_else(|| {
+            let family = OrderFamily::create_shared(event).ok_or_else(|| {
                 StorageError::corrupt("journal", "OrderCreated that creates nothing")
             })?;
             self.mark_index(user_key(&new.user_id, &id), true, seq);
@@ -321,7 +321,7 @@ impl View {
         };
         let family = Arc::make_mut(&mut entry.value);
         let was_created = family.status == OrderStatus::CREATED;
-        family.apply(event);
+        family.apply_shared(event);
         entry.seq = seq;
         if was_created && family.status != OrderStatus::CREATED {
             let key = expiry_key(family.expire_at, &id);

@@ -84,7 +84,7 @@ fn crash_child() {
                             OrderId::generate(at, run % 100, seq, &testkit::user(&owner)).unwrap();
                         let events = shop.decide_create(&cmd, &testkit::shopper(&owner)).unwrap();
                         let ticket = store.submit(0, store.epoch(), events).unwrap();
-                        shop.apply_catalog(&ticket.unit.events);
+                        shop.apply_catalog(&ticket.unit.cloned_events());
                         let family = OrderFamily::create(&ticket.unit.events[0]).unwrap();
                         (ticket, family)
                     };
@@ -103,7 +103,7 @@ fn crash_child() {
                             };
                             let events = decide(&family, &pay, shop.now).unwrap();
                             let ticket = store.submit(0, store.epoch(), events).unwrap();
-                            shop.apply_catalog(&ticket.unit.events);
+                            shop.apply_catalog(&ticket.unit.cloned_events());
                             ticket
                         };
                         if ticket.wait().is_ok() {

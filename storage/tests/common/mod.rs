@@ -100,7 +100,7 @@ impl Model {
             .decide_create(&cmd, &testkit::shopper(owner))
             .ok()?;
         let ticket = store.submit(0, store.epoch(), events).unwrap();
-        let stamped = ticket.unit.events.clone();
+        let stamped = ticket.unit.cloned_events();
         ticket.wait().unwrap();
         self.apply(&stamped);
         Some(cmd.order_id)
@@ -126,7 +126,7 @@ impl Model {
             return true;
         }
         let ticket = store.submit(0, store.epoch(), events).unwrap();
-        let stamped = ticket.unit.events.clone();
+        let stamped = ticket.unit.cloned_events();
         ticket.wait().unwrap();
         self.apply(&stamped);
         true
