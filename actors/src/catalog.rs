@@ -154,7 +154,7 @@ impl Catalog {
             .collect();
         let current: Vec<Sku> = guards.iter().map(|g| (**g).clone()).collect();
         let (events, extra) = decide(&current, coupon_guard.as_deref())?;
-        let ticket = store.submit(shard, epoch, events)?;
+        let (ticket, wake) = store.submit_unwoken(shard, epoch, events)?;
         for event in &ticket.unit.events {
             match &event.body {
                 EventBody::StockChanged(d) => {
@@ -170,6 +170,10 @@ impl Catalog {
                 _ => {}
             }
         }
+        // The locks go before the writer is woken (see `submit_unwoken`).
+        drop(guards);
+        drop(coupon_guard);
+        wake.wake();
         Ok((ticket, extra))
     }
 

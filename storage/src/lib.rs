@@ -29,5 +29,5 @@ pub use error::StorageError;
 pub use journal::{Journal, SledJournal, Unit};
 pub use metrics::MetricsSnapshot;
 pub use segments::SegmentJournal;
-pub use store::{Completion, RecoveryReport, Store, Ticket, JOURNAL_DIR};
+pub use store::{Completion, RecoveryReport, Store, Ticket, WriterWake, JOURNAL_DIR};
 pub use view::Checkpoint;

@@ -27,6 +27,8 @@ pub struct StoreMetrics {
     pub recovery_ms: AtomicU64,
     pub recovery_units: AtomicU64,
     pub overloaded: AtomicU64,
+    /// Family lookups answered "none" without reading sled (new orders).
+    pub row_reads_skipped: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -50,6 +52,7 @@ pub struct MetricsSnapshot {
     pub recovery_ms: u64,
     pub recovery_units: u64,
     pub overloaded: u64,
+    pub row_reads_skipped: u64,
     /// Units waiting for the writer.
     pub queue_depth: u64,
     /// Families changed but not yet written behind.
@@ -90,6 +93,7 @@ impl StoreMetrics {
             recovery_ms: get(&self.recovery_ms),
             recovery_units: get(&self.recovery_units),
             overloaded: get(&self.overloaded),
+            row_reads_skipped: get(&self.row_reads_skipped),
             queue_depth,
             dirty_families,
         }

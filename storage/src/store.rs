@@ -41,6 +41,32 @@ pub struct Ticket {
     pub done: Completion,
 }
 
+/// The wake-up a submission owes the journal writer (see
+/// [`Store::submit_unwoken`]); given when dropped if not before.
+#[derive(Debug)]
+#[must_use = "dropping it wakes the writer at once"]
+pub struct WriterWake {
+    inner: Option<Arc<Inner>>,
+}
+
+impl WriterWake {
+    pub fn wake(mut self) {
+        self.give();
+    }
+
+    fn give(&mut self) {
+        if let Some(inner) = self.inner.take() {
+            inner.queue_cv.notify_one();
+        }
+    }
+}
+
+impl Drop for WriterWake {
+    fn drop(&mut self) {
+        self.give();
+    }
+}
+
 impl Ticket {
     /// Blocks until the unit is durable (or failed). For threads outside an
     /// async runtime: tests, tools, the crash-test child.
@@ -75,6 +101,10 @@ struct Queue {
     bytes: usize,
     next_seq: u64,
     closing: bool,
+    /// The journal writer is asleep on `queue_cv`: only then does a
+    /// submitter pay for a wake-up (a syscall, and on a busy machine often
+    /// a preemption of the submitter by the writer).
+    writer_waiting: bool,
 }
 
 #[derive(Debug)]
@@ -97,6 +127,11 @@ struct Inner {
     write_behind_flag: Mutex<bool>,
     metrics: StoreMetrics,
     recovery: Mutex<RecoveryReport>,
+    /// The greatest family id any family row may hold: raised before a
+    /// checkpoint writes rows. Family keys sort by id, and ids by creation
+    /// time, so a family that is neither in the view nor below this id is
+    /// in no row either: activating a new order reads nothing from sled.
+    rows_family_max: Mutex<Option<OrderId>>,
 }
 
 /// A handle to the store; clones share it.
@@ -167,6 +202,10 @@ impl Store {
             .max(checkpoint.seq);
         view.applied_seq = last_seq;
         let dirty = view.families.len();
+        let rows_family_max = match rows.scan_prefix([FAMILY]).keys().next_back() {
+            Some(key) => Some(parse_index_id(key?.get(1..).unwrap_or_default())?),
+            None => None,
+        };
         let inner = Arc::new(Inner {
             queue: Mutex::new(Queue {
                 next_seq: last_seq + 1,
@@ -182,6 +221,7 @@ impl Store {
             write_behind_flag: Mutex::new(false),
             metrics: StoreMetrics::default(),
             recovery: Mutex::new(RecoveryReport::default()),
+            rows_family_max: Mutex::new(rows_family_max),
             view: Mutex::new(view),
             view_cv: Condvar::new(),
             config,
@@ -285,6 +325,22 @@ impl Store {
         epoch: u64,
         events: Vec<Event>,
     ) -> Result<Ticket, StorageError> {
+        let (ticket, wake) = self.submit_unwoken(shard, epoch, events)?;
+        wake.wake();
+        Ok(ticket)
+    }
+
+    /// [`Store::submit`], leaving the wake-up of the journal writer to the
+    /// caller: one that holds locks other threads wait for (the catalog's)
+    /// wakes it after releasing them, so the woken writer cannot preempt it
+    /// while it holds them. The writer is woken when the [`WriterWake`]
+    /// goes, at the latest.
+    pub fn submit_unwoken(
+        &self,
+        shard: u32,
+        epoch: u64,
+        events: Vec<Event>,
+    ) -> Result<(Ticket, WriterWake), StorageError> {
         let inner = &self.inner;
         if inner.dirty_families.load(Ordering::Relaxed) >= inner.config.dirty_families_max {
             inner.metrics.overloaded.fetch_add(1, Ordering::Relaxed);
@@ -348,9 +404,11 @@ impl Store {
         if relaxed {
             inner.acked.fetch_max(unit.last_seq(), Ordering::SeqCst);
         }
+        let wake = WriterWake {
+            inner: queue.writer_waiting.then(|| Arc::clone(inner)),
+        };
         drop(queue);
-        inner.queue_cv.notify_one();
-        Ok(Ticket { unit, done: rx })
+        Ok((Ticket { unit, done: rx }, wake))
     }
 
     /// Waits until the view holds everything acknowledged so far, then runs
@@ -390,6 +448,15 @@ impl Store {
         let viewed = self.with_view_at(seq, |v| v.families.get(id).map(|d| Arc::clone(&d.value)));
         if let Some(f) = viewed {
             return Ok(Some(f));
+        }
+        // Looked up in the view first: a family that left it is in a row
+        // whose id the maximum already covers.
+        if lock(&self.inner.rows_family_max).is_none_or(|max| *id > max) {
+            self.inner
+                .metrics
+                .row_reads_skipped
+                .fetch_add(1, Ordering::Relaxed);
+            return Ok(None);
         }
         Ok(read_row::<OrderFamily>(&self.inner.rows, &family_key(id), "family")?.map(Arc::new))
     }
@@ -665,11 +732,13 @@ fn parse_index_id(bytes: &[u8]) -> Result<OrderId, StorageError> {
 fn take_group(inner: &Inner) -> (Vec<Pending>, bool) {
     let mut queue = lock(&inner.queue);
     if queue.units.is_empty() && !queue.closing {
+        queue.writer_waiting = true;
         queue = inner
             .queue_cv
             .wait_timeout(queue, PROBE_INTERVAL)
             .map(|(q, _)| q)
             .unwrap_or_else(|p| p.into_inner().0);
+        queue.writer_waiting = false;
     }
     if !inner.config.group_wait.is_zero()
         && queue.units.len() < inner.config.group_units_max
@@ -908,6 +977,13 @@ fn write_snapshot(inner: &Inner, snapshot: &crate::view::Snapshot) -> Result<u64
     // replay skips what a family row holds by its version and what a catalog
     // row holds by its sequence; index rows are plain inserts and removals.
     let mut rows = 0_u64;
+    // Raised before any row holds these families (see `rows_family_max`).
+    if let Some((last, _)) = snapshot.families.last() {
+        let mut max = lock(&inner.rows_family_max);
+        if max.is_none_or(|m| *last > m) {
+            *max = Some(*last);
+        }
+    }
     for (id, family) in &snapshot.families {
         inner
             .rows
