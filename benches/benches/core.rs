@@ -64,13 +64,17 @@ async fn run(n: usize) {
 
     assert_eq!((m.orders_created, m.orders_paid), (n as u64, n as u64));
     let rate = n as f64 / sustained.as_secs_f64();
+    let mode = match core.store().durability() {
+        ordercore_storage::Durability::Durable => "durable",
+        ordercore_storage::Durability::Relaxed => "relaxed",
+    };
     core.shutdown().unwrap();
     drop(core);
 
     println!();
     println!("(a) raw sled, flush per 1024 records {raw_lifecycles_per_s:.0} lifecycles/s (2 records each)");
     println!(
-        "(b) OrderCore, durable, sustained   {rate:.0} lifecycles/s ({:.2} s acked = {:.0}/s, {:.2} s caught up)",
+        "(b) OrderCore, {mode}, sustained   {rate:.0} lifecycles/s ({:.2} s acked = {:.0}/s, {:.2} s caught up)",
         acked.as_secs_f64(),
         n as f64 / acked.as_secs_f64(),
         sustained.as_secs_f64()
