@@ -1,10 +1,11 @@
 //! The journal: one record per group commit, the source of truth and the
 //! event outbox. The writer speaks to it only through [`Journal`] (append a
 //! group after an expected sequence, flush, read from a sequence, trim), so
-//! a replicated per-shard journal can replace the sled one without touching
-//! order logic (DESIGN.md, "Scale-out").
+//! a replicated per-shard journal can replace the segment files without
+//! touching order logic (DESIGN.md, "Scale-out").
 //!
-//! Record layout (`journal` tree, key = first sequence, 8 bytes big-endian):
+//! Record layout (framed in a segment file, see `segments.rs`; in the older
+//! sled `journal` tree, keyed by its first sequence, 8 bytes big-endian):
 //!
 //! ```text
 //! [version u8][written_at_ms i64 BE][first_seq u64 BE][last_seq u64 BE][units u32 BE]
