@@ -206,6 +206,21 @@ pub fn decode_record(bytes: &[u8]) -> Result<(RecordHeader, Vec<Unit>), StorageE
     Ok((header, units))
 }
 
+/// Hands `f` the events of `units` after `after` (a scan's tail of a
+/// record); answers false when `f` asked to stop.
+pub(crate) fn feed(units: Vec<Unit>, after: u64, f: &mut dyn FnMut(Unit) -> bool) -> bool {
+    for mut unit in units {
+        if unit.last_seq() <= after {
+            continue;
+        }
+        unit.events.retain(|e| e.seq > after);
+        if !f(unit) {
+            return false;
+        }
+    }
+    true
+}
+
 /// The narrow interface between the writer and a journal.
 pub trait Journal: Send + Sync + std::fmt::Debug {
     /// Appends a record whose first sequence follows `expected_last` (the
@@ -315,14 +330,8 @@ impl Journal for SledJournal {
             if header.last_seq <= after {
                 continue;
             }
-            for mut unit in units {
-                if unit.last_seq() <= after {
-                    continue;
-                }
-                unit.events.retain(|e| e.seq > after);
-                if !f(unit) {
-                    return Ok(());
-                }
+            if !feed(units, after, f) {
+                return Ok(());
             }
         }
         Ok(())

@@ -21,7 +21,7 @@
 //! first torn or corrupt frame (a crash mid-write never acknowledged it).
 
 use crate::error::StorageError;
-use crate::journal::{decode_record, read_header, EncodedRecord, Journal, Unit};
+use crate::journal::{decode_record, feed, read_header, EncodedRecord, Journal, Unit};
 use ordercore_domain::Timestamp;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -398,14 +398,8 @@ impl Journal for SegmentJournal {
                     .and_then(|_| file.read_exact(&mut buf))
                     .map_err(|e| io("cannot read", &path, e))?;
                 let (_, units) = decode_record(&buf)?;
-                for mut unit in units {
-                    if unit.last_seq() <= after {
-                        continue;
-                    }
-                    unit.events.retain(|e| e.seq > after);
-                    if !f(unit) {
-                        return Ok(());
-                    }
+                if !feed(units, after, f) {
+                    return Ok(());
                 }
             }
         }
