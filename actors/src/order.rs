@@ -464,6 +464,7 @@ impl OrderActor {
     fn resume(&mut self, ctx: &mut Context<Self>) {
         while self.pending == 0 {
             let Some(exec) = self.deferred.pop_front() else {
+                self.deferred = std::collections::VecDeque::new();
                 break;
             };
             self.run(exec, ctx);
@@ -509,7 +510,9 @@ impl OrderActor {
         } else {
             Ok(())
         };
-        for (unit, reply) in self.waiting.drain(..) {
+        // Taken, not drained: an idle actor keeps no spare capacity (memory
+        // per active order is a target).
+        for (unit, reply) in std::mem::take(&mut self.waiting) {
             let result = match (&reloaded, &self.family) {
                 (Err(e), _) => Err(e.clone()),
                 (Ok(()), Some(family)) => Ok(Outcome::Applied {
