@@ -512,3 +512,58 @@ fn lookups_skip_sled_only_for_ids_above_every_stored_family() {
     model.assert_matches(&store);
     store.shutdown().unwrap();
 }
+
+/// A store written when the journal was a sled tree: opening it moves the
+/// records into segment files and replays them, so nothing acknowledged
+/// before the upgrade is lost.
+#[test]
+fn a_store_whose_journal_is_in_sled_keeps_every_change_when_it_opens() {
+    use ordercore_storage::journal::{encode_unit, RecordBuilder};
+    use ordercore_storage::{Journal, SledJournal, Unit};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = Model {
+        shop: testkit::Shop::default(),
+        families: Default::default(),
+    };
+    let cmd = model.shop.create_cmd("u1", &[("A1", 2)], None);
+    let changes = vec![
+        common::catalog_events(&model.shop),
+        model
+            .shop
+            .decide_create(&cmd, &testkit::shopper("u1"))
+            .unwrap(),
+    ];
+    {
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let journal = SledJournal::open(&db).unwrap();
+        let mut seq = 0;
+        for (i, mut events) in changes.into_iter().enumerate() {
+            let first = seq + 1;
+            for e in &mut events {
+                seq += 1;
+                e.seq = seq;
+            }
+            let unit = Unit::new(0, events.clone());
+            let mut record = RecordBuilder::new();
+            record.push(first, seq, &encode_unit(&unit).unwrap());
+            journal
+                .append(first - 1, &record.finish(testkit::t0()))
+                .unwrap();
+            // The shop already holds its catalog (as `Model::new` assumes).
+            if i > 0 {
+                model.apply(&events);
+            }
+        }
+        db.flush().unwrap();
+    }
+
+    let store = common::open_retrying(config(dir.path()));
+    assert_eq!(store.recovery().replayed_units, 2);
+    assert!(store.family(&cmd.order_id).unwrap().is_some());
+    model.assert_matches(&store);
+    // Moved, not copied: the next open replays the segments alone.
+    let store = reopen(store, dir.path());
+    model.assert_matches(&store);
+    store.shutdown().unwrap();
+}
