@@ -261,21 +261,24 @@ impl SegmentJournal {
         Ok(())
     }
 
-    /// The records of segment `i`, reading its frames the first time.
-    fn records_of(&self, i: usize) -> Result<Option<Arc<Vec<RecordAt>>>, StorageError> {
-        let path = {
+    /// The records of the segment at `path`, reading its frames the first
+    /// time; `None` once trimming removed it.
+    fn records_of(&self, path: &Path) -> Result<Option<Arc<Vec<RecordAt>>>, StorageError> {
+        {
             let state = self.lock();
-            let Some(segment) = state.segments.get(i) else {
+            let Some(segment) = state.segments.iter().find(|s| s.path == path) else {
                 return Ok(None);
             };
             if let Some(records) = &segment.records {
                 return Ok(Some(Arc::clone(records)));
             }
-            segment.path.clone()
-        };
+        }
         // Only closed segments are read here; they no longer change.
-        let (records, _) = read_segment(&path, false)?;
-        let records = Arc::new(records);
+        let records = match read_segment(path, false) {
+            Ok((records, _)) => Arc::new(records),
+            Err(_) if !path.exists() => return Ok(None),
+            Err(e) => return Err(e),
+        };
         let mut state = self.lock();
         if let Some(segment) = state.segments.iter_mut().find(|s| s.path == path) {
             segment.records = Some(Arc::clone(&records));
@@ -366,37 +369,39 @@ impl Journal for SegmentJournal {
 
     fn scan(&self, after: u64, f: &mut dyn FnMut(Unit) -> bool) -> Result<(), StorageError> {
         let start = after.saturating_add(1);
-        // The segment holding `start`: the last one that begins at or before it.
-        let (first, count) = {
+        // The segments from the one holding `start` (the last that begins
+        // at or before it), by path: trimming may remove the first ones
+        // while this reads.
+        let paths: Vec<PathBuf> = {
             let state = self.lock();
             let first = state
                 .segments
                 .iter()
                 .rposition(|s| s.first_seq <= start)
                 .unwrap_or(0);
-            (first, state.segments.len())
+            state.segments[first..]
+                .iter()
+                .map(|s| s.path.clone())
+                .collect()
         };
-        for i in first..count {
-            let Some(records) = self.records_of(i)? else {
-                break;
+        for path in &paths {
+            let Some(records) = self.records_of(path)? else {
+                continue; // trimmed meanwhile
             };
             let Some(from) = records.iter().position(|r| r.last_seq >= start) else {
                 continue;
             };
-            let path = {
-                let state = self.lock();
-                match state.segments.get(i) {
-                    Some(s) => s.path.clone(),
-                    None => break,
-                }
+            let mut file = match File::open(path) {
+                Ok(file) => file,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io("cannot read", path, e)),
             };
-            let mut file = File::open(&path).map_err(|e| io("cannot read", &path, e))?;
             let mut buf = Vec::new();
             for at in &records[from..] {
                 buf.resize(at.len as usize, 0);
                 file.seek(SeekFrom::Start(at.offset + FRAME_HEADER as u64))
                     .and_then(|_| file.read_exact(&mut buf))
-                    .map_err(|e| io("cannot read", &path, e))?;
+                    .map_err(|e| io("cannot read", path, e))?;
                 let (_, units) = decode_record(&buf)?;
                 if !feed(units, after, f) {
                     return Ok(());
@@ -409,11 +414,16 @@ impl Journal for SegmentJournal {
     fn trim(&self, through: u64, written_before: Timestamp) -> Result<usize, StorageError> {
         let mut removed = 0;
         loop {
-            // Never the active segment: appends go on there.
-            if self.lock().segments.len() < 2 {
-                return Ok(removed);
-            }
-            let Some(records) = self.records_of(0)? else {
+            // Never the active segment: appends go on there. Only the
+            // write-behind trims, so the first segment stays first.
+            let first = {
+                let state = self.lock();
+                if state.segments.len() < 2 {
+                    return Ok(removed);
+                }
+                state.segments[0].path.clone()
+            };
+            let Some(records) = self.records_of(&first)? else {
                 return Ok(removed);
             };
             let done = records
