@@ -622,6 +622,36 @@ mod tests {
         assert_eq!(journal.last_seq().unwrap(), 61);
     }
 
+    /// A scan that meets a trim (an event consumer reading while the
+    /// write-behind trims) goes on with what is left, in order, without
+    /// reading a segment for another.
+    #[test]
+    fn a_scan_goes_on_past_segments_trimmed_under_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = SegmentJournal::open_sized(dir.path(), 600).unwrap();
+        let mut last = 0;
+        for r in 0..20 {
+            let rec = record(last + 1, 3, r);
+            journal.append(last, &rec).unwrap();
+            last = rec.last_seq;
+        }
+        let mut seen = Vec::new();
+        let mut trimmed = 0;
+        journal
+            .scan(0, &mut |unit| {
+                if seen.is_empty() {
+                    trimmed = journal.trim(59, Timestamp::from_millis(i64::MAX)).unwrap();
+                }
+                seen.extend(unit.events.iter().map(|e| e.seq));
+                true
+            })
+            .unwrap();
+        assert!(trimmed > 0, "the trim removed segments during the scan");
+        assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+        assert_eq!(seen.last(), Some(&60));
+        assert!(seen.len() < 60, "the trimmed segments were skipped");
+    }
+
     /// A store written before segment files had its journal in sled: its
     /// records move over when the store opens, and nothing is lost.
     #[test]
