@@ -93,7 +93,8 @@ impl From<DurabilityName> for Durability {
 pub struct Config {
     /// HTTP address (port 0 picks one).
     pub listen: SocketAddr,
-    /// The sled directory (also holds generated secrets).
+    /// The sled directory; also holds the journal segments (`journal/`)
+    /// and generated secrets.
     pub data_dir: PathBuf,
     pub durability: Durability,
     pub shards: usize,
