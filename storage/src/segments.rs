@@ -487,6 +487,19 @@ mod tests {
         out
     }
 
+    /// A journal of 600-byte segments holding sequences 1..=60: 20 records
+    /// of 3 units, record `r` written at `r * step` ms.
+    fn filled(dir: &Path, step: i64) -> SegmentJournal {
+        let journal = SegmentJournal::open_sized(dir, 600).unwrap();
+        let mut last = 0;
+        for r in 0..20 {
+            let rec = record(last + 1, 3, r * step);
+            journal.append(last, &rec).unwrap();
+            last = rec.last_seq;
+        }
+        journal
+    }
+
     fn segment_files(dir: &Path) -> Vec<PathBuf> {
         let mut files: Vec<_> = std::fs::read_dir(dir)
             .unwrap()
@@ -500,13 +513,7 @@ mod tests {
     #[test]
     fn records_survive_reopening_across_segments_and_scan_from_any_sequence() {
         let dir = tempfile::tempdir().unwrap();
-        let journal = SegmentJournal::open_sized(dir.path(), 600).unwrap();
-        let mut last = 0;
-        for r in 0..20 {
-            let rec = record(last + 1, 3, r);
-            journal.append(last, &rec).unwrap();
-            last = rec.last_seq;
-        }
+        let journal = filled(dir.path(), 1);
         journal.flush().unwrap();
         assert!(segment_files(dir.path()).len() > 2, "several segments");
         drop(journal);
@@ -589,13 +596,7 @@ mod tests {
     #[test]
     fn trim_removes_whole_closed_segments_that_are_checkpointed_and_old() {
         let dir = tempfile::tempdir().unwrap();
-        let journal = SegmentJournal::open_sized(dir.path(), 600).unwrap();
-        let mut last = 0;
-        for r in 0..20 {
-            let rec = record(last + 1, 3, r * 1_000);
-            journal.append(last, &rec).unwrap();
-            last = rec.last_seq;
-        }
+        let journal = filled(dir.path(), 1_000);
         let before = segment_files(dir.path()).len();
         // Nothing is old enough.
         assert_eq!(journal.trim(60, Timestamp::from_millis(0)).unwrap(), 0);
@@ -628,13 +629,7 @@ mod tests {
     #[test]
     fn a_scan_goes_on_past_segments_trimmed_under_it() {
         let dir = tempfile::tempdir().unwrap();
-        let journal = SegmentJournal::open_sized(dir.path(), 600).unwrap();
-        let mut last = 0;
-        for r in 0..20 {
-            let rec = record(last + 1, 3, r);
-            journal.append(last, &rec).unwrap();
-            last = rec.last_seq;
-        }
+        let journal = filled(dir.path(), 1);
         let mut seen = Vec::new();
         let mut trimmed = 0;
         journal
