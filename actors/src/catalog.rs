@@ -140,7 +140,7 @@ impl Catalog {
         shard: u32,
         skus: &[SkuCode],
         coupon: Option<&CouponId>,
-        decide: impl FnOnce(&[Sku], Option<&Coupon>) -> Result<(Vec<Event>, R), CoreError>,
+        decide: impl FnOnce(&[&Sku], Option<&Coupon>) -> Result<(Vec<Event>, R), CoreError>,
     ) -> Result<(Ticket, R), CoreError> {
         let state = self.current(store)?;
         let mut coupon_guard = coupon.and_then(|id| state.coupons.get(id)).map(lock);
@@ -152,7 +152,7 @@ impl Catalog {
             .filter_map(|code| state.skus.get(*code))
             .map(lock)
             .collect();
-        let current: Vec<Sku> = guards.iter().map(|g| (**g).clone()).collect();
+        let current: Vec<&Sku> = guards.iter().map(|g| &**g).collect();
         let (events, extra) = decide(&current, coupon_guard.as_deref())?;
         let (ticket, wake) = store.submit_unwoken(shard, epoch, events)?;
         for event in &ticket.unit.events {

@@ -67,8 +67,9 @@ pub struct CreateOrder {
 #[derive(Debug, Clone, Copy)]
 pub struct CreateContext<'a> {
     /// The current state of every SKU the order names (missing ones are
-    /// `PRODUCT_SKU_NOT_FOUND`).
-    pub skus: &'a [Sku],
+    /// `PRODUCT_SKU_NOT_FOUND`); borrowed, so a caller holding them under
+    /// locks copies nothing.
+    pub skus: &'a [&'a Sku],
     /// The coupon the order names, if it exists.
     pub coupon: Option<&'a Coupon>,
     pub pricing: &'a PricingRules,

@@ -119,10 +119,10 @@ pub fn check_coupon(
 /// origin = Σ price × quantity; the coupon gives `min(amount, origin)` when
 /// origin reaches its threshold, nothing otherwise; shipping is the fee
 /// unless origin − discount reaches the free-shipping threshold.
-pub fn quote(
+pub fn quote<S: std::borrow::Borrow<Sku>>(
     user: &UserId,
     items: &[(SkuCode, Quantity)],
-    skus: &[Sku],
+    skus: &[S],
     coupon: Option<(&CouponId, Option<&Coupon>)>,
     rules: &PricingRules,
     now: Timestamp,
@@ -183,8 +183,12 @@ pub fn quote(
     })
 }
 
-pub(crate) fn find_sku<'a>(skus: &'a [Sku], code: &SkuCode) -> Result<&'a Sku, DomainError> {
+pub(crate) fn find_sku<'a, S: std::borrow::Borrow<Sku>>(
+    skus: &'a [S],
+    code: &SkuCode,
+) -> Result<&'a Sku, DomainError> {
     skus.iter()
+        .map(std::borrow::Borrow::borrow)
         .find(|s| s.code() == code)
         .ok_or_else(|| DomainError::not_found(ErrorCode::PRODUCT_SKU_NOT_FOUND, "SKU", code))
 }

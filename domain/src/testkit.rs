@@ -198,8 +198,9 @@ impl Shop {
             .coupon_id
             .as_ref()
             .and_then(|id| self.coupons.iter().find(|c| &c.details.coupon_id == id));
+        let skus: Vec<&Sku> = self.skus.iter().collect();
         let ctx = CreateContext {
-            skus: &self.skus,
+            skus: &skus,
             coupon,
             pricing: &self.pricing,
             risk: &self.risk,

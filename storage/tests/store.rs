@@ -210,7 +210,7 @@ fn full_queues_answer_overloaded_and_change_nothing() {
     drop(store);
     let mut cfg = config(dir.path());
     cfg.queue_units_max = 0;
-    let store = Store::open(cfg).unwrap();
+    let store = common::open_retrying(cfg);
     let cmd = model.shop.create_cmd("u1", &[("A1", 1)], None);
     let events = model
         .shop

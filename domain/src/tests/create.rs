@@ -220,9 +220,10 @@ fn risk_rules_refuse_blocked_users_big_amounts_and_fast_buyers() {
     assert_eq!(create_code(&shop, &cmd), ErrorCode::RISK_REJECTED);
     let cmd = shop.create_cmd("u1", BASKET, Some("C1"));
     assert!(shop.decide_create(&cmd, &shopper("u1")).is_ok());
+    let skus: Vec<&crate::Sku> = shop.skus.iter().collect();
     for (recent, expected) in [(2, None), (3, Some(ErrorCode::ORDER_RATE_LIMITED))] {
         let ctx = CreateContext {
-            skus: &shop.skus,
+            skus: &skus,
             coupon: Some(shop.coupon("C1")),
             pricing: &shop.pricing,
             risk: &shop.risk,
