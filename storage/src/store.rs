@@ -17,8 +17,9 @@ use crate::journal::{encode_unit, Journal, RecordBuilder, SledJournal, Unit};
 use crate::metrics::{MetricsSnapshot, StoreMetrics};
 use crate::segments::SegmentJournal;
 use crate::view::{
-    coupon_key, family_key, parse_expiry_key, read_row, sku_key, user_key, user_prefix, Checkpoint,
-    Stamped, View, CHECKPOINT_KEY, COUPON, EXPIRY, FAMILY, SKU,
+    coupon_key, decode_stamped, encode_stamped, family_key, parse_expiry_key, read_row,
+    read_stamped, sku_key, user_key, user_prefix, Checkpoint, View, CHECKPOINT_KEY, COUPON, EXPIRY,
+    FAMILY, SKU,
 };
 use ordercore_domain::{
     Coupon, CouponId, Event, OrderFamily, OrderId, Sku, SkuCode, Timestamp, UserId,
@@ -465,17 +466,14 @@ impl Store {
         if let Some(s) = self.with_view(|v| v.skus.get(code).map(|d| (*d.value).clone())) {
             return Ok(Some(s));
         }
-        Ok(read_row::<Stamped<Sku>>(&self.inner.rows, &sku_key(code), "sku")?.map(|r| r.value))
+        Ok(read_stamped::<Sku>(&self.inner.rows, &sku_key(code), "sku")?.map(|r| r.value))
     }
 
     pub fn coupon(&self, id: &CouponId) -> Result<Option<Coupon>, StorageError> {
         if let Some(c) = self.with_view(|v| v.coupons.get(id).map(|d| (*d.value).clone())) {
             return Ok(Some(c));
         }
-        Ok(
-            read_row::<Stamped<Coupon>>(&self.inner.rows, &coupon_key(id), "coupon")?
-                .map(|r| r.value),
-        )
+        Ok(read_stamped::<Coupon>(&self.inner.rows, &coupon_key(id), "coupon")?.map(|r| r.value))
     }
 
     /// Every SKU: the catalog, for the inventory at start-up.
@@ -483,7 +481,7 @@ impl Store {
         let mut skus: std::collections::BTreeMap<SkuCode, Sku> = std::collections::BTreeMap::new();
         for entry in self.inner.rows.scan_prefix([SKU]) {
             let (_, bytes) = entry?;
-            let sku = decode::<Stamped<Sku>>(&bytes, "sku")?.value;
+            let sku = decode_stamped::<Sku>(&bytes, "sku")?.value;
             skus.insert(sku.code().clone(), sku);
         }
         self.with_view(|v| {
@@ -499,7 +497,7 @@ impl Store {
         let mut coupons = std::collections::BTreeMap::new();
         for entry in self.inner.rows.scan_prefix([COUPON]) {
             let (_, bytes) = entry?;
-            let coupon = decode::<Stamped<Coupon>>(&bytes, "coupon")?.value;
+            let coupon = decode_stamped::<Coupon>(&bytes, "coupon")?.value;
             coupons.insert(coupon.details.coupon_id.clone(), coupon);
         }
         self.with_view(|v| {
@@ -1000,19 +998,15 @@ fn write_snapshot(inner: &Inner, snapshot: &crate::view::Snapshot) -> Result<u64
     }
     let seq = snapshot.seq;
     for (code, sku) in &snapshot.skus {
-        let row = Stamped {
-            seq,
-            value: sku.as_ref(),
-        };
-        inner.rows.insert(sku_key(code), encode(&row)?)?;
+        inner
+            .rows
+            .insert(sku_key(code), encode_stamped(seq, sku.as_ref())?)?;
         rows += 1;
     }
     for (id, coupon) in &snapshot.coupons {
-        let row = Stamped {
-            seq,
-            value: coupon.as_ref(),
-        };
-        inner.rows.insert(coupon_key(id), encode(&row)?)?;
+        inner
+            .rows
+            .insert(coupon_key(id), encode_stamped(seq, coupon.as_ref())?)?;
         rows += 1;
     }
     let checkpoint = Checkpoint {

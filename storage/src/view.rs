@@ -10,13 +10,13 @@
 //! | prefix | key after the prefix                         | value |
 //! |--------|----------------------------------------------|-------|
 //! | `F`    | family (master) order id, 32 bytes           | the `OrderFamily` (carries its version) |
-//! | `S`    | SKU code                                     | `Stamped<Sku>` |
-//! | `C`    | coupon id                                    | `Stamped<Coupon>` |
+//! | `S`    | SKU code                                     | `Stamped<Sku>` (format byte 2) |
+//! | `C`    | coupon id                                    | `Stamped<Coupon>` (format byte 2) |
 //! | `U`    | user id, `0x00`, family id                   | empty (user listing index) |
 //! | `E`    | payment deadline ms (u64 BE), family id      | empty (deadlines of CREATED families) |
 //! | `M`    | `checkpoint`                                 | the `Checkpoint` |
 
-use crate::codec::{decode, read_u64};
+use crate::codec::{decode, decode_body, encode_body_into, read_u64};
 use crate::error::StorageError;
 use crate::journal::Unit;
 use ordercore_domain::codes::OrderStatus;
@@ -83,6 +83,45 @@ pub(crate) fn parse_expiry_key(key: &[u8]) -> Option<(Timestamp, OrderId)> {
 pub(crate) struct Stamped<T> {
     pub seq: u64,
     pub value: T,
+}
+
+/// The format byte of a stamped catalog row. Rows written before stamps
+/// carry `codec::FORMAT_VERSION` and the bare value; they were written in one
+/// atomic batch with their checkpoint row, so they reflect it exactly, and
+/// read as sequence 0 replay applies every journalled event after it.
+pub(crate) const STAMPED_FORMAT: u8 = 2;
+
+/// A catalog row reflecting every event up to `seq`.
+pub(crate) fn encode_stamped<T: Serialize>(seq: u64, value: &T) -> Result<Vec<u8>, StorageError> {
+    let mut out = vec![STAMPED_FORMAT];
+    encode_body_into(&Stamped { seq, value }, &mut out)?;
+    Ok(out)
+}
+
+/// Decodes a catalog row, stamped or written before stamps.
+pub(crate) fn decode_stamped<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    what: &'static str,
+) -> Result<Stamped<T>, StorageError> {
+    match bytes.split_first() {
+        Some((&STAMPED_FORMAT, body)) => decode_body(body, what),
+        _ => Ok(Stamped {
+            seq: 0,
+            value: decode(bytes, what)?,
+        }),
+    }
+}
+
+/// Reads and decodes one catalog row.
+pub(crate) fn read_stamped<T: serde::de::DeserializeOwned>(
+    rows: &sled::Tree,
+    key: &[u8],
+    what: &'static str,
+) -> Result<Option<Stamped<T>>, StorageError> {
+    match rows.get(key)? {
+        Some(bytes) => decode_stamped(&bytes, what).map(Some),
+        None => Ok(None),
+    }
 }
 
 /// The journal sequence every state row reflects once it is written; the
@@ -403,7 +442,7 @@ where
     let entry = match map.entry(key.clone()) {
         std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
         std::collections::hash_map::Entry::Vacant(v) => {
-            let loaded = match read_row::<Stamped<V>>(rows, row_key, "catalog row")? {
+            let loaded = match read_stamped::<V>(rows, row_key, "catalog row")? {
                 Some(row) => row,
                 None => Stamped {
                     seq: 0,

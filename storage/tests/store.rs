@@ -9,7 +9,7 @@ use common::{config, Model};
 use ordercore_domain::codes::CancelType;
 use ordercore_domain::codes::OrderStatus;
 use ordercore_domain::testkit::{self, pay_action};
-use ordercore_domain::{Action, OrderId};
+use ordercore_domain::{Action, Coupon, OrderId, Sku};
 use ordercore_storage::testkit::FlakyJournal;
 use ordercore_storage::{
     ManualClock, SegmentJournal, StorageError, Store, StoreConfig, JOURNAL_DIR,
@@ -378,9 +378,39 @@ fn replay_over_catalog_rows_ahead_of_the_checkpoint_applies_each_change_once() {
     replay_over_rows_ahead(|k| k.first() == Some(&b'M'));
 }
 
+/// A store written before catalog rows carried their sequence: its SKU and
+/// coupon rows hold the bare value, written in one batch with their
+/// checkpoint row, and replay applies every change after that checkpoint
+/// to them once.
+#[test]
+fn catalog_rows_written_before_stamps_replay_every_later_change_once() {
+    replay_over_rows(
+        |k| matches!(k.first(), Some(b'S' | b'C' | b'M')),
+        |key, value| {
+            use ordercore_storage::codec::{decode_body, encode};
+            if key.first() == Some(&b'M') {
+                return value.to_vec();
+            }
+            assert_eq!(value.first(), Some(&2), "a stamped row");
+            let body = &value[1..];
+            match key.first() {
+                Some(b'S') => encode(&decode_body::<(u64, Sku)>(body, "sku").unwrap().1),
+                Some(b'C') => encode(&decode_body::<(u64, Coupon)>(body, "coupon").unwrap().1),
+                _ => return value.to_vec(),
+            }
+            .unwrap()
+        },
+    );
+}
+
 /// Runs a payment after a checkpoint, checkpoints again, then puts back the
 /// rows `restore` picks as the first checkpoint left them, and reopens.
 fn replay_over_rows_ahead(restore: fn(&[u8]) -> bool) {
+    replay_over_rows(restore, |_, value| value.to_vec());
+}
+
+/// [`replay_over_rows_ahead`], putting back each row as `as_written` turns it.
+fn replay_over_rows(restore: fn(&[u8]) -> bool, as_written: fn(&[u8], &[u8]) -> Vec<u8>) {
     let dir = tempfile::tempdir().unwrap();
     let store = common::open_retrying(config(dir.path()));
     let mut model = Model::new(&store);
@@ -398,7 +428,7 @@ fn replay_over_rows_ahead(restore: fn(&[u8]) -> bool) {
             .iter()
             .map(Result::unwrap)
             .filter(|(k, _)| restore(k))
-            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .map(|(k, v)| (k.to_vec(), as_written(&k, &v)))
             .collect();
         db.flush().unwrap();
         rows
