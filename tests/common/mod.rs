@@ -320,13 +320,7 @@ impl Server {
     // ----- requests -----
 
     pub fn req(&self, method: &str, path: &str) -> Req<'_> {
-        Req {
-            agent: &self.agent,
-            method: method.to_owned(),
-            url: format!("{}{path}", self.base),
-            headers: Vec::new(),
-            body: None,
-        }
+        request(&self.agent, &self.base, method, path)
     }
 
     pub fn get(&self, path: &str) -> Req<'_> {
@@ -474,13 +468,18 @@ pub struct Client {
 
 impl Client {
     pub fn req(&self, method: &str, path: &str) -> Req<'_> {
-        Req {
-            agent: &self.agent,
-            method: method.to_owned(),
-            url: format!("{}{path}", self.base),
-            headers: Vec::new(),
-            body: None,
-        }
+        request(&self.agent, &self.base, method, path)
+    }
+}
+
+/// A request to `base` + `path`, for [`Server::req`] and [`Client::req`].
+fn request<'a>(agent: &'a ureq::Agent, base: &str, method: &str, path: &str) -> Req<'a> {
+    Req {
+        agent,
+        method: method.to_owned(),
+        url: format!("{base}{path}"),
+        headers: Vec::new(),
+        body: None,
     }
 }
 
