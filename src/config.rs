@@ -44,6 +44,11 @@ pub const SHARDS_MAX: usize = 1_024;
 pub const PAY_TIMEOUT_SECS_DEFAULT: u64 = 1_800;
 /// Longest payment deadline accepted (seconds): 7 days.
 pub const PAY_TIMEOUT_SECS_MAX: u64 = 7 * 24 * 3_600;
+/// Idle time after which an order actor keeps only its compact state
+/// (`ordercore_actors::config::COMPACT_AFTER`), and its bounds: at most the
+/// 60 s after which an idle actor passivates altogether.
+pub const COMPACT_AFTER_MS_DEFAULT: u64 = 5_000;
+pub const COMPACT_AFTER_MS_MAX: u64 = 60_000;
 /// Default cap on an order's real pay amount (minor units).
 pub const RISK_MAX_ORDER_AMOUNT_DEFAULT: i64 = 10_000_000;
 /// Default orders per user per minute.
@@ -100,6 +105,8 @@ pub struct Config {
     pub shards: usize,
     /// Payment deadline after creation.
     pub pay_timeout_secs: u64,
+    /// Idle time before an order actor keeps only its compact state.
+    pub compact_after_ms: u64,
     /// HS256 key for bearer tokens; `None` until [`resolve_secrets`].
     pub jwt_secret: Option<String>,
     /// HMAC key for provider callbacks; `None` until [`resolve_secrets`].
@@ -130,6 +137,7 @@ impl fmt::Debug for Config {
             .field("durability", &self.durability)
             .field("shards", &self.shards)
             .field("pay_timeout_secs", &self.pay_timeout_secs)
+            .field("compact_after_ms", &self.compact_after_ms)
             .field("jwt_secret", &redact(&self.jwt_secret))
             .field("payment_secret", &redact(&self.payment_secret))
             .field("risk_max_order_amount", &self.risk_max_order_amount)
@@ -157,6 +165,7 @@ impl Default for Config {
             durability: Durability::Durable,
             shards: default_shards(),
             pay_timeout_secs: PAY_TIMEOUT_SECS_DEFAULT,
+            compact_after_ms: COMPACT_AFTER_MS_DEFAULT,
             jwt_secret: None,
             payment_secret: None,
             risk_max_order_amount: Money::from_minor(RISK_MAX_ORDER_AMOUNT_DEFAULT),
@@ -192,6 +201,11 @@ impl Config {
     /// The payment deadline after creation.
     pub fn pay_timeout(&self) -> Duration {
         Duration::from_secs(self.pay_timeout_secs)
+    }
+
+    /// Idle time before an order actor keeps only its compact state.
+    pub fn compact_after(&self) -> Duration {
+        Duration::from_millis(self.compact_after_ms)
     }
 
     /// The payment deadline in milliseconds, as the domain takes it.
@@ -339,6 +353,9 @@ struct Flags {
     /// Payment deadline after creation, seconds [env: ORDERCORE_PAY_TIMEOUT_SECS] [default: 1800]
     #[arg(long, value_name = "SECS")]
     pay_timeout_secs: Option<i64>,
+    /// Idle time after which an order actor keeps only its compact state, ms [env: ORDERCORE_COMPACT_AFTER_MS] [default: 5000]
+    #[arg(long, value_name = "MS")]
+    compact_after_ms: Option<i64>,
     /// HS256 key for bearer tokens [env: ORDERCORE_JWT_SECRET] [default: generated, stored in the data dir, printed once]
     #[arg(long, value_name = "SECRET")]
     jwt_secret: Option<String>,
@@ -381,6 +398,7 @@ struct Settings {
     durability: Option<DurabilityName>,
     shards: Option<i64>,
     pay_timeout_secs: Option<i64>,
+    compact_after_ms: Option<i64>,
     jwt_secret: Option<String>,
     payment_secret: Option<String>,
     risk_max_order_amount: Option<i64>,
@@ -421,6 +439,7 @@ impl Settings {
             durability: self.durability.or(lower.durability),
             shards: self.shards.or(lower.shards),
             pay_timeout_secs: self.pay_timeout_secs.or(lower.pay_timeout_secs),
+            compact_after_ms: self.compact_after_ms.or(lower.compact_after_ms),
             jwt_secret: self.jwt_secret.or(lower.jwt_secret),
             payment_secret: self.payment_secret.or(lower.payment_secret),
             risk_max_order_amount: self.risk_max_order_amount.or(lower.risk_max_order_amount),
@@ -449,6 +468,7 @@ impl Settings {
             durability: flags.durability,
             shards: flags.shards,
             pay_timeout_secs: flags.pay_timeout_secs,
+            compact_after_ms: flags.compact_after_ms,
             jwt_secret: flags.jwt_secret,
             payment_secret: flags.payment_secret,
             risk_max_order_amount: flags.risk_max_order_amount,
@@ -469,6 +489,7 @@ impl Settings {
             durability: reader.parse("durability", value_enum)?,
             shards: reader.parse("shards", integer)?,
             pay_timeout_secs: reader.parse("pay_timeout_secs", integer)?,
+            compact_after_ms: reader.parse("compact_after_ms", integer)?,
             jwt_secret: reader.parse("jwt_secret", |s| Ok(s.to_owned()))?,
             payment_secret: reader.parse("payment_secret", |s| Ok(s.to_owned()))?,
             risk_max_order_amount: reader.parse("risk_max_order_amount", integer)?,
@@ -515,6 +536,18 @@ impl Settings {
                 })?,
             None => defaults.pay_timeout_secs,
         };
+        let compact_after_ms = match self.compact_after_ms {
+            Some(n) => u64::try_from(n)
+                .ok()
+                .filter(|n| (1..=COMPACT_AFTER_MS_MAX).contains(n))
+                .ok_or_else(|| {
+                    invalid(
+                        "compact_after_ms",
+                        format!("must be 1..={COMPACT_AFTER_MS_MAX}, got {n}"),
+                    )
+                })?,
+            None => defaults.compact_after_ms,
+        };
         let per_min = match self.risk_max_orders_per_user_per_min {
             Some(n) => u32::try_from(n).map_err(|_| {
                 invalid(
@@ -547,6 +580,7 @@ impl Settings {
                 .map_or(defaults.durability, Durability::from),
             shards,
             pay_timeout_secs,
+            compact_after_ms,
             jwt_secret: self
                 .jwt_secret
                 .map(|s| check_secret("jwt_secret", s))
@@ -1014,6 +1048,29 @@ mod tests {
             cwd.path(),
         );
         assert!(missing.contains("/nonexistent/ordercore.toml"), "{missing}");
+    }
+
+    #[test]
+    fn compact_after_is_layered_and_bounded() {
+        let dir = dir_with_file("compact_after_ms = 700\n");
+        assert_eq!(
+            serve(&[], &env(&[]), dir.path()).compact_after(),
+            Duration::from_millis(700)
+        );
+        let vars = env(&[("ORDERCORE_COMPACT_AFTER_MS", "900")]);
+        assert_eq!(serve(&[], &vars, dir.path()).compact_after_ms, 900);
+        let flag = serve(&["--compact-after-ms", "20"], &vars, dir.path());
+        assert_eq!(flag.compact_after_ms, 20);
+        let empty = tempfile::tempdir().unwrap();
+        assert_eq!(
+            serve(&[], &env(&[]), empty.path()).compact_after_ms,
+            COMPACT_AFTER_MS_DEFAULT
+        );
+        for bad in ["0", "60001", "-1"] {
+            let flag = format!("--compact-after-ms={bad}");
+            let message = error(&[&flag], &env(&[]), empty.path());
+            assert!(message.contains("compact_after_ms"), "{message}");
+        }
     }
 
     #[test]

@@ -151,6 +151,8 @@ impl Metrics {
         gauge(&self.core, "deadlines_fired", i(c.deadlines_fired));
         gauge(&self.core, "activations", i(c.activations));
         gauge(&self.core, "passivations", i(c.passivations));
+        gauge(&self.core, "compactions", i(c.compactions));
+        gauge(&self.core, "rehydrations", i(c.rehydrations));
         gauge(&self.core, "restarts", i(c.restarts));
         gauge(&self.core, "overloaded", i(c.overloaded));
         gauge(&self.core, "active_actors", c.active_actors);

@@ -62,6 +62,25 @@ type Reply = Result<HttpResponse, ApiError>;
 /// the same function records the reply of an `Idempotency-Key`.
 type RenderFn = Arc<dyn Fn(&OrderFamily, &[Arc<Event>]) -> (u16, String) + Send + Sync>;
 
+/// A reply's renderer, and whether it shows the parts of a family that an
+/// idle order actor leaves on disk (status log, product snapshots): the
+/// actor then reads the whole family back before it answers.
+#[derive(Clone)]
+struct Renderer {
+    render: RenderFn,
+    whole: bool,
+}
+
+impl Renderer {
+    /// A reply drawn from what every live family holds.
+    fn hot(render: RenderFn) -> Renderer {
+        Renderer {
+            render,
+            whole: false,
+        }
+    }
+}
+
 /// Every route [`configure`] registers, as (method, full path pattern as
 /// actix-web matches it). The tests of `crate::openapi` check `configure`
 /// and `/openapi.json` against this table, so no route can be added
@@ -309,24 +328,27 @@ fn rendered<T: Serialize>(status: u16, value: &T) -> (u16, String) {
     (status, serde_json::to_string(value).unwrap_or_default())
 }
 
-fn detail_render(id: OrderId) -> RenderFn {
-    Arc::new(
-        move |family: &OrderFamily, _: &[Arc<Event>]| match OrderDetail::of(family, id) {
-            Some(detail) => rendered(200, &detail),
-            None => rendered(200, &OrderDetail::of(family, family.order_id)),
-        },
-    )
+fn detail_render(id: OrderId) -> Renderer {
+    Renderer {
+        render: Arc::new(move |family: &OrderFamily, _: &[Arc<Event>]| {
+            match OrderDetail::of(family, id) {
+                Some(detail) => rendered(200, &detail),
+                None => rendered(200, &OrderDetail::of(family, family.order_id)),
+            }
+        }),
+        whole: true,
+    }
 }
 
-fn after_sale_render(id: AfterSaleId) -> RenderFn {
-    Arc::new(move |family: &OrderFamily, _: &[Arc<Event>]| {
+fn after_sale_render(id: AfterSaleId) -> Renderer {
+    Renderer::hot(Arc::new(move |family: &OrderFamily, _: &[Arc<Event>]| {
         rendered(200, &family.after_sale(&id).map(AfterSaleView::from))
-    })
+    }))
 }
 
 /// The after-sale a change committed (apply, lack), 201.
-fn committed_render() -> RenderFn {
-    Arc::new(|family: &OrderFamily, events: &[Arc<Event>]| {
+fn committed_render() -> Renderer {
+    Renderer::hot(Arc::new(|family: &OrderFamily, events: &[Arc<Event>]| {
         let id = events.iter().find_map(|e| match &e.body {
             EventBody::AfterSaleCommitted(a) => Some(a.after_sale_id),
             _ => None,
@@ -335,15 +357,15 @@ fn committed_render() -> RenderFn {
             .and_then(|id| family.after_sale(&id))
             .map(AfterSaleCreated::from);
         rendered(201, &created)
-    })
+    }))
 }
 
 /// The HTTP response of a core outcome.
-fn finish(outcome: Outcome, render: &RenderFn, etag: bool) -> HttpResponse {
+fn finish(outcome: Outcome, render: &Renderer, etag: bool) -> HttpResponse {
     match outcome {
         Outcome::Applied { family, unit } => {
             let events = unit.as_ref().map_or(&[][..], |u| u.events.as_slice());
-            let (status, body) = render(&family, events);
+            let (status, body) = (render.render)(&family, events);
             let mut res = raw_json(status, body);
             if etag {
                 set_etag(&mut res, family.version);
@@ -382,7 +404,7 @@ fn options(
     body: &[u8],
     meta: &CommandMeta,
     dry_run: bool,
-    render: &RenderFn,
+    render: &Renderer,
 ) -> WriteOptions {
     let idempotency = match (&meta.idempotency_key, dry_run) {
         (Some(key), false) => {
@@ -392,7 +414,7 @@ fn options(
             hashed.extend_from_slice(req.uri().path().as_bytes());
             hashed.push(b'\n');
             hashed.extend_from_slice(body);
-            let render = Arc::clone(render);
+            let render = Arc::clone(&render.render);
             Some(Idempotency {
                 key: key.clone(),
                 request_hash: dto::fnv1a_64(&hashed),
@@ -404,6 +426,7 @@ fn options(
     WriteOptions {
         dry_run,
         idempotency,
+        whole: render.whole,
     }
 }
 
@@ -414,7 +437,7 @@ async fn write(
     body: &[u8],
     cmd: Command,
     dry_run: bool,
-    render: RenderFn,
+    render: Renderer,
     etag: bool,
 ) -> Reply {
     let opts = options(req, body, &cmd.meta, dry_run, &render);
@@ -603,10 +626,10 @@ async fn create(st: State, req: HttpRequest, payload: web::Payload) -> Reply {
     let cmd = parse_json::<CreateOrderRequest>(&body)?.into_command()?;
     caller.require_user(&cmd.user_id)?;
     let meta = meta(&req, caller.actor())?;
-    let render: RenderFn = Arc::new(|family: &OrderFamily, events: &[Arc<Event>]| {
+    let render = Renderer::hot(Arc::new(|family: &OrderFamily, events: &[Arc<Event>]| {
         let status = if events.is_empty() { 200 } else { 201 };
         rendered(status, &CreateOrderResponse::of(family))
-    });
+    }));
     let opts = options(&req, &body, &meta, false, &render);
     let outcome = st.core.create_order(cmd, meta, opts.idempotency).await?;
     Ok(finish(outcome, &render, true))
@@ -707,9 +730,9 @@ async fn prepay(
         meta: meta(&req, caller.actor())?,
         action: act.action,
     };
-    let render: RenderFn = Arc::new(|family: &OrderFamily, _: &[Arc<Event>]| {
+    let render = Renderer::hot(Arc::new(|family: &OrderFamily, _: &[Arc<Event>]| {
         rendered(200, &PrepayResponse::of(family))
-    });
+    }));
     write(&st, &req, &body, cmd, false, render, true).await
 }
 
@@ -900,14 +923,14 @@ async fn note(
         meta: meta(&req, caller.actor())?,
         action,
     };
-    let render: RenderFn = Arc::new(|family: &OrderFamily, _: &[Arc<Event>]| {
+    let render = Renderer::hot(Arc::new(|family: &OrderFamily, _: &[Arc<Event>]| {
         rendered(
             201,
             &VersionResponse {
                 version: family.version,
             },
         )
-    });
+    }));
     write(&st, &req, &body, cmd, false, render, true).await
 }
 
@@ -1027,12 +1050,14 @@ async fn pay_callback(st: State, req: HttpRequest, payload: web::Payload) -> Rep
         meta: meta(&req, Actor::provider())?,
         action,
     };
-    let render: RenderFn = Arc::new(move |family: &OrderFamily, events: &[Arc<Event>]| {
-        let response = trade_no
-            .as_ref()
-            .map(|t| PayCallbackResponse::of(family, t, !events.is_empty()));
-        rendered(200, &response)
-    });
+    let render = Renderer::hot(Arc::new(
+        move |family: &OrderFamily, events: &[Arc<Event>]| {
+            let response = trade_no
+                .as_ref()
+                .map(|t| PayCallbackResponse::of(family, t, !events.is_empty()));
+            rendered(200, &response)
+        },
+    ));
     write(&st, &req, &body, cmd, false, render, false).await
 }
 

@@ -60,6 +60,7 @@ pub async fn start_core(config: &Config) -> Result<OrderCore, StartError> {
     let core_config = CoreConfig {
         shards: config.shards,
         pay_timeout: config.pay_timeout(),
+        compact_after: config.compact_after(),
         pricing: config.pricing_rules(),
         risk: config.risk_rules(),
         clock: Arc::new(SystemClock),

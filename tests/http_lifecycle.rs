@@ -849,3 +849,74 @@ fn sigterm_with_an_open_event_stream_ends_it_and_exits_0() {
 fn sigint_stops_gracefully_too() {
     stop_with_an_open_stream(nix::sys::signal::Signal::SIGINT);
 }
+
+/// One of the core's counters from `/metrics`.
+fn core_metric(s: &Server, name: &str) -> i64 {
+    let body = s.get("/metrics").send().body;
+    let needle = format!("ordercore_core{{metric=\"{name}\"}} ");
+    body.lines()
+        .find_map(|l| l.strip_prefix(&needle))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("/metrics lacks {name}"))
+}
+
+/// An idle order actor keeps only its compact state: a payment is decided
+/// on it, and the detail, the history and a cancel's reply read the parts
+/// it left on disk back, as they were.
+#[test]
+fn idle_orders_compact_and_still_answer_whole_details() {
+    let s = Server::start(Opts::demo().flag("--compact-after-ms", "20"));
+    let c = s.create("bob", &[(MUG, 1), (BOOK, 1)], Some("CPN-BOB-20"));
+    let id = c["order_id"].as_str().unwrap().to_owned();
+    let before = s.order(&id);
+    let compacted = |at_least: i64| {
+        s.poll(Duration::from_secs(10), || {
+            (core_metric(&s, "compactions") >= at_least).then_some(())
+        })
+    };
+    compacted(1);
+    let pay_amount = c["pay_amount"].as_i64().unwrap();
+    let paid = s.pay(&id, pay_amount, "T-COMPACT");
+    paid.expect(200);
+    assert_eq!(paid.json()["result"], "PAID");
+    compacted(2);
+    let rehydrations = core_metric(&s, "rehydrations");
+    let after = s.order(&id);
+    assert!(core_metric(&s, "rehydrations") > rehydrations);
+    assert_eq!(
+        after["items"], before["items"],
+        "product snapshots are back"
+    );
+    let log = |o: &Value| o["status_log"].as_array().unwrap().len();
+    assert!(
+        log(&after) > log(&before),
+        "the payment is in the status log"
+    );
+    let history = order_history(&s, &id);
+    assert!(
+        history["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "OrderPaid"),
+        "{history}"
+    );
+    compacted(3);
+    let r = s
+        .post(&format!("/v1/orders/{id}/cancel"))
+        .user("bob")
+        .json(&json!({"user_id": "bob"}))
+        .send();
+    r.expect(200);
+    let canceled = r.json();
+    assert_eq!(canceled["status"], 70);
+    let names = |o: &Value| -> Vec<Value> {
+        let items = o["items"].as_array().unwrap();
+        items.iter().map(|i| i["product_name"].clone()).collect()
+    };
+    assert_eq!(names(&canceled), names(&before));
+    assert!(names(&before)
+        .iter()
+        .all(|n| n.as_str().is_some_and(|n| !n.is_empty())));
+    assert!(log(&canceled) > log(&after));
+}

@@ -15,6 +15,13 @@ pub const SHARD_MAILBOX_CAPACITY: usize = 4_096;
 /// Idle time after which an order actor passivates (its state is durable;
 /// the next message loads it again).
 pub const PASSIVATE_AFTER: Duration = Duration::from_secs(60);
+/// Idle time after which an order actor keeps only its family's compact
+/// state (`OrderFamily::compact`): what deciding needs, without history,
+/// status log and product snapshots, which stay on disk until a detail or
+/// history read asks for them. Longer than the write-behind's checkpoint
+/// interval (1 s), so the changes of an order being worked on meet a whole
+/// family and the write-behind keeps it without reading its row back.
+pub const COMPACT_AFTER: Duration = Duration::from_secs(5);
 /// How often each shard looks for due payment deadlines (real time; the
 /// deadlines themselves are compared with the injected clock).
 pub const DEADLINE_TICK: Duration = Duration::from_millis(100);
@@ -39,6 +46,8 @@ pub struct CoreConfig {
     /// Time from creation to the payment deadline.
     pub pay_timeout: Duration,
     pub passivate_after: Duration,
+    /// Idle time before an actor compacts its family ([`COMPACT_AFTER`]).
+    pub compact_after: Duration,
     pub pricing: PricingRules,
     pub risk: RiskRules,
     /// Where "now" comes from; tests inject a manual clock.
@@ -52,6 +61,7 @@ impl Default for CoreConfig {
             node: 0,
             pay_timeout: Duration::from_secs(1_800),
             passivate_after: PASSIVATE_AFTER,
+            compact_after: COMPACT_AFTER,
             pricing: PricingRules::default(),
             risk: RiskRules::default(),
             clock: Arc::new(SystemClock),

@@ -512,7 +512,7 @@ impl OrderCore {
         for id in ids {
             let check = WriteOptions {
                 dry_run: true,
-                idempotency: None,
+                ..WriteOptions::default()
             };
             self.execute(remove(*id), check).await?;
         }
@@ -589,6 +589,23 @@ impl OrderCore {
             .collect();
         for addr in &addrs {
             addr.do_send(order::Passivate { idle_for });
+        }
+        addrs.len()
+    }
+
+    /// Asks every live order actor idle for at least `idle_for` with
+    /// nothing in flight to keep only its family's compact state; answers
+    /// how many were asked. The actors' own timers do this after
+    /// `compact_after`.
+    pub fn compact_idle(&self, idle_for: std::time::Duration) -> usize {
+        let addrs: Vec<Addr<OrderActor>> = self
+            .shared
+            .registry
+            .iter()
+            .map(|entry| entry.value().clone())
+            .collect();
+        for addr in &addrs {
+            addr.do_send(order::Compact { idle_for });
         }
         addrs.len()
     }

@@ -17,6 +17,10 @@ pub struct CoreMetrics {
     pub deadlines_fired: AtomicU64,
     pub activations: AtomicU64,
     pub passivations: AtomicU64,
+    /// Idle actors that dropped their family to its compact state, and
+    /// compact families read back whole for a detail or history.
+    pub compactions: AtomicU64,
+    pub rehydrations: AtomicU64,
     /// Order actors that panicked and were restarted from storage.
     pub restarts: AtomicU64,
     /// Requests re-routed because their actor passivated under them.
@@ -41,6 +45,8 @@ pub struct CoreMetricsSnapshot {
     pub deadlines_fired: u64,
     pub activations: u64,
     pub passivations: u64,
+    pub compactions: u64,
+    pub rehydrations: u64,
     pub restarts: u64,
     pub reroutes: u64,
     pub overloaded: u64,
@@ -64,6 +70,8 @@ impl CoreMetrics {
             deadlines_fired: get(&self.deadlines_fired),
             activations: get(&self.activations),
             passivations: get(&self.passivations),
+            compactions: get(&self.compactions),
+            rehydrations: get(&self.rehydrations),
             restarts: get(&self.restarts),
             reroutes: get(&self.reroutes),
             overloaded: get(&self.overloaded),

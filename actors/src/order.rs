@@ -25,7 +25,7 @@ use ordercore_domain::{
     decide, decide_create, Action, Command, CommandMeta, CreateContext, CreateOrder, DomainError,
     DryRun, ErrorCode, Event, EventBody, IdempotencyCheck, OrderFamily, OrderId, Timestamp,
 };
-use ordercore_storage::{StorageError, Unit};
+use ordercore_storage::{codec, StorageError, Unit};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -66,6 +66,10 @@ pub struct WriteOptions {
     /// Decide only: answer what would happen, persist nothing.
     pub dry_run: bool,
     pub idempotency: Option<Idempotency>,
+    /// The reply shows what an idle actor's compact family leaves on disk
+    /// (the detail's status log and product snapshots): read the whole
+    /// family back first. A recorded `Idempotency-Key` reply implies it.
+    pub whole: bool,
 }
 
 /// What a family's actor is asked.
@@ -153,6 +157,10 @@ pub(crate) struct OrderActor {
     shared: Arc<Shared>,
     shard: Arc<ShardState>,
     family: Option<Arc<OrderFamily>>,
+    /// An idle actor's compact family, encoded (a few hundred bytes instead
+    /// of a kilobyte and more of values): `family` is `None` meanwhile, and
+    /// the next message decodes it.
+    packed: Option<Box<[u8]>>,
     /// The store epoch the family was loaded in; changes are submitted with
     /// it, so one decided on state from before a failed write is refused.
     epoch: u64,
@@ -169,6 +177,8 @@ pub(crate) struct OrderActor {
     /// The payment deadline armed in the shard, if any.
     armed: Option<Timestamp>,
     last_active: Instant,
+    /// The pending run of [`OrderActor::check_idle`].
+    idle_timer: Option<actix::SpawnHandle>,
     retired: bool,
     /// The journal position of the family's last durable change.
     last_seq: u64,
@@ -187,6 +197,7 @@ impl OrderActor {
             shared,
             shard,
             family,
+            packed: None,
             epoch,
             pending: 0,
             reload_needed: false,
@@ -194,6 +205,7 @@ impl OrderActor {
             deferred: std::collections::VecDeque::new(),
             armed: None,
             last_active: Instant::now(),
+            idle_timer: None,
             retired: false,
             last_seq: 0,
         };
@@ -225,10 +237,88 @@ impl OrderActor {
         let epoch = self.shared.store.epoch();
         let family = self.shared.store.family(&self.id)?;
         self.family = family;
+        self.packed = None;
         self.epoch = epoch;
         self.reload_needed = false;
         self.sync_deadline();
         Ok(())
+    }
+
+    /// Reads the whole family back when the actor keeps only its compact
+    /// state: from the write-behind view or the family's row, as of the
+    /// actor's last durable change (nothing is in flight here).
+    fn make_whole(&mut self) -> Result<(), CoreError> {
+        let Some(version) = self
+            .family
+            .as_ref()
+            .filter(|f| f.compact)
+            .map(|f| f.version)
+        else {
+            return Ok(());
+        };
+        bump(&self.shared.metrics.rehydrations);
+        match self.shared.store.family_after(&self.id, self.last_seq)? {
+            Some(whole) if whole.version == version => {
+                self.family = Some(whole);
+                Ok(())
+            }
+            stored => {
+                // Memory and storage disagree: a defect. Storage holds
+                // what was acknowledged, so it wins.
+                tracing::error!(
+                    order_id = %self.id,
+                    memory = version,
+                    stored = stored.map(|f| f.version),
+                    "compact family and its stored row disagree; reloading"
+                );
+                self.reload()
+            }
+        }
+    }
+
+    /// Keeps only the family's compact state, encoded (idle, nothing in
+    /// flight).
+    fn compact_family(&mut self) {
+        let Some(family) = self.family.as_ref() else {
+            return;
+        };
+        let compact = if family.compact {
+            Arc::clone(family)
+        } else {
+            Arc::new(family.compact())
+        };
+        match codec::encode(&*compact) {
+            Ok(bytes) => {
+                self.packed = Some(bytes.into_boxed_slice());
+                self.family = None;
+            }
+            // Encoding plain values cannot fail; if it did, stay decoded.
+            Err(_) => self.family = Some(compact),
+        }
+        bump(&self.shared.metrics.compactions);
+    }
+
+    /// Decodes the family an idle actor packed.
+    fn unpack(&mut self) -> Result<(), CoreError> {
+        let Some(bytes) = self.packed.take() else {
+            return Ok(());
+        };
+        match codec::decode::<OrderFamily>(&bytes, "packed family") {
+            Ok(mut family) => {
+                family.compact = true;
+                self.family = Some(Arc::new(family));
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(order_id = %self.id, error = %e, "cannot decode a packed family; reloading");
+                self.reload()
+            }
+        }
+    }
+
+    /// Nothing in flight, answered or waiting.
+    fn quiet(&self) -> bool {
+        self.pending == 0 && self.waiting.is_empty() && self.deferred.is_empty()
     }
 
     /// Makes the state current before a message is served.
@@ -246,10 +336,27 @@ impl OrderActor {
     }
 
     fn dispatch(&mut self, exec: Exec, ctx: &mut Context<Self>) {
-        if let Err(e) = self.ensure_fresh() {
+        if self.packed.is_some() {
+            // The idle timer was set for passivation: compact again sooner.
+            self.arm_idle(self.shared.config.compact_after, ctx);
+        }
+        if let Err(e) = self.unpack().and_then(|()| self.ensure_fresh()) {
             return exec.answer(Err(e));
         }
         let Exec { op, reply } = exec;
+        let whole = match &op {
+            Op::Get => true,
+            Op::Create { idempotency, .. } => idempotency.is_some(),
+            Op::Command { opts, .. } => opts.whole || opts.idempotency.is_some(),
+            #[cfg(test)]
+            Op::Panic => false,
+        };
+        if whole {
+            if let Err(e) = self.make_whole() {
+                let _ = reply.send(Routed::Done(Err(e)));
+                return;
+            }
+        }
         match op {
             Op::Get => self.hold(None, reply),
             Op::Create {
@@ -264,6 +371,7 @@ impl OrderActor {
                     let opts = WriteOptions {
                         dry_run: false,
                         idempotency,
+                        whole: false,
                     };
                     self.command(Command { meta, action }, opts, reply, ctx);
                 } else {
@@ -412,8 +520,12 @@ impl OrderActor {
                     }
                     // The write-behind keeps this state instead of applying
                     // the events again (copy on write: the next change here
-                    // clones it while the write-behind still holds it).
-                    let _ = ticket.unit.family.set(Arc::clone(family));
+                    // clones it while the write-behind still holds it). A
+                    // compact family is not one it can write: it applies
+                    // the events to the whole family itself.
+                    if !state.compact {
+                        let _ = ticket.unit.family.set(Arc::clone(family));
+                    }
                 }
                 self.sync_deadline();
                 self.track(ticket, reply, ctx);
@@ -542,19 +654,38 @@ impl OrderActor {
         ctx.run_later(RETIRE_GRACE, |_, ctx| ctx.stop());
     }
 
+    /// The actor's idle timer: compacts the family after `compact_after`,
+    /// passivates after `passivate_after`.
     fn check_idle(&mut self, ctx: &mut Context<Self>) {
-        let after = self.shared.config.passivate_after;
-        let idle = self.last_active.elapsed();
+        self.idle_timer = None; // this run
         if self.retired {
             return;
         }
-        if idle >= after && self.pending == 0 && self.waiting.is_empty() && self.deferred.is_empty()
-        {
-            self.retire(ctx);
-        } else {
-            let wait = after.saturating_sub(idle).max(Duration::from_millis(10));
-            ctx.run_later(wait, Self::check_idle);
+        let config = &self.shared.config;
+        let (compact_after, passivate_after) = (config.compact_after, config.passivate_after);
+        let idle = self.last_active.elapsed();
+        if self.quiet() && idle >= passivate_after {
+            return self.retire(ctx);
         }
+        if self.quiet() && idle >= compact_after {
+            self.compact_family();
+        }
+        let next = if idle < compact_after {
+            compact_after.min(passivate_after)
+        } else {
+            passivate_after
+        };
+        let wait = next.saturating_sub(idle).max(Duration::from_millis(10));
+        self.arm_idle(wait, ctx);
+    }
+
+    /// Runs [`OrderActor::check_idle`] after `wait`, instead of when it was
+    /// due to run.
+    fn arm_idle(&mut self, wait: Duration, ctx: &mut Context<Self>) {
+        if let Some(timer) = self.idle_timer.take() {
+            ctx.cancel_future(timer);
+        }
+        self.idle_timer = Some(ctx.run_later(wait, Self::check_idle));
     }
 }
 
@@ -616,7 +747,9 @@ impl Actor for OrderActor {
             .metrics
             .active_actors
             .fetch_add(1, Ordering::Relaxed);
-        ctx.run_later(self.shared.config.passivate_after, Self::check_idle);
+        let config = &self.shared.config;
+        let first = config.compact_after.min(config.passivate_after);
+        self.arm_idle(first, ctx);
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
@@ -639,13 +772,27 @@ impl Handler<Passivate> for OrderActor {
     type Result = ();
 
     fn handle(&mut self, msg: Passivate, ctx: &mut Context<Self>) {
-        if !self.retired
-            && self.last_active.elapsed() >= msg.idle_for
-            && self.pending == 0
-            && self.waiting.is_empty()
-            && self.deferred.is_empty()
-        {
+        if !self.retired && self.last_active.elapsed() >= msg.idle_for && self.quiet() {
             self.retire(ctx);
+        }
+    }
+}
+
+/// Asks an actor to keep only its family's compact state now if it has
+/// been idle for `idle_for` with nothing in flight (benchmarks, memory
+/// pressure). Its own timer does this after `compact_after`.
+#[derive(Debug, actix::Message)]
+#[rtype(result = "()")]
+pub(crate) struct Compact {
+    pub idle_for: Duration,
+}
+
+impl Handler<Compact> for OrderActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Compact, _ctx: &mut Context<Self>) {
+        if !self.retired && self.last_active.elapsed() >= msg.idle_for && self.quiet() {
+            self.compact_family();
         }
     }
 }
@@ -686,12 +833,7 @@ impl OrderActor {
             self.reload_needed = true;
             self.release();
         }
-        if self.family.is_none()
-            && self.pending == 0
-            && self.waiting.is_empty()
-            && self.deferred.is_empty()
-            && !self.retired
-        {
+        if self.family.is_none() && self.quiet() && !self.retired {
             // A create that was refused: nothing to keep in memory.
             self.retire(ctx);
         }

@@ -529,6 +529,144 @@ async fn idle_actors_can_be_passivated_on_demand() {
     core.shutdown().unwrap();
 }
 
+/// Polls `done` every 10 ms for up to 3 s.
+async fn eventually(done: impl Fn() -> bool) -> bool {
+    for _ in 0..300 {
+        if done() {
+            return true;
+        }
+        actix::clock::sleep(Duration::from_millis(10)).await;
+    }
+    done()
+}
+
+#[actix::test]
+async fn idle_actors_keep_a_compact_family_and_read_the_rest_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(testkit::t0());
+    let tweak = |c: &mut CoreConfig| c.compact_after = Duration::from_secs(3_600);
+    let core = start(dir.path(), &clock, tweak);
+    let mut shop = Shop::default();
+    seed(&core, &shop).await;
+    let mixed = create(
+        &core,
+        shop.create_cmd("u1", &[("A1", 2), ("B1", 1)], Some("C1")),
+    )
+    .await
+    .unwrap();
+    let unpaid = create(&core, shop.create_cmd("k2", &[("A2", 1)], None))
+        .await
+        .unwrap();
+    let canceled = create(&core, shop.create_cmd("k3", &[("A1", 1)], None))
+        .await
+        .unwrap();
+    let whole_before = core.order(&mixed.order_id).await.unwrap();
+    assert!(!whole_before.compact);
+    assert_eq!(core.compact_idle(Duration::ZERO), 3);
+    assert!(eventually(|| core.metrics().compactions == 3).await);
+
+    // A payment is decided on the compact state, without reading storage.
+    let paid = pay(&core, &mixed, "T-K1").await.unwrap();
+    assert!(paid.compact, "answered from the compact state");
+    assert!(
+        paid.is_paid()
+            && paid
+                .sub_orders
+                .iter()
+                .all(|s| s.status == OrderStatus::PAID)
+    );
+    assert_eq!(core.metrics().rehydrations, 0);
+    // A read gets the whole family back: snapshots, status log, history.
+    let read = core.order(&mixed.order_id).await.unwrap();
+    assert!(!read.compact);
+    assert_eq!(core.metrics().rehydrations, 1);
+    assert_eq!(read.version, paid.version);
+    assert_eq!(read.lines, whole_before.lines, "product snapshots are back");
+    assert!(read.status_log.len() > whole_before.status_log.len());
+    let paid_events = |f: &OrderFamily| {
+        f.history
+            .iter()
+            .filter(|e| matches!(e.body, ordercore_domain::EventBody::OrderPaid(_)))
+            .count()
+    };
+    assert_eq!((paid_events(&whole_before), paid_events(&read)), (0, 1));
+    core.store().checkpoint_now().unwrap();
+    assert_eq!(
+        *core.store().family(&mixed.order_id).unwrap().unwrap(),
+        *read
+    );
+
+    // A reply that shows the detail reads the whole family first.
+    assert_eq!(core.compact_idle(Duration::ZERO), 3);
+    assert!(
+        eventually(|| core.metrics().compactions == 4).await,
+        "only the one read back"
+    );
+    let meta = CommandMeta::by(ordercore_domain::Actor::user(&canceled.user_id));
+    let detail = WriteOptions {
+        whole: true,
+        ..WriteOptions::default()
+    };
+    let after = family_of(
+        core.cancel(meta, canceled.order_id, CancelType::USER_CANCELED, detail)
+            .await
+            .unwrap(),
+    );
+    assert!(!after.compact);
+    assert_eq!(after.status_log.last().unwrap().to, OrderStatus::CANCELED);
+    assert_eq!(after.lines[0].product_name, canceled.lines[0].product_name);
+
+    // The deadline cancels a compact family.
+    clock.advance(testkit::PAY_TIMEOUT_MS + 1);
+    assert_eq!(core.fire_due_deadlines().await, 1);
+    assert!(
+        eventually(|| core.metrics().orders_timed_out == 1).await,
+        "the deadline fired"
+    );
+    let timed_out = core.order(&unpaid.order_id).await.unwrap();
+    assert_eq!(timed_out.cancel_type, Some(CancelType::TIMEOUT_CANCELED));
+    assert!(!timed_out.compact);
+    let m = core.metrics();
+    assert!(m.rehydrations >= 3, "{m:?}");
+    core.shutdown().unwrap();
+    drop(core);
+
+    // Everything the compact states changed is durable, whole.
+    let core = start(dir.path(), &clock, tweak);
+    for (family, status) in [
+        (&mixed, OrderStatus::INVALID),
+        (&unpaid, OrderStatus::CANCELED),
+        (&canceled, OrderStatus::CANCELED),
+    ] {
+        let stored = core.order(&family.order_id).await.unwrap();
+        assert_eq!((stored.status, stored.version), (status, 2));
+        assert_eq!(
+            stored.history.len(),
+            stored.history.iter().filter(|e| e.seq > 0).count()
+        );
+    }
+    core.shutdown().unwrap();
+}
+
+#[actix::test]
+async fn an_actor_compacts_its_family_on_its_own_when_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(testkit::t0());
+    let core = start(dir.path(), &clock, |c| {
+        c.compact_after = Duration::from_millis(20);
+    });
+    let mut shop = Shop::default();
+    seed(&core, &shop).await;
+    let created = create(&core, shop.create_cmd("k4", &[("A1", 1)], None))
+        .await
+        .unwrap();
+    assert!(eventually(|| core.metrics().compactions >= 1).await);
+    assert_eq!(core.metrics().active_actors, 1, "compacted, not passivated");
+    let paid = pay(&core, &created, "T-K4").await.unwrap();
+    assert!(paid.compact && paid.is_paid());
+    core.shutdown().unwrap();
+}
+
 #[actix::test]
 async fn a_restart_rearms_deadlines_and_keeps_acknowledged_states() {
     let dir = tempfile::tempdir().unwrap();
@@ -677,6 +815,7 @@ async fn an_idempotency_key_replays_its_recorded_reply_and_refuses_other_request
             request_hash: hash,
             render: Box::new(|f, _| (200, format!("{{\"version\":{}}}", f.version))),
         }),
+        whole: false,
     };
     let meta = CommandMeta::by(ordercore_domain::Actor::user(&order.user_id));
     let cancel = |opts| {
@@ -721,7 +860,7 @@ async fn an_idempotency_key_replays_its_recorded_reply_and_refuses_other_request
             },
             WriteOptions {
                 dry_run: true,
-                idempotency: None,
+                ..WriteOptions::default()
             },
         )
         .await

@@ -3,11 +3,13 @@
 //!
 //! Creates `ACTIVE` orders (2 SKUs each, unpaid) through a durable
 //! `OrderCore` whose actors stay live, writes everything behind, and reads
-//! the live heap (a counting allocator) and RSS; then passivates every
-//! actor and reads the heap again. What passivation gave back is what
-//! the active orders held (actor, mailbox, family state, registry entry);
-//! what stays is the store's (sled's page cache, journal) and the shards'
-//! deadline and risk entries.
+//! the live heap (a counting allocator) and RSS; asks every actor to keep
+//! only its family's compact state (what an actor idle for `compact_after`
+//! keeps) and reads the heap again; then passivates every actor and reads
+//! it a last time. What passivation gave back is what the active orders
+//! held (actor, mailbox, family state, registry entry); what stays is the
+//! store's (sled's page cache, journal) and the shards' deadline and risk
+//! entries.
 //!
 //! `cargo bench -p ordercore-benches --bench memory [-- ACTIVE]`
 
@@ -22,8 +24,8 @@ use std::time::{Duration, Instant};
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
-/// Idle time before the actors passivate on their own: longer than the
-/// run, which passivates them itself once it has measured them live.
+/// Idle time before the actors compact or passivate on their own: longer
+/// than the run, which asks them itself once it has measured them.
 const PASSIVATE_AFTER: Duration = Duration::from_secs(3_600);
 
 /// Bytes allocated and not freed (reallocations are already counted in
@@ -64,12 +66,11 @@ async fn run(active: usize) {
     core.store().checkpoint_now().unwrap();
     let live = core.metrics().active_actors;
     let (heap1, rss1) = (live_heap(), rss_bytes());
+    core.compact_idle(Duration::ZERO);
+    let compacted = wait_until(|| core.metrics().compactions >= active as u64).await;
+    let heap_compact = live_heap();
     core.passivate_idle(Duration::ZERO);
-    let mut waited = 0;
-    while core.metrics().active_actors > 0 && waited < 1_200 {
-        actix::clock::sleep(Duration::from_millis(100)).await;
-        waited += 1;
-    }
+    wait_until(|| core.metrics().active_actors == 0).await;
     let heap2 = live_heap();
     let per = |bytes: i64| bytes as f64 / active as f64;
     println!(
@@ -85,13 +86,30 @@ async fn run(active: usize) {
         per(i64::try_from(rss1).unwrap_or(0) - i64::try_from(rss0).unwrap_or(0))
     );
     println!(
-        "held by active orders            {:.0} bytes (freed when they passivated; {} live actors left)",
+        "held per active order, whole     {:.0} bytes (just changed; freed when they passivated, {} live actors left)",
         per(heap1 - heap2),
         core.metrics().active_actors
+    );
+    println!(
+        "held per active order, compact   {:.0} bytes (idle: {} of {live} compacted{})",
+        per(heap_compact - heap2),
+        core.metrics().compactions,
+        if compacted { "" } else { ", timed out waiting" }
     );
     println!(
         "kept after passivation           {:.0} bytes (store caches, deadline and risk entries)",
         per(heap2 - heap0)
     );
     core.shutdown().unwrap();
+}
+
+/// Waits (up to 2 minutes) until `done`; answers whether it came true.
+async fn wait_until(done: impl Fn() -> bool) -> bool {
+    for _ in 0..1_200 {
+        if done() {
+            return true;
+        }
+        actix::clock::sleep(Duration::from_millis(100)).await;
+    }
+    done()
 }

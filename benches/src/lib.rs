@@ -236,14 +236,17 @@ mod core_driver {
 
     /// `ORDERCORE_BENCH_DURABILITY=relaxed` runs it relaxed (reported beside
     /// durable figures, never instead of them).
-    pub fn start(dir: &std::path::Path, passivate_after: Duration) -> OrderCore {
+    /// `idle` is how long actors stay idle before they compact their family
+    /// or passivate on their own.
+    pub fn start(dir: &std::path::Path, idle: Duration) -> OrderCore {
         let mut config = StoreConfig::new(dir);
         if std::env::var("ORDERCORE_BENCH_DURABILITY").is_ok_and(|d| d == "relaxed") {
             config.durability = ordercore_storage::Durability::Relaxed;
         }
         let store = Store::open(config).unwrap();
         let config = CoreConfig {
-            passivate_after,
+            passivate_after: idle,
+            compact_after: idle,
             ..CoreConfig::default()
         };
         OrderCore::start(store, config).unwrap()

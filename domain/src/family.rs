@@ -181,6 +181,10 @@ pub struct OrderFamily {
     /// unit that carried it (an actor's copy-on-write clone of the family
     /// copies pointers, not events).
     pub history: Vec<Arc<Event>>,
+    /// A compact copy ([`OrderFamily::compact`]): never stored, and never
+    /// rendered as a detail or a history.
+    #[serde(skip)]
+    pub compact: bool,
 }
 
 impl OrderFamily {
@@ -224,6 +228,7 @@ impl OrderFamily {
             idempotency: Vec::new(),
             fingerprint: new.fingerprint,
             history: Vec::new(),
+            compact: false,
         };
         family.log_status(event, family.order_id, None, OrderStatus::CREATED);
         for i in 0..family.sub_orders.len() {
@@ -238,15 +243,52 @@ impl OrderFamily {
     /// catalog change) are ignored; stock and coupon events only enter the
     /// history.
     pub fn apply(&mut self, event: &Event) {
-        if self.change(event) {
+        if self.change(event) && !self.compact {
             self.history.push(Arc::new(event.clone()));
         }
     }
 
     /// [`OrderFamily::apply`] keeping `event` itself in the history.
     pub fn apply_shared(&mut self, event: &Arc<Event>) {
-        if self.change(event) {
+        if self.change(event) && !self.compact {
             self.history.push(Arc::clone(event));
+        }
+    }
+
+    /// The family without what only a detail or a history read shows: the
+    /// history, the status log, the buyer's remark and each line's product
+    /// snapshot (name, unit, image). It decides every command and applies
+    /// every event as the whole family does (a property test holds it to
+    /// that), so an idle order actor keeps this much in memory and reads
+    /// the whole family from storage only when those parts are asked for
+    /// (DESIGN.md: snapshots and history may stay on disk until asked for).
+    pub fn compact(&self) -> OrderFamily {
+        let lines = self
+            .lines
+            .iter()
+            .map(|line| OrderLine {
+                product_name: String::new(),
+                product_unit: String::new(),
+                product_img: None,
+                ..line.clone()
+            })
+            .collect();
+        OrderFamily {
+            user_remark: None,
+            delivery: self.delivery.clone(),
+            coupon: self.coupon.clone(),
+            lines,
+            sub_orders: self.sub_orders.clone(),
+            payment: self.payment.clone(),
+            extra_payments: self.extra_payments.clone(),
+            after_sales: self.after_sales.clone(),
+            status_log: Vec::new(),
+            idempotency: self.idempotency.clone(),
+            history: Vec::new(),
+            compact: true,
+            user_id: self.user_id.clone(),
+            seller_id: self.seller_id.clone(),
+            ..*self
         }
     }
 
@@ -423,6 +465,9 @@ impl OrderFamily {
         from: Option<OrderStatus>,
         to: OrderStatus,
     ) {
+        if self.compact {
+            return;
+        }
         self.status_log.push(StatusLogEntry {
             order_id,
             from,

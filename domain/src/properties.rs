@@ -719,6 +719,8 @@ struct World {
     families: Vec<OrderFamily>,
     /// Every event of each family, in decided order.
     journals: Vec<Vec<Event>>,
+    /// Commands the compact state was checked against.
+    compact_checks: std::cell::Cell<u64>,
 }
 
 impl World {
@@ -727,6 +729,7 @@ impl World {
             shop: Shop::default(),
             families: Vec::new(),
             journals: Vec::new(),
+            compact_checks: std::cell::Cell::new(0),
         }
     }
 
@@ -804,7 +807,9 @@ impl World {
 
     /// Decides and applies a command, and checks what holds for every one:
     /// a refusal or a no-op changes nothing, a change adds exactly one to
-    /// the version, and statuses move only as `class` allows.
+    /// the version, statuses move only as `class` allows, and the compact
+    /// state an idle order actor keeps decides the same and applies to the
+    /// compact state of the whole family's result.
     fn run(
         &mut self,
         i: usize,
@@ -814,8 +819,27 @@ impl World {
     ) -> (OrderFamily, Result<Vec<Event>, DomainError>) {
         let before = self.families[i].clone();
         let skus_before = self.shop.skus.clone();
+        let mut compact = before.compact();
+        let command = Command {
+            meta: meta.clone(),
+            action: action.clone(),
+        };
+        let compact_result = crate::decide(&compact, &command, self.shop.now);
         let result = self.shop.run(&mut self.families[i], meta, action);
         let after = &self.families[i];
+        assert_eq!(
+            compact_result, result,
+            "the compact state decided otherwise"
+        );
+        for event in compact_result.iter().flatten() {
+            compact.apply(event);
+        }
+        assert_eq!(
+            compact,
+            after.compact(),
+            "the compact state applied otherwise"
+        );
+        self.compact_checks.set(self.compact_checks.get() + 1);
         match &result {
             Ok(events) if !events.is_empty() => {
                 assert_eq!(after.version, before.version + 1);
@@ -1772,6 +1796,9 @@ fn random_command_sequences_keep_every_invariant() {
             world.check_invariants(&counts);
         }
         world.check_replay(&counts);
+        if world.compact_checks.get() > 0 {
+            counts.hit("compact_state_decided_alike");
+        }
     });
     counts.assert_reached(&[
         "created_mixed",
@@ -1814,5 +1841,6 @@ fn random_command_sequences_keep_every_invariant() {
         "second_lack_refused",
         "removed",
         "replayed",
+        "compact_state_decided_alike",
     ]);
 }

@@ -684,6 +684,10 @@ impl OrderDetail {
     /// whole family, or one sub-order with its own lines, amounts, status
     /// log and after-sales. `None` when `id` is not in the family.
     pub fn of(family: &OrderFamily, id: OrderId) -> Option<OrderDetail> {
+        debug_assert!(
+            !family.compact,
+            "order {id}: a compact family has no detail"
+        );
         let part = family.part_of(id)?;
         let (parent, product_type) = match part {
             PartRef::Master => (None, None),
@@ -818,6 +822,7 @@ impl OrderSummary {
     }
 
     fn of_part(family: &OrderFamily, part: PartRef) -> OrderSummary {
+        debug_assert!(!family.compact, "a compact family has no product snapshots");
         let order_id = family.part_id(part);
         OrderSummary {
             order_id,
@@ -1057,6 +1062,7 @@ pub struct OrderEvents {
 impl OrderEvents {
     /// The published history of `family`.
     pub fn of(family: &OrderFamily, for_admin: bool) -> OrderEvents {
+        debug_assert!(!family.compact, "a compact family has no history");
         OrderEvents {
             events: family
                 .history

@@ -207,6 +207,7 @@ impl View {
     /// the deadline row; a payment or cancellation removes the deadline row
     /// (the only ways out of CREATED).
     fn keep_family(&mut self, family: &Arc<OrderFamily>, unit: &Unit) {
+        debug_assert!(!family.compact, "a compact family is never written");
         let (id, seq) = (family.order_id, unit.last_seq());
         for event in &unit.events {
             match &event.body {
