@@ -35,6 +35,9 @@ use tokio::sync::oneshot;
 /// How long a retired (passivated) actor keeps answering `Retry` to
 /// messages that were already on their way to it before it stops.
 const RETIRE_GRACE: Duration = Duration::from_secs(1);
+/// Shortest wait between two idle checks of one actor (10 ms): a due
+/// check of a busy actor does not spin.
+const IDLE_CHECK_MIN: Duration = Duration::from_millis(10);
 /// Commands one family holds back while a change of it is in flight (the
 /// same bound as its mailbox).
 const DEFERRED_MAX: usize = crate::config::ORDER_MAILBOX_CAPACITY;
@@ -670,13 +673,21 @@ impl OrderActor {
         if self.quiet() && idle >= compact_after {
             self.compact_family();
         }
-        let next = if idle < compact_after {
-            compact_after.min(passivate_after)
+        // Not compact yet (too recent, or a write was still in flight):
+        // look again for that; compact: only passivation is left.
+        let whole = self.family.as_ref().is_some_and(|f| !f.compact);
+        let due = if whole && compact_after < passivate_after {
+            compact_after
         } else {
             passivate_after
         };
-        let wait = next.saturating_sub(idle).max(Duration::from_millis(10));
-        self.arm_idle(wait, ctx);
+        let wait = if idle < due {
+            due - idle
+        } else {
+            // Due but busy: the write in flight ends soon.
+            compact_after.min(passivate_after)
+        };
+        self.arm_idle(wait.max(IDLE_CHECK_MIN), ctx);
     }
 
     /// Runs [`OrderActor::check_idle`] after `wait`, instead of when it was

@@ -13,12 +13,12 @@ use ordercore_domain::{
     Action, Command, CommandMeta, CreateOrder, ErrorCode, OrderFamily, OrderId, Quantity,
 };
 use ordercore_storage::testkit::FlakyJournal;
-use ordercore_storage::{ManualClock, SegmentJournal, Store, StoreConfig, JOURNAL_DIR};
+use ordercore_storage::{ManualClock, Store, StoreConfig, JOURNAL_DIR};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,6 +60,20 @@ fn start(dir: &Path, clock: &ManualClock, tweak: impl FnOnce(&mut CoreConfig)) -
     let mut config = core_config(clock);
     tweak(&mut config);
     OrderCore::start(open_store(store_config(dir, clock)), config).unwrap()
+}
+
+/// A core on a journal that fails or stalls when the test says so.
+fn start_flaky(
+    dir: &Path,
+    clock: &ManualClock,
+    tweak: impl FnOnce(&mut CoreConfig),
+) -> (OrderCore, Arc<FlakyJournal>) {
+    let mut config = core_config(clock);
+    tweak(&mut config);
+    let db = sled::Config::new().path(dir).open().unwrap();
+    let journal = Arc::new(FlakyJournal::open(dir.join(JOURNAL_DIR)).unwrap());
+    let store = Store::open_with_journal(store_config(dir, clock), db, journal.clone()).unwrap();
+    (OrderCore::start(store, config).unwrap(), journal)
 }
 
 async fn seed(core: &OrderCore, shop: &Shop) {
@@ -667,6 +681,34 @@ async fn an_actor_compacts_its_family_on_its_own_when_idle() {
     core.shutdown().unwrap();
 }
 
+/// The first idle check comes while the creation is still being written:
+/// the actor looks again once it is quiet, not only when passivation is due.
+#[actix::test]
+async fn an_actor_busy_at_its_first_idle_check_compacts_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(testkit::t0());
+    let (core, journal) = start_flaky(dir.path(), &clock, |c| {
+        c.compact_after = Duration::from_millis(20);
+        c.passivate_after = Duration::from_secs(3_600);
+    });
+    let mut shop = Shop::default();
+    seed(&core, &shop).await;
+    journal.stalled.store(true, Ordering::SeqCst);
+    let creating = {
+        let core = core.clone();
+        let cmd = shop.create_cmd("k5", &[("A1", 1)], None);
+        actix::spawn(async move { create(&core, cmd).await })
+    };
+    // Several idle checks' worth of a slow disk.
+    assert!(eventually(|| core.metrics().active_actors == 1).await);
+    actix::clock::sleep(Duration::from_millis(100)).await;
+    assert_eq!(core.metrics().compactions, 0, "nothing compacts while busy");
+    journal.stalled.store(false, Ordering::SeqCst);
+    creating.await.unwrap().unwrap();
+    assert!(eventually(|| core.metrics().compactions >= 1).await);
+    core.shutdown().unwrap();
+}
+
 #[actix::test]
 async fn a_restart_rearms_deadlines_and_keeps_acknowledged_states() {
     let dir = tempfile::tempdir().unwrap();
@@ -746,15 +788,8 @@ async fn a_panicking_actor_fails_its_request_and_restarts_from_storage() {
 async fn a_failed_write_is_never_acknowledged_and_the_core_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(testkit::t0());
-    let failing = Arc::new(AtomicBool::new(false));
-    let config = store_config(dir.path(), &clock);
-    let db = sled::Config::new().path(dir.path()).open().unwrap();
-    let journal = Arc::new(FlakyJournal {
-        inner: SegmentJournal::open(dir.path().join(JOURNAL_DIR)).unwrap(),
-        failing: Arc::clone(&failing),
-    });
-    let store = Store::open_with_journal(config, db, journal).unwrap();
-    let core = OrderCore::start(store, core_config(&clock)).unwrap();
+    let (core, journal) = start_flaky(dir.path(), &clock, |_| {});
+    let failing = &journal.failing;
     let mut shop = Shop::default();
     seed(&core, &shop).await;
     let order = create(&core, shop.create_cmd("u1", &[("A1", 3)], Some("C1")))

@@ -9,11 +9,24 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// The segment journal, except that appends and flushes fail while `failing`
-/// is set (as a full or failing disk would).
+/// is set (as a full or failing disk would), and flushes wait while
+/// `stalled` is set (as a slow disk would).
 #[derive(Debug)]
 pub struct FlakyJournal {
     pub inner: SegmentJournal,
     pub failing: Arc<AtomicBool>,
+    pub stalled: Arc<AtomicBool>,
+}
+
+impl FlakyJournal {
+    /// A segment journal in `dir` that neither fails nor stalls until told to.
+    pub fn open(dir: impl Into<std::path::PathBuf>) -> Result<FlakyJournal, StorageError> {
+        Ok(FlakyJournal {
+            inner: SegmentJournal::open(dir)?,
+            failing: Arc::default(),
+            stalled: Arc::default(),
+        })
+    }
 }
 
 impl Journal for FlakyJournal {
@@ -26,6 +39,9 @@ impl Journal for FlakyJournal {
         self.inner.append(expected_last, record)
     }
     fn flush(&self) -> Result<(), StorageError> {
+        while self.stalled.load(Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         if self.failing.load(Ordering::SeqCst) {
             return Err(StorageError::Sled("injected: flush failed".into()));
         }

@@ -11,9 +11,7 @@ use ordercore_domain::codes::OrderStatus;
 use ordercore_domain::testkit::{self, pay_action};
 use ordercore_domain::{Action, Coupon, OrderId, Sku};
 use ordercore_storage::testkit::FlakyJournal;
-use ordercore_storage::{
-    ManualClock, SegmentJournal, StorageError, Store, StoreConfig, JOURNAL_DIR,
-};
+use ordercore_storage::{ManualClock, StorageError, Store, StoreConfig, JOURNAL_DIR};
 use proptest::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -147,8 +145,8 @@ fn a_failing_disk_surfaces_errors_marks_the_store_unhealthy_and_loses_nothing_ac
         let cfg = config(dir.path());
         let db = sled::Config::new().path(dir.path()).open().unwrap();
         let journal = Arc::new(FlakyJournal {
-            inner: SegmentJournal::open(dir.path().join(JOURNAL_DIR)).unwrap(),
             failing: Arc::clone(failing),
+            ..FlakyJournal::open(dir.path().join(JOURNAL_DIR)).unwrap()
         });
         Store::open_with_journal(cfg, db, journal).unwrap()
     };
