@@ -27,6 +27,13 @@ pub const GROUP_UNITS_MAX: usize = 1_024;
 pub const GROUP_BYTES_MAX: usize = 1024 * 1024;
 /// Time between write-behind checkpoints.
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(1_000);
+/// Share of the checkpoint interval over which the write-behind spreads a
+/// checkpoint's rows (80%): written in one burst, a second's rows take a
+/// whole core for a tenth of a second or more, and every request waiting
+/// for a core meanwhile shows it in its latency.
+pub const CHECKPOINT_SPREAD_PERCENT: u32 = 80;
+/// Rows written between two looks at the pace (one is a few µs).
+pub const CHECKPOINT_PACE_ROWS: u64 = 128;
 /// Families changed but not yet written behind before submitters get
 /// `Overloaded`: bounds the memory of the write-behind view.
 pub const DIRTY_FAMILIES_MAX: usize = 1_000_000;

@@ -29,6 +29,8 @@ pub struct StoreMetrics {
     pub overloaded: AtomicU64,
     /// Family lookups answered "none" without reading sled (new orders).
     pub row_reads_skipped: AtomicU64,
+    /// Times a write-behind checkpoint waited to spread its rows.
+    pub checkpoint_pauses: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -53,6 +55,7 @@ pub struct MetricsSnapshot {
     pub recovery_units: u64,
     pub overloaded: u64,
     pub row_reads_skipped: u64,
+    pub checkpoint_pauses: u64,
     /// Units waiting for the writer.
     pub queue_depth: u64,
     /// Families changed but not yet written behind.
@@ -94,6 +97,7 @@ impl StoreMetrics {
             recovery_units: get(&self.recovery_units),
             overloaded: get(&self.overloaded),
             row_reads_skipped: get(&self.row_reads_skipped),
+            checkpoint_pauses: get(&self.checkpoint_pauses),
             queue_depth,
             dirty_families,
         }

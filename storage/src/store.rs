@@ -10,7 +10,8 @@
 
 use crate::codec::{decode, encode};
 use crate::config::{
-    Durability, StoreConfig, DIRTY_FAMILIES_WAKE, LISTING_SCAN_MAX, PROBE_INTERVAL,
+    Durability, StoreConfig, CHECKPOINT_PACE_ROWS, CHECKPOINT_SPREAD_PERCENT, DIRTY_FAMILIES_WAKE,
+    LISTING_SCAN_MAX, PROBE_INTERVAL,
 };
 use crate::error::StorageError;
 use crate::journal::{encode_unit, Journal, RecordBuilder, SledJournal, Unit};
@@ -683,7 +684,7 @@ impl Store {
     pub fn checkpoint_now(&self) -> Result<(), StorageError> {
         // Everything acknowledged must be in the view before it is written.
         self.with_view(|_| ());
-        checkpoint(&self.inner)
+        checkpoint(&self.inner, false)
     }
 
     /// Stops accepting, drains the queue, flushes, writes everything behind
@@ -703,7 +704,7 @@ impl Store {
             let _ = t.join();
         }
         self.inner.journal.flush()?;
-        checkpoint(&self.inner)?;
+        checkpoint(&self.inner, false)?;
         self.inner.db.flush()?;
         Ok(())
     }
@@ -905,27 +906,80 @@ fn apply_to_view(inner: &Inner, units: &[Arc<Unit>]) {
 }
 
 fn write_behind(inner: Arc<Inner>) {
+    let mut spent = Duration::ZERO;
     loop {
         let stop = {
             let flag = lock(&inner.write_behind_flag);
+            // A paced checkpoint took part of the interval already.
+            let wait = inner.config.checkpoint_interval.saturating_sub(spent);
             let (flag, _) = inner
                 .wake_write_behind
-                .wait_timeout(flag, inner.config.checkpoint_interval)
+                .wait_timeout(flag, wait)
                 .unwrap_or_else(|p| p.into_inner());
             *flag
         };
         if stop {
             return; // `shutdown` writes the last checkpoint itself
         }
-        if let Err(e) = checkpoint(&inner) {
+        let started = Instant::now();
+        if let Err(e) = checkpoint(&inner, true) {
             tracing::error!(error = %e, "write-behind failed; will retry");
+        }
+        spent = started.elapsed();
+    }
+}
+
+/// Spreads a checkpoint's rows over [`CHECKPOINT_SPREAD_PERCENT`] of the
+/// interval, unless the view is filling up or the store is stopping.
+struct Pace<'a> {
+    inner: &'a Inner,
+    started: Instant,
+    spread: Duration,
+    rows_total: u64,
+}
+
+impl<'a> Pace<'a> {
+    fn new(inner: &'a Inner, paced: bool, rows_total: u64) -> Pace<'a> {
+        let spread = if paced {
+            inner.config.checkpoint_interval * CHECKPOINT_SPREAD_PERCENT / 100
+        } else {
+            Duration::ZERO
+        };
+        Pace {
+            inner,
+            started: Instant::now(),
+            spread,
+            rows_total: rows_total.max(1),
+        }
+    }
+
+    /// Called after each row: every [`CHECKPOINT_PACE_ROWS`], sleeps until
+    /// the share of the spread that `rows` are of the total has passed.
+    fn row(&mut self, rows: u64) {
+        if self.spread.is_zero() || !rows.is_multiple_of(CHECKPOINT_PACE_ROWS) {
+            return;
+        }
+        let pressed = self.inner.dirty_families.load(Ordering::Relaxed) >= DIRTY_FAMILIES_WAKE;
+        if pressed || *lock(&self.inner.write_behind_flag) {
+            self.spread = Duration::ZERO;
+            return;
+        }
+        let share = u32::try_from(rows * 1_000 / self.rows_total).unwrap_or(1_000);
+        let due = self.started + self.spread * share / 1_000;
+        let now = Instant::now();
+        if due > now {
+            self.inner
+                .metrics
+                .checkpoint_pauses
+                .fetch_add(1, Ordering::Relaxed);
+            std::thread::sleep(due - now);
         }
     }
 }
 
 /// Writes the view's dirty entries, then the checkpoint row, then trims the
 /// journal.
-fn checkpoint(inner: &Inner) -> Result<(), StorageError> {
+fn checkpoint(inner: &Inner, paced: bool) -> Result<(), StorageError> {
     let started = Instant::now();
     let snapshot = lock(&inner.view).snapshot();
     let previous = inner.metrics.checkpoint_seq.load(Ordering::Relaxed);
@@ -933,7 +987,7 @@ fn checkpoint(inner: &Inner) -> Result<(), StorageError> {
         lock(&inner.view).clear_through(snapshot.seq);
         return Ok(());
     }
-    let result = write_snapshot(inner, &snapshot);
+    let result = write_snapshot(inner, &snapshot, paced);
     let mut view = lock(&inner.view);
     match result {
         Ok(rows) => {
@@ -966,7 +1020,11 @@ fn checkpoint(inner: &Inner) -> Result<(), StorageError> {
     }
 }
 
-fn write_snapshot(inner: &Inner, snapshot: &crate::view::Snapshot) -> Result<u64, StorageError> {
+fn write_snapshot(
+    inner: &Inner,
+    snapshot: &crate::view::Snapshot,
+    paced: bool,
+) -> Result<u64, StorageError> {
     // Row by row, never in a sled batch: the first `apply_batch` (or
     // transaction) in a process switches sled 0.34 to a process-wide
     // reader-writer lock for every later operation, and each batch then
@@ -975,6 +1033,11 @@ fn write_snapshot(inner: &Inner, snapshot: &crate::view::Snapshot) -> Result<u64
     // replay skips what a family row holds by its version and what a catalog
     // row holds by its sequence; index rows are plain inserts and removals.
     let mut rows = 0_u64;
+    let mut pace = Pace::new(
+        inner,
+        paced,
+        (snapshot.families.len() + snapshot.index.len()) as u64,
+    );
     // Raised before any row holds these families (see `rows_family_max`).
     if let Some((last, _)) = snapshot.families.last() {
         let mut max = lock(&inner.rows_family_max);
@@ -987,6 +1050,7 @@ fn write_snapshot(inner: &Inner, snapshot: &crate::view::Snapshot) -> Result<u64
             .rows
             .insert(family_key(id), encode(family.as_ref())?)?;
         rows += 1;
+        pace.row(rows);
     }
     for (key, insert) in &snapshot.index {
         if *insert {
@@ -995,6 +1059,7 @@ fn write_snapshot(inner: &Inner, snapshot: &crate::view::Snapshot) -> Result<u64
             inner.rows.remove(key.as_slice())?;
         }
         rows += 1;
+        pace.row(rows);
     }
     let seq = snapshot.seq;
     for (code, sku) in &snapshot.skus {

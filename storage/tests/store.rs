@@ -252,6 +252,40 @@ fn a_family_created_and_paid_in_one_interval_costs_one_row_and_one_index_row() {
     store.shutdown().unwrap();
 }
 
+/// The background checkpoint spreads its rows over the interval (it
+/// pauses between them) and still writes every one of them.
+#[test]
+fn background_checkpoints_spread_their_rows_and_write_them_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.checkpoint_interval = std::time::Duration::from_millis(300);
+    let store = Store::open(cfg).unwrap();
+    let mut model = Model::new(&store);
+    // A family row and an index row each: many pace steps. 100 units of
+    // each SKU are in stock.
+    let orders = 300;
+    for i in 0..orders {
+        let sku = ["A1", "A2", "B1"][i % 3];
+        model.create(&store, &format!("u{i}"), &[(sku, 1)]).unwrap();
+    }
+    let last = store.last_seq();
+    let mut waited = 0;
+    while store.metrics().checkpoint_seq < last && waited < 1_000 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        waited += 1;
+    }
+    let metrics = store.metrics();
+    assert_eq!(
+        metrics.checkpoint_seq, last,
+        "written behind in the background"
+    );
+    assert!(metrics.checkpoint_pauses > 0, "the rows were spread");
+    assert!(metrics.rows_written >= 2 * orders as u64);
+    let store = reopen(store, dir.path());
+    model.assert_matches(&store);
+    store.shutdown().unwrap();
+}
+
 #[test]
 fn the_journal_is_an_outbox_and_is_trimmed_after_checkpoint_and_retention() {
     let dir = tempfile::tempdir().unwrap();
