@@ -100,6 +100,10 @@ pub async fn run(
         draining: Arc::new(std::sync::atomic::AtomicBool::new(false)),
     });
     let draining = Arc::clone(&state.draining);
+    // The signal handlers go in before the port is announced: actix polls
+    // its shutdown future only once the server runs, and a signal arriving
+    // in between would kill the process with the default action.
+    let stop = stop_signal()?;
     let app_state = state.clone();
     let server = HttpServer::new(move || {
         App::new()
@@ -117,7 +121,7 @@ pub async fn run(
     // Our own signal handling: actix's stops at once (not gracefully) on
     // SIGINT, and open event streams must hear of the stop to end.
     .shutdown_signal(async move {
-        stop_signal().await;
+        stop.await;
         tracing::info!("stop signal received; draining");
         draining.store(true, Ordering::SeqCst);
     })
@@ -140,29 +144,26 @@ pub async fn run(
     Ok(())
 }
 
-/// Resolves on SIGTERM or SIGINT; both stop gracefully (API.md, "Running it").
+/// Installs the SIGTERM and SIGINT handlers now; the future resolves on
+/// either, and both stop gracefully (API.md, "Running it").
 #[cfg(unix)]
-async fn stop_signal() {
+fn stop_signal() -> Result<impl std::future::Future<Output = ()>, StartError> {
     use actix_web::rt::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            let term = std::pin::pin!(term.recv());
-            let int = std::pin::pin!(int.recv());
-            futures_util::future::select(term, int).await;
-        }
-        _ => {
-            let _ = actix_web::rt::signal::ctrl_c().await;
-        }
-    }
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        let term = std::pin::pin!(term.recv());
+        let int = std::pin::pin!(int.recv());
+        futures_util::future::select(term, int).await;
+    })
 }
 
 /// Resolves on Ctrl-C.
 #[cfg(not(unix))]
-async fn stop_signal() {
-    let _ = actix_web::rt::signal::ctrl_c().await;
+fn stop_signal() -> Result<impl std::future::Future<Output = ()>, StartError> {
+    Ok(async {
+        let _ = actix_web::rt::signal::ctrl_c().await;
+    })
 }
 
 async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {

@@ -850,6 +850,22 @@ fn sigint_stops_gracefully_too() {
     stop_with_an_open_stream(nix::sys::signal::Signal::SIGINT);
 }
 
+/// A stop signal sent the moment the port is announced still stops the
+/// server gracefully: the handlers are in place before the announcement.
+#[test]
+fn a_signal_right_after_listening_stops_gracefully() {
+    for signal in [
+        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGINT,
+    ] {
+        let mut s = Server::start(Opts::demo());
+        s.signal(signal);
+        let status = s.wait_exit(STOP_TIMEOUT);
+        assert!(status.success(), "{signal}: exit {status}");
+        assert!(s.log().contains("stopped"), "{}", s.log());
+    }
+}
+
 /// One of the core's counters from `/metrics`.
 fn core_metric(s: &Server, name: &str) -> i64 {
     let body = s.get("/metrics").send().body;
