@@ -51,6 +51,16 @@ pub struct Ledger {
 }
 
 impl Ledger {
+    /// A ledger with room for `orders` without growing.
+    pub fn with_capacity(orders: usize) -> Self {
+        Ledger {
+            inner: Mutex::new(Inner {
+                orders: HashMap::with_capacity(orders),
+                ..Inner::default()
+            }),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner
             .lock()

@@ -31,6 +31,9 @@ use std::time::{Duration, Instant};
 const SKU_STOCK: i64 = 1_000_000;
 /// How long sessions still in flight at the end get to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most orders the ledger is sized for up front (~1 GiB of records at
+/// most); a longer run grows it past that.
+const LEDGER_PRESIZE_MAX: usize = 10_000_000;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -136,6 +139,20 @@ fn say(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 
+/// Orders an open-loop run will note (one per session), so the ledger's
+/// table is sized once up front: grown mid-run, its rehash under the lock
+/// stalls every session and shows as tens of milliseconds of latency at
+/// the same seconds of every run, against any server. Closed-loop runs
+/// measure throughput and let it grow.
+fn expected_orders(rate: Option<f64>, span: Duration) -> usize {
+    let expected = rate.map_or(0.0, |r| r * span.as_secs_f64() * 1.1);
+    // Clamped into [0, LEDGER_PRESIZE_MAX] first (NaN becomes 0), so the
+    // cast neither truncates nor loses a sign.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let orders = expected.clamp(0.0, LEDGER_PRESIZE_MAX as f64) as usize;
+    orders
+}
+
 fn weights(spec: &str) -> Result<Vec<(Scenario, u32)>, String> {
     use clap::ValueEnum;
     spec.split(',')
@@ -233,7 +250,7 @@ async fn run(args: Args) -> Result<bool, String> {
     let end = started + warmup + duration;
     let ctx = Arc::new(Ctx {
         api,
-        ledger: Ledger::default(),
+        ledger: Ledger::with_capacity(expected_orders(args.rate, warmup + duration)),
         stats: Stats::new(started + warmup),
         run: run_id,
         skus: stock_of
@@ -528,4 +545,19 @@ fn progress_bar(ctx: Arc<Ctx>, started: Instant, end: Instant) -> tokio::task::J
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ledger_is_presized_for_open_loop_runs_only_and_within_bounds() {
+        let span = Duration::from_secs(10);
+        assert_eq!(expected_orders(None, span), 0);
+        assert_eq!(expected_orders(Some(1_000.0), span), 11_000);
+        assert_eq!(expected_orders(Some(-5.0), span), 0);
+        assert_eq!(expected_orders(Some(f64::NAN), span), 0);
+        assert_eq!(expected_orders(Some(1e12), span), LEDGER_PRESIZE_MAX);
+    }
 }
