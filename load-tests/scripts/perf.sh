@@ -5,7 +5,8 @@
 #   2. ordercore, durable, the same requests (JWT, 2 SKUs, unique ids),
 #      sustained: the harness verifies everything after the run;
 #   3. ordercore, relaxed, the same;
-#   4. ordercore, durable, open loop at half of (2)'s rate: p99;
+#   4. ordercore, durable, open loop at half of (2)'s rate: p99, and the
+#      bare handler at the same rate (the client's own latency);
 #   5. full lifecycles (mixed scenario), durable and relaxed.
 # Usage: load-tests/scripts/perf.sh [SECONDS] [CONCURRENCY]
 set -euo pipefail
@@ -51,6 +52,16 @@ HALF=$(( $(rate_of "$OUT/create-durable/report.json") / 2 ))
 "$BIN/ordercore-load" --spawn "$BIN/ordercore" --scenario create --rate "$HALF" \
   --duration "$SECS" --out "$OUT/create-open" >/dev/null
 echo "4. durable, open loop at $HALF/s:  $(summary "$OUT/create-open/report.json")"
+
+# The client's own share of that latency: the bare handler at the same rate.
+"$BIN/ordercore-echo" 127.0.0.1:0 > "$OUT/echo-open.out" &
+ECHO=$!
+for _ in $(seq 50); do grep -q listening "$OUT/echo-open.out" && break; sleep 0.1; done
+ECHO_URL=$(sed -n 's/^listening on //p' "$OUT/echo-open.out" | head -1)
+"$BIN/ordercore-load" --url "$ECHO_URL" --jwt-secret x --payment-secret y --server-pid $ECHO \
+  --scenario create --rate "$HALF" --duration "$SECS" --no-verify --out "$OUT/echo-open" >/dev/null
+kill $ECHO
+echo "4b. bare handler, open loop at $HALF/s: $(summary "$OUT/echo-open/report.json")"
 
 "$BIN/ordercore-load" --spawn "$BIN/ordercore" --scenario lifecycle --concurrency "$CONC" \
   --duration "$SECS" --out "$OUT/lifecycle-durable" >/dev/null

@@ -245,6 +245,9 @@ async fn run(args: Args) -> Result<bool, String> {
     stock_of.push((flash_sku.clone(), args.flash_stock));
 
     let started = Instant::now();
+    let started_unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0));
     let warmup = Duration::from_secs_f64(args.warmup.max(0.0));
     let duration = Duration::from_secs_f64(args.duration.max(0.1));
     let end = started + warmup + duration;
@@ -441,6 +444,8 @@ async fn run(args: Args) -> Result<bool, String> {
         latency_per_second: ctx
             .stats
             .latency_per_second(Duration::from_secs_f64(seconds)),
+        measured_from_unix_ms: started_unix_ms + u64::try_from(warmup.as_millis()).unwrap_or(0),
+        max_latency_per_100ms_us: ctx.stats.max_per_slice(Duration::from_secs_f64(seconds)),
         errors_by_code: ctx.stats.errors(),
         checks,
         passed,

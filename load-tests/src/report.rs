@@ -35,6 +35,12 @@ pub struct Report {
     pub per_second: Vec<(u64, u64)>,
     /// p99 and max latency (µs) of each second.
     pub latency_per_second: Vec<(u64, u64)>,
+    /// Wall-clock start of the measured part (Unix ms): the timelines'
+    /// origin.
+    pub measured_from_unix_ms: u64,
+    /// The slowest answer (µs) of each 100 ms of the measured part: where a
+    /// stall sits in time, to line up with the server's own timeline.
+    pub max_latency_per_100ms_us: Vec<u64>,
     pub errors_by_code: BTreeMap<String, u64>,
     pub checks: Vec<Check>,
     pub passed: bool,

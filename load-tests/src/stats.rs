@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 /// Highest latency the histograms track: 60 s, in µs.
 const LATENCY_MAX_US: u64 = 60_000_000;
+/// The finest slice of the latency timeline (100 ms): fine enough to line
+/// a stall up with what the server did at that moment.
+const SLICE: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -17,6 +20,9 @@ struct Inner {
     /// Per second since the measured part began: latency of every answer,
     /// so a stall shows when it happened, not only in the run's tail.
     latency_per_second: Vec<Histogram<u64>>,
+    /// The slowest answer of each 100 ms slice since the measured part
+    /// began (µs).
+    max_per_slice: Vec<u64>,
     errors: BTreeMap<String, u64>,
     transport_errors: u64,
 }
@@ -87,6 +93,13 @@ impl Stats {
         if let Some(hist) = inner.latency_per_second.get_mut(second) {
             let _ = hist.record(us);
         }
+        let slice =
+            usize::try_from(now.duration_since(self.measure_from).as_millis() / SLICE.as_millis())
+                .unwrap_or(0);
+        if inner.max_per_slice.len() <= slice {
+            inner.max_per_slice.resize(slice + 1, 0);
+        }
+        inner.max_per_slice[slice] = inner.max_per_slice[slice].max(us);
         if inner.per_second.len() <= second {
             inner.per_second.resize(second + 1, (0, 0));
         }
@@ -184,11 +197,48 @@ impl Stats {
             .collect()
     }
 
+    /// The slowest answer (µs) of each 100 ms slice of the measured part.
+    pub fn max_per_slice(&self, measured: Duration) -> Vec<u64> {
+        let whole = usize::try_from(measured.as_millis() / SLICE.as_millis()).unwrap_or(usize::MAX);
+        let mut slices = self.lock().max_per_slice.clone();
+        slices.truncate(whole.max(1));
+        slices
+    }
+
     pub fn errors(&self) -> BTreeMap<String, u64> {
         self.lock().errors.clone()
     }
 
     pub fn measured_for(&self) -> Duration {
         Instant::now().saturating_duration_since(self.measure_from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn the_slowest_answer_of_each_100_ms_lands_in_its_slice() {
+        let measure_from = Instant::now() - Duration::from_millis(250);
+        let stats = Stats::new(measure_from);
+        let intended = Instant::now() - Duration::from_millis(3);
+        stats.record("create", intended, None);
+        let slices = stats.max_per_slice(Duration::from_secs(60));
+        // Answered at least 250 ms after the start: slice 2 or later (a
+        // slow machine may have moved on since), nothing before.
+        let (at, slowest) = slices
+            .iter()
+            .enumerate()
+            .find(|(_, us)| **us > 0)
+            .map(|(i, us)| (i, *us))
+            .unwrap();
+        assert!(at >= 2, "{slices:?}");
+        assert!(slowest >= 3_000, "{slices:?}");
+        assert_eq!(slices.len(), at + 1, "{slices:?}");
+        // Truncated to whole slices of the measured span.
+        assert_eq!(stats.max_per_slice(Duration::from_millis(150)).len(), 1);
     }
 }
