@@ -3,11 +3,15 @@
 //! payment callbacks, cancels, deadlines and fulfillment never race.
 //!
 //! A change is decided with the domain, submitted to the writer, applied in
-//! memory at once, and answered when the writer reports it durable; the
-//! mailbox moves on meanwhile (the writer commits in order, so an answered
-//! state implies every earlier state is durable). Replies — and reads — are
-//! held until the family has no change in flight, so a caller never sees a
-//! state that is not yet durable. When a commit fails, the caller gets the
+//! memory at once, and answered when the writer reports it durable — by the
+//! writer itself, on its thread, so the reply does not wait for this
+//! actor's shard thread to be scheduled; the mailbox moves on meanwhile
+//! (the writer commits in order, so an answered state implies every earlier
+//! state is durable). A family has at most one change in flight: commands
+//! that arrive meanwhile wait, and reads are held until it lands, so a
+//! caller never sees a state that is not yet durable. The actor itself
+//! observes the outcome lazily — at its next message or idle check — unless
+//! something waits for it. When a commit fails, the caller gets the
 //! error and the actor reloads the family from storage before it serves
 //! anything else. A panic while handling a message is caught here: the
 //! request fails with `NOT_READY` and the actor restarts from storage
@@ -25,7 +29,7 @@ use ordercore_domain::{
     decide, decide_create, Action, Command, CommandMeta, CreateContext, CreateOrder, DomainError,
     DryRun, ErrorCode, Event, EventBody, IdempotencyCheck, OrderFamily, OrderId, Timestamp,
 };
-use ordercore_storage::{codec, StorageError, Unit};
+use ordercore_storage::{codec, Completion, StorageError, Ticket, Unit};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -154,6 +158,15 @@ impl Exec {
     }
 }
 
+/// A change in flight, as its actor keeps it.
+#[derive(Debug)]
+struct InFlight {
+    unit: Arc<Unit>,
+    /// The caller, when the store does not answer it (see
+    /// [`OrderActor::track`]).
+    reply: Option<Reply>,
+}
+
 #[derive(Debug)]
 pub(crate) struct OrderActor {
     id: OrderId,
@@ -167,8 +180,11 @@ pub(crate) struct OrderActor {
     /// The store epoch the family was loaded in; changes are submitted with
     /// it, so one decided on state from before a failed write is refused.
     epoch: u64,
-    /// Changes submitted and not yet reported by the writer.
+    /// Changes submitted whose outcome this actor has not observed yet
+    /// (at most one: commands wait while one is in flight).
     pending: u32,
+    /// The change in flight: its completion, and what observing it does.
+    in_flight: Option<(Completion, InFlight)>,
     /// A change failed or a handler panicked: reload before serving.
     reload_needed: bool,
     /// Replies held until nothing is in flight: (change's unit, reply).
@@ -203,6 +219,7 @@ impl OrderActor {
             packed: None,
             epoch,
             pending: 0,
+            in_flight: None,
             reload_needed: false,
             waiting: Vec::new(),
             deferred: std::collections::VecDeque::new(),
@@ -539,39 +556,88 @@ impl OrderActor {
         }
     }
 
-    /// Waits for the writer without blocking the mailbox.
-    fn track(&mut self, ticket: ordercore_storage::Ticket, reply: Reply, ctx: &mut Context<Self>) {
+    /// Puts a submitted change in flight. Its caller is answered by the
+    /// store the moment it is durable or failed; the actor observes the
+    /// outcome later (see [`OrderActor::settle`]). Without a family to
+    /// answer with (a creation that did not make one, a defect), the
+    /// answer waits for the actor instead, which reloads first.
+    fn track(&mut self, ticket: Ticket, reply: Reply, ctx: &mut Context<Self>) {
         self.pending += 1;
-        let unit = ticket.unit;
-        ctx.spawn(
-            ticket
-                .done
-                .into_actor(self)
-                .map(move |result, actor, ctx| actor.completed(result, unit, reply, ctx)),
-        );
+        let unit = Arc::clone(&ticket.unit);
+        let family = self.family.clone().filter(|_| !self.reload_needed);
+        let reply = match family {
+            Some(family) => {
+                let shared = Arc::clone(&self.shared);
+                let answered = Arc::clone(&unit);
+                ticket.on_durable.set(Box::new(move |result| {
+                    let answer = match result {
+                        Ok(()) => {
+                            count(&shared, &answered);
+                            Ok(Outcome::Applied {
+                                family,
+                                unit: Some(answered),
+                            })
+                        }
+                        Err(e) => Err(e.clone().into()),
+                    };
+                    let _ = reply.send(Routed::Done(answer));
+                }));
+                None
+            }
+            None => Some(reply),
+        };
+        self.in_flight = Some((ticket.done, InFlight { unit, reply }));
+        self.watch(ctx);
     }
 
-    fn completed(
-        &mut self,
-        result: Result<Result<(), StorageError>, oneshot::error::RecvError>,
-        unit: Arc<Unit>,
-        reply: Reply,
-        ctx: &mut Context<Self>,
-    ) {
+    /// Observes the change in flight if it has landed.
+    fn settle(&mut self) {
+        let Some((mut done, flight)) = self.in_flight.take() else {
+            return;
+        };
+        match done.try_recv() {
+            Ok(result) => self.observed(result, flight),
+            Err(oneshot::error::TryRecvError::Empty) => self.in_flight = Some((done, flight)),
+            Err(oneshot::error::TryRecvError::Closed) => {
+                self.observed(Err(StorageError::Closed), flight);
+            }
+        }
+    }
+
+    /// Observes the change in flight as soon as it lands when something
+    /// waits for it: a deferred command or a held reply.
+    fn watch(&mut self, ctx: &mut Context<Self>) {
+        if self.deferred.is_empty() && self.waiting.is_empty() {
+            return;
+        }
+        let Some((done, flight)) = self.in_flight.take() else {
+            return;
+        };
+        ctx.spawn(done.into_actor(self).map(move |result, actor, ctx| {
+            actor.observed(result.unwrap_or(Err(StorageError::Closed)), flight);
+            actor.resume(ctx);
+        }));
+    }
+
+    fn observed(&mut self, result: Result<(), StorageError>, flight: InFlight) {
         self.pending = self.pending.saturating_sub(1);
-        match result.unwrap_or(Err(StorageError::Closed)) {
+        let InFlight { unit, reply } = flight;
+        match result {
             Ok(()) => {
                 self.last_seq = self.last_seq.max(unit.last_seq());
-                self.count(&unit);
-                self.hold(Some(unit), reply);
+                if let Some(reply) = reply {
+                    count(&self.shared, &unit);
+                    self.waiting.push((Some(unit), reply));
+                }
             }
             Err(e) => {
                 self.reload_needed = true;
-                let _ = reply.send(Routed::Done(Err(e.into())));
-                self.release();
+                if let Some(reply) = reply {
+                    let _ = reply.send(Routed::Done(Err(e.into())));
+                }
             }
         }
-        self.resume(ctx);
+        self.release();
     }
 
     /// Decides the commands that waited for the last change to land, until
@@ -583,30 +649,6 @@ impl OrderActor {
                 break;
             };
             self.run(exec, ctx);
-        }
-    }
-
-    fn count(&self, unit: &Unit) {
-        let m = &self.shared.metrics;
-        for event in &unit.events {
-            match &event.body {
-                EventBody::OrderCreated(new) => {
-                    bump(&m.orders_created);
-                    let amount = u64::try_from(new.amounts.real_pay.minor()).unwrap_or(0);
-                    m.amount_created.fetch_add(amount, Ordering::Relaxed);
-                }
-                EventBody::OrderPaid { .. } => bump(&m.orders_paid),
-                EventBody::OrderSigned(_) => bump(&m.orders_signed),
-                EventBody::OrderRefused(_) => bump(&m.orders_refused),
-                EventBody::OrderCanceled { cancel_type, .. } => {
-                    if *cancel_type == CancelType::TIMEOUT_CANCELED {
-                        bump(&m.orders_timed_out);
-                    } else {
-                        bump(&m.orders_canceled);
-                    }
-                }
-                _ => {}
-            }
         }
     }
 
@@ -664,6 +706,7 @@ impl OrderActor {
         if self.retired {
             return;
         }
+        self.settle();
         let config = &self.shared.config;
         let (compact_after, passivate_after) = (config.compact_after, config.passivate_after);
         let idle = self.last_active.elapsed();
@@ -697,6 +740,31 @@ impl OrderActor {
             ctx.cancel_future(timer);
         }
         self.idle_timer = Some(ctx.run_later(wait, Self::check_idle));
+    }
+}
+
+/// Counts a durable change's orders in the core's metrics.
+fn count(shared: &Shared, unit: &Unit) {
+    let m = &shared.metrics;
+    for event in &unit.events {
+        match &event.body {
+            EventBody::OrderCreated(new) => {
+                bump(&m.orders_created);
+                let amount = u64::try_from(new.amounts.real_pay.minor()).unwrap_or(0);
+                m.amount_created.fetch_add(amount, Ordering::Relaxed);
+            }
+            EventBody::OrderPaid { .. } => bump(&m.orders_paid),
+            EventBody::OrderSigned(_) => bump(&m.orders_signed),
+            EventBody::OrderRefused(_) => bump(&m.orders_refused),
+            EventBody::OrderCanceled { cancel_type, .. } => {
+                if *cancel_type == CancelType::TIMEOUT_CANCELED {
+                    bump(&m.orders_timed_out);
+                } else {
+                    bump(&m.orders_canceled);
+                }
+            }
+            _ => {}
+        }
     }
 }
 
@@ -783,6 +851,7 @@ impl Handler<Passivate> for OrderActor {
     type Result = ();
 
     fn handle(&mut self, msg: Passivate, ctx: &mut Context<Self>) {
+        self.settle();
         if !self.retired && self.last_active.elapsed() >= msg.idle_for && self.quiet() {
             self.retire(ctx);
         }
@@ -802,6 +871,7 @@ impl Handler<Compact> for OrderActor {
     type Result = ();
 
     fn handle(&mut self, msg: Compact, _ctx: &mut Context<Self>) {
+        self.settle();
         if !self.retired && self.last_active.elapsed() >= msg.idle_for && self.quiet() {
             self.compact_family();
         }
@@ -821,15 +891,18 @@ impl Handler<Exec> for OrderActor {
             return;
         }
         self.last_active = Instant::now();
+        self.settle();
         if self.pending > 0 && !matches!(exec.op, Op::Get) {
             if self.deferred.len() >= DEFERRED_MAX {
                 bump(&self.shared.metrics.overloaded);
                 return exec.answer(Err(CoreError::Overloaded("order actor")));
             }
             self.deferred.push_back(exec);
-            return;
+        } else {
+            self.run(exec, ctx);
         }
-        self.run(exec, ctx);
+        // A read held, or a command deferred, behind the change in flight.
+        self.watch(ctx);
     }
 }
 

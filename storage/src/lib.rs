@@ -29,5 +29,7 @@ pub use error::StorageError;
 pub use journal::{Journal, SledJournal, Unit};
 pub use metrics::MetricsSnapshot;
 pub use segments::SegmentJournal;
-pub use store::{Completion, RecoveryReport, Store, Ticket, WriterWake, JOURNAL_DIR};
+pub use store::{
+    Completion, DurableHook, OnDurable, RecoveryReport, Store, Ticket, WriterWake, JOURNAL_DIR,
+};
 pub use view::Checkpoint;

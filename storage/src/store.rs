@@ -41,6 +41,72 @@ pub type Completion = oneshot::Receiver<Result<(), StorageError>>;
 pub struct Ticket {
     pub unit: Arc<Unit>,
     pub done: Completion,
+    /// Runs a hook the moment the unit is durable or failed.
+    pub on_durable: Arc<OnDurable>,
+}
+
+/// What a submitter has done the moment its unit is durable (or failed),
+/// on the thread that learns it first — the journal writer's, or the
+/// submitter's own when it sets the hook after the fact. An order actor
+/// answers its caller from here: the reply does not wait for the actor's
+/// own thread to be scheduled and hear of the commit.
+pub type DurableHook = Box<dyn FnOnce(Result<(), &StorageError>) + Send>;
+
+/// A unit's [`DurableHook`] slot: set once by the submitter after
+/// [`Store::submit`] returns, fired once by the store; whichever comes
+/// second runs the hook.
+#[derive(Default)]
+pub struct OnDurable(Mutex<HookState>);
+
+#[derive(Default)]
+enum HookState {
+    #[default]
+    Empty,
+    Set(DurableHook),
+    Fired(Result<(), StorageError>),
+    Done,
+}
+
+impl std::fmt::Debug for OnDurable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match &*lock(&self.0) {
+            HookState::Empty => "empty",
+            HookState::Set(_) => "set",
+            HookState::Fired(_) => "fired",
+            HookState::Done => "done",
+        };
+        f.debug_tuple("OnDurable").field(&state).finish()
+    }
+}
+
+impl OnDurable {
+    /// Sets the hook; runs it at once (on this thread) when the unit's
+    /// outcome is already known. A second hook is dropped unrun.
+    pub fn set(&self, hook: DurableHook) {
+        let mut state = lock(&self.0);
+        match std::mem::replace(&mut *state, HookState::Done) {
+            HookState::Empty => *state = HookState::Set(hook),
+            HookState::Fired(result) => {
+                drop(state);
+                hook(result.as_ref().map(|_| ()));
+            }
+            other @ (HookState::Set(_) | HookState::Done) => *state = other,
+        }
+    }
+
+    /// Reports the unit's outcome: runs the hook if set, else keeps the
+    /// outcome for [`OnDurable::set`].
+    fn fire(&self, result: Result<(), &StorageError>) {
+        let mut state = lock(&self.0);
+        match std::mem::replace(&mut *state, HookState::Done) {
+            HookState::Empty => *state = HookState::Fired(result.map_err(Clone::clone)),
+            HookState::Set(hook) => {
+                drop(state);
+                hook(result);
+            }
+            HookState::Fired(_) | HookState::Done => {}
+        }
+    }
 }
 
 /// The wake-up a submission owes the journal writer (see
@@ -95,6 +161,20 @@ struct Pending {
     unit: Arc<Unit>,
     encoded: Vec<u8>,
     done: Option<oneshot::Sender<Result<(), StorageError>>>,
+    on_durable: Arc<OnDurable>,
+}
+
+impl Pending {
+    /// Tells the submitter: its completion first, then its hook, so that
+    /// whoever the hook answers finds the submitter able to observe the
+    /// outcome already.
+    fn complete(&mut self, result: Result<(), StorageError>) {
+        let hook_result = result.clone();
+        if let Some(done) = self.done.take() {
+            let _ = done.send(result);
+        }
+        self.on_durable.fire(hook_result.as_ref().map(|_| ()));
+    }
 }
 
 #[derive(Debug, Default)]
@@ -392,17 +472,18 @@ impl Store {
         let unit = Arc::new(unit);
         let relaxed = inner.config.durability == Durability::Relaxed;
         queue.bytes += encoded.len();
-        queue.units.push_back(Pending {
+        let on_durable = Arc::new(OnDurable::default());
+        let mut pending = Pending {
             unit: Arc::clone(&unit),
             encoded,
-            done: if relaxed {
-                // Relaxed: the reply goes out now; the writer only appends.
-                let _ = tx.send(Ok(()));
-                None
-            } else {
-                Some(tx)
-            },
-        });
+            done: Some(tx),
+            on_durable: Arc::clone(&on_durable),
+        };
+        if relaxed {
+            // Relaxed: the reply goes out now; the writer only appends.
+            pending.complete(Ok(()));
+        }
+        queue.units.push_back(pending);
         if relaxed {
             inner.acked.fetch_max(unit.last_seq(), Ordering::SeqCst);
         }
@@ -410,7 +491,14 @@ impl Store {
             inner: queue.writer_waiting.then(|| Arc::clone(inner)),
         };
         drop(queue);
-        Ok((Ticket { unit, done: rx }, wake))
+        Ok((
+            Ticket {
+                unit,
+                done: rx,
+                on_durable,
+            },
+            wake,
+        ))
     }
 
     /// Waits until the view holds everything acknowledged so far, then runs
@@ -843,9 +931,7 @@ fn journal_writer(inner: Arc<Inner>, applier: std::sync::mpsc::Sender<ToApply>) 
                 );
                 let mut units = Vec::with_capacity(group.len());
                 for mut p in group {
-                    if let Some(done) = p.done.take() {
-                        let _ = done.send(Ok(()));
-                    }
+                    p.complete(Ok(()));
                     units.push(p.unit);
                 }
                 if applier.send(ToApply::Units(units)).is_err() {
@@ -865,10 +951,9 @@ fn journal_writer(inner: Arc<Inner>, applier: std::sync::mpsc::Sender<ToApply>) 
                     failed.extend(queue.units.drain(..));
                 }
                 let last = failed.iter().map(|p| p.unit.last_seq()).max().unwrap_or(0);
+                let error = StorageError::Unavailable(e.to_string());
                 for mut p in failed {
-                    if let Some(done) = p.done.take() {
-                        let _ = done.send(Err(StorageError::Unavailable(e.to_string())));
-                    }
+                    p.complete(Err(error.clone()));
                 }
                 // Those sequences will never be applied: readers must not wait for them.
                 let _ = applier.send(ToApply::Skip(last));

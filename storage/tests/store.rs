@@ -629,3 +629,76 @@ fn a_store_whose_journal_is_in_sled_keeps_every_change_when_it_opens() {
     model.assert_matches(&store);
     store.shutdown().unwrap();
 }
+
+/// A unit's durable hook runs exactly once, on whichever side comes
+/// second — the commit or the hook being set — and hears a failed write.
+#[test]
+fn a_durable_hook_runs_once_whether_set_before_or_after_the_commit() {
+    type Heard = Arc<std::sync::Mutex<Vec<Result<(), StorageError>>>>;
+    fn hook(heard: &Heard) -> ordercore_storage::DurableHook {
+        let heard = Arc::clone(heard);
+        Box::new(move |result| heard.lock().unwrap().push(result.map_err(Clone::clone)))
+    }
+    fn heard_within(heard: &Heard, n: usize) -> Vec<Result<(), StorageError>> {
+        for _ in 0..200 {
+            if heard.lock().unwrap().len() >= n {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        heard.lock().unwrap().clone()
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let failing = Arc::new(AtomicBool::new(false));
+    let db = sled::Config::new().path(dir.path()).open().unwrap();
+    let journal = Arc::new(FlakyJournal {
+        failing: Arc::clone(&failing),
+        ..FlakyJournal::open(dir.path().join(JOURNAL_DIR)).unwrap()
+    });
+    let store = Store::open_with_journal(config(dir.path()), db, journal).unwrap();
+    let mut model = Model::new(&store);
+    let mut decided = |user: &str| {
+        let cmd = model.shop.create_cmd(user, &[("A1", 1)], None);
+        model
+            .shop
+            .decide_create(&cmd, &testkit::shopper(user))
+            .unwrap()
+    };
+
+    // Set at once: the writer runs it once the unit is durable.
+    let heard: Heard = Arc::default();
+    let ticket = store.submit(0, store.epoch(), decided("u1")).unwrap();
+    ticket.on_durable.set(hook(&heard));
+    let on_durable = Arc::clone(&ticket.on_durable);
+    ticket.wait().unwrap();
+    assert_eq!(heard_within(&heard, 1), vec![Ok(())]);
+    // A second hook is dropped unrun.
+    on_durable.set(hook(&heard));
+    assert_eq!(heard.lock().unwrap().len(), 1);
+
+    // Set after the commit: it runs right away, on the caller's thread.
+    // (The writer completes units in order, so once a later unit is
+    // durable, this one's outcome has been fired.)
+    let heard: Heard = Arc::default();
+    let ticket = store.submit(0, store.epoch(), decided("u2")).unwrap();
+    let later = store.submit(0, store.epoch(), decided("u4")).unwrap();
+    later.wait().unwrap();
+    ticket.on_durable.set(hook(&heard));
+    assert_eq!(*heard.lock().unwrap(), vec![Ok(())]);
+
+    // A failed write reaches the hook as the error.
+    failing.store(true, Ordering::SeqCst);
+    let heard: Heard = Arc::default();
+    let ticket = store.submit(0, store.epoch(), decided("u3")).unwrap();
+    ticket.on_durable.set(hook(&heard));
+    assert!(ticket.wait().is_err());
+    let failed = heard_within(&heard, 1);
+    assert_eq!(failed.len(), 1);
+    assert!(
+        matches!(failed[0], Err(StorageError::Unavailable(_))),
+        "{failed:?}"
+    );
+    failing.store(false, Ordering::SeqCst);
+    store.shutdown().unwrap();
+}
