@@ -104,7 +104,9 @@ impl OnDurable {
                 drop(state);
                 hook(result);
             }
-            HookState::Fired(_) | HookState::Done => {}
+            // Fired already (a relaxed unit is fired when queued and
+            // again when written): the first outcome stands.
+            already @ (HookState::Fired(_) | HookState::Done) => *state = already,
         }
     }
 }

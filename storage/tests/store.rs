@@ -702,3 +702,37 @@ fn a_durable_hook_runs_once_whether_set_before_or_after_the_commit() {
     failing.store(false, Ordering::SeqCst);
     store.shutdown().unwrap();
 }
+
+/// In relaxed mode a unit's outcome is known when it is queued, and the
+/// writer reports it again once written: a hook set after both still runs.
+#[test]
+fn a_durable_hook_set_after_a_relaxed_unit_was_written_still_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.durability = ordercore_storage::Durability::Relaxed;
+    let store = Store::open(cfg).unwrap();
+    let mut model = Model::new(&store);
+    let cmd = model.shop.create_cmd("u1", &[("A1", 1)], None);
+    let events = model
+        .shop
+        .decide_create(&cmd, &testkit::shopper("u1"))
+        .unwrap();
+    let units_before = store.metrics().units;
+    let ticket = store.submit(0, store.epoch(), events).unwrap();
+    let mut waited = 0;
+    while store.metrics().units == units_before && waited < 200 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        waited += 1;
+    }
+    assert!(store.metrics().units > units_before, "the writer wrote it");
+    let ran = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&ran);
+    ticket.on_durable.set(Box::new(move |result| {
+        flag.store(result.is_ok(), Ordering::SeqCst);
+    }));
+    assert!(
+        ran.load(Ordering::SeqCst),
+        "set after both reports: runs at once"
+    );
+    store.shutdown().unwrap();
+}
