@@ -158,13 +158,15 @@ impl Exec {
     }
 }
 
-/// A change in flight, as its actor keeps it.
+/// A change in flight, as its actor keeps it: only its position while the
+/// store answers the caller (the unit's events, stock changes included,
+/// are not held for as long as the actor takes to observe it).
 #[derive(Debug)]
 struct InFlight {
-    unit: Arc<Unit>,
-    /// The caller, when the store does not answer it (see
+    last_seq: u64,
+    /// The caller and the change, when the store does not answer it (see
     /// [`OrderActor::track`]).
-    reply: Option<Reply>,
+    reply: Option<(Reply, Arc<Unit>)>,
 }
 
 #[derive(Debug)]
@@ -563,12 +565,12 @@ impl OrderActor {
     /// answer waits for the actor instead, which reloads first.
     fn track(&mut self, ticket: Ticket, reply: Reply, ctx: &mut Context<Self>) {
         self.pending += 1;
-        let unit = Arc::clone(&ticket.unit);
+        let last_seq = ticket.unit.last_seq();
         let family = self.family.clone().filter(|_| !self.reload_needed);
         let reply = match family {
             Some(family) => {
                 let shared = Arc::clone(&self.shared);
-                let answered = Arc::clone(&unit);
+                let answered = Arc::clone(&ticket.unit);
                 ticket.on_durable.set(Box::new(move |result| {
                     let answer = match result {
                         Ok(()) => {
@@ -584,9 +586,9 @@ impl OrderActor {
                 }));
                 None
             }
-            None => Some(reply),
+            None => Some((reply, ticket.unit)),
         };
-        self.in_flight = Some((ticket.done, InFlight { unit, reply }));
+        self.in_flight = Some((ticket.done, InFlight { last_seq, reply }));
         self.watch(ctx);
     }
 
@@ -621,18 +623,18 @@ impl OrderActor {
 
     fn observed(&mut self, result: Result<(), StorageError>, flight: InFlight) {
         self.pending = self.pending.saturating_sub(1);
-        let InFlight { unit, reply } = flight;
+        let InFlight { last_seq, reply } = flight;
         match result {
             Ok(()) => {
-                self.last_seq = self.last_seq.max(unit.last_seq());
-                if let Some(reply) = reply {
+                self.last_seq = self.last_seq.max(last_seq);
+                if let Some((reply, unit)) = reply {
                     count(&self.shared, &unit);
                     self.waiting.push((Some(unit), reply));
                 }
             }
             Err(e) => {
                 self.reload_needed = true;
-                if let Some(reply) = reply {
+                if let Some((reply, _)) = reply {
                     let _ = reply.send(Routed::Done(Err(e.into())));
                 }
             }
