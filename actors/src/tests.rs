@@ -904,3 +904,58 @@ async fn an_idempotency_key_replays_its_recorded_reply_and_refuses_other_request
     assert_eq!(core.order(&order.order_id).await.unwrap().version, 2);
     core.shutdown().unwrap();
 }
+
+/// Relaxed durability answers at queueing time, and the writer reports the
+/// unit again once written: under concurrency some actors set their reply
+/// hook only after both reports. Every change must still be answered.
+#[actix::test]
+async fn relaxed_mode_answers_every_change_under_concurrency() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(testkit::t0());
+    let config = core_config(&clock);
+    let mut stored = store_config(dir.path(), &clock);
+    stored.durability = ordercore_storage::Durability::Relaxed;
+    let core = OrderCore::start(open_store(stored), config).unwrap();
+    let mut shop = Shop::default();
+    shop.skus = vec![testkit::sku(
+        "R1",
+        ProductType::NORMAL_PRODUCT,
+        990,
+        1_000_000,
+    )];
+    shop.coupons = Vec::new();
+    seed(&core, &shop).await;
+
+    let orders: u64 = 4_000;
+    let mut cmds = (0..orders)
+        .map(|i| shop.create_cmd(&format!("relaxed-{i}"), &[("R1", 1)], None))
+        .collect::<Vec<_>>()
+        .into_iter();
+    let mut paid = 0;
+    loop {
+        let wave: Vec<_> = cmds.by_ref().take(1_000).collect();
+        if wave.is_empty() {
+            break;
+        }
+        let tasks: Vec<_> = wave
+            .into_iter()
+            .enumerate()
+            .map(|(i, cmd)| {
+                let core = core.clone();
+                actix::spawn(async move {
+                    let family = create(&core, cmd).await?;
+                    pay(&core, &family, &format!("T-R{}-{i}", family.order_id)).await
+                })
+            })
+            .collect();
+        for task in tasks {
+            let family = task.await.unwrap().expect("every change is answered");
+            assert!(family.is_paid());
+            paid += 1;
+        }
+    }
+    assert_eq!(paid, orders);
+    let m = core.metrics();
+    assert_eq!((m.orders_created, m.orders_paid), (orders, orders));
+    core.shutdown().unwrap();
+}
