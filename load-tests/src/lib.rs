@@ -6,6 +6,7 @@
 //! here from the public contract (API.md).
 
 pub mod client;
+pub mod host;
 pub mod ledger;
 pub mod report;
 pub mod scenario;

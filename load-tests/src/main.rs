@@ -10,6 +10,7 @@
 
 use clap::Parser;
 use ordercore_load::client::Api;
+use ordercore_load::host;
 use ordercore_load::ledger::Ledger;
 use ordercore_load::report::{self, Report};
 use ordercore_load::scenario::{self, Ctx, Scenario};
@@ -295,6 +296,7 @@ async fn run(args: Args) -> Result<bool, String> {
                 .map(|(b, a)| b.saturating_sub(a))
         })
     });
+    let steal_sampler = tokio::spawn(host::steal_per_second(started + warmup, end));
     let progress = progress_bar(Arc::clone(&ctx), started, end);
     let sessions = Arc::new(AtomicU64::new(0));
     let dropped = Arc::new(AtomicU64::new(0));
@@ -368,6 +370,7 @@ async fn run(args: Args) -> Result<bool, String> {
         .min(duration)
         .as_secs_f64()
         .max(0.001);
+    let host_steal_per_second = steal_sampler.await.unwrap_or_default();
     let server_cpu_us = match cpu_sampler {
         Some(t) => t.await.ok().flatten(),
         None => None,
@@ -445,6 +448,10 @@ async fn run(args: Args) -> Result<bool, String> {
             .stats
             .latency_per_second(Duration::from_secs_f64(seconds)),
         measured_from_unix_ms: started_unix_ms + u64::try_from(warmup.as_millis()).unwrap_or(0),
+        host_steal_share: (!host_steal_per_second.is_empty()).then(|| {
+            host_steal_per_second.iter().sum::<f64>() / host_steal_per_second.len() as f64
+        }),
+        host_steal_per_second,
         max_latency_per_100ms_us: ctx.stats.max_per_slice(Duration::from_secs_f64(seconds)),
         errors_by_code: ctx.stats.errors(),
         checks,

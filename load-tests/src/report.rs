@@ -35,6 +35,11 @@ pub struct Report {
     pub per_second: Vec<(u64, u64)>,
     /// p99 and max latency (µs) of each second.
     pub latency_per_second: Vec<(u64, u64)>,
+    /// The share of the machine's CPU time the hypervisor took during the
+    /// measured part (`steal`), and in each whole second of it: a second
+    /// with a large share is slow for reasons outside the run.
+    pub host_steal_share: Option<f64>,
+    pub host_steal_per_second: Vec<f64>,
     /// Wall-clock start of the measured part (Unix ms): the timelines'
     /// origin.
     pub measured_from_unix_ms: u64,
@@ -72,6 +77,15 @@ pub fn table(r: &Report) -> String {
     );
     if let Some(cpu) = r.server_cpu_us_per_answer {
         let _ = writeln!(out, "server CPU per answer: {cpu:.1} µs");
+    }
+    if let Some(steal) = r.host_steal_share {
+        let worst = r.host_steal_per_second.iter().copied().fold(0.0, f64::max);
+        let _ = writeln!(
+            out,
+            "CPU time taken by the hypervisor: {:.1}% (worst second {:.1}%)",
+            steal * 100.0,
+            worst * 100.0
+        );
     }
     if let Some(rss) = r.server_rss_bytes {
         let _ = writeln!(
