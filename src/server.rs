@@ -26,6 +26,12 @@ pub const LISTEN_BACKLOG: u32 = 2_048;
 /// Open connections per HTTP worker before new ones wait: bounds memory
 /// under a connection flood.
 pub const MAX_CONNECTIONS_PER_WORKER: usize = 25_000;
+/// How long an idle keep-alive connection stays open (actix-web's default
+/// is 5 s). Longer than the idle timeout of common HTTP client pools and
+/// load balancers (60 s), so the client closes an idle connection, not the
+/// server: a server closing one just as the client reuses it fails that
+/// request on the client (seen as transport errors in load runs, ~6 s in).
+pub const KEEP_ALIVE: Duration = Duration::from_secs(75);
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -117,6 +123,7 @@ pub async fn run(
     })
     .backlog(LISTEN_BACKLOG)
     .max_connections(MAX_CONNECTIONS_PER_WORKER)
+    .keep_alive(KEEP_ALIVE)
     .shutdown_timeout(SHUTDOWN_TIMEOUT.as_secs())
     // Our own signal handling: actix's stops at once (not gracefully) on
     // SIGINT, and open event streams must hear of the stop to end.
