@@ -199,6 +199,34 @@ async fn an_order_is_created_paid_and_read_back_with_stock_and_coupon_moved() {
     core.shutdown().unwrap();
 }
 
+/// Commands in flight at once in [`in_waves`].
+const WAVE: usize = 1_000;
+
+/// Runs `run` on every command, [`WAVE`] of them in flight at once, and
+/// answers the results in order.
+async fn in_waves<T, F, Fut>(core: &OrderCore, cmds: Vec<CreateOrder>, run: F) -> Vec<T>
+where
+    F: Fn(OrderCore, CreateOrder) -> Fut,
+    Fut: std::future::Future<Output = T> + 'static,
+    T: 'static,
+{
+    let mut results = Vec::with_capacity(cmds.len());
+    let mut cmds = cmds.into_iter();
+    loop {
+        let wave: Vec<_> = cmds.by_ref().take(WAVE).collect();
+        if wave.is_empty() {
+            return results;
+        }
+        let tasks: Vec<_> = wave
+            .into_iter()
+            .map(|cmd| actix::spawn(run(core.clone(), cmd)))
+            .collect();
+        for task in tasks {
+            results.push(task.await.unwrap());
+        }
+    }
+}
+
 #[actix::test]
 async fn flash_sale_sells_exactly_the_stock() {
     let dir = tempfile::tempdir().unwrap();
@@ -214,28 +242,20 @@ async fn flash_sale_sells_exactly_the_stock() {
         .map(|i| shop.create_cmd(&format!("buyer-{i}"), &[("F1", 1)], None))
         .collect();
     let mut outcomes: HashMap<&'static str, usize> = HashMap::new();
-    // Waves of 1,000 in flight at once: every wave races for the same SKU.
-    let mut cmds = cmds.into_iter();
-    loop {
-        let wave: Vec<_> = cmds.by_ref().take(1_000).collect();
-        if wave.is_empty() {
-            break;
-        }
-        let tasks: Vec<_> = wave
-            .into_iter()
-            .map(|cmd| {
-                let core = core.clone();
-                actix::spawn(async move { create(&core, cmd).await })
-            })
-            .collect();
-        for task in tasks {
-            let key = match task.await.unwrap() {
-                Ok(_) => "created",
-                Err(e) if code(&e) == ErrorCode::PRODUCT_STOCK_NOT_ENOUGH => "sold out",
-                Err(e) => panic!("unexpected refusal: {e}"),
-            };
-            *outcomes.entry(key).or_default() += 1;
-        }
+    // Every wave races for the same SKU.
+    let results = in_waves(
+        &core,
+        cmds,
+        |core, cmd| async move { create(&core, cmd).await },
+    )
+    .await;
+    for result in results {
+        let key = match result {
+            Ok(_) => "created",
+            Err(e) if code(&e) == ErrorCode::PRODUCT_STOCK_NOT_ENOUGH => "sold out",
+            Err(e) => panic!("unexpected refusal: {e}"),
+        };
+        *outcomes.entry(key).or_default() += 1;
     }
     assert_eq!(outcomes["created"], 100);
     assert_eq!(outcomes["sold out"], attempts - 100);
@@ -927,32 +947,18 @@ async fn relaxed_mode_answers_every_change_under_concurrency() {
     seed(&core, &shop).await;
 
     let orders: u64 = 4_000;
-    let mut cmds = (0..orders)
+    let cmds = (0..orders)
         .map(|i| shop.create_cmd(&format!("relaxed-{i}"), &[("R1", 1)], None))
-        .collect::<Vec<_>>()
-        .into_iter();
+        .collect();
+    let results = in_waves(&core, cmds, |core, cmd| async move {
+        let family = create(&core, cmd).await?;
+        pay(&core, &family, &format!("T-R{}", family.order_id)).await
+    })
+    .await;
     let mut paid = 0;
-    loop {
-        let wave: Vec<_> = cmds.by_ref().take(1_000).collect();
-        if wave.is_empty() {
-            break;
-        }
-        let tasks: Vec<_> = wave
-            .into_iter()
-            .enumerate()
-            .map(|(i, cmd)| {
-                let core = core.clone();
-                actix::spawn(async move {
-                    let family = create(&core, cmd).await?;
-                    pay(&core, &family, &format!("T-R{}-{i}", family.order_id)).await
-                })
-            })
-            .collect();
-        for task in tasks {
-            let family = task.await.unwrap().expect("every change is answered");
-            assert!(family.is_paid());
-            paid += 1;
-        }
+    for result in results {
+        assert!(result.expect("every change is answered").is_paid());
+        paid += 1;
     }
     assert_eq!(paid, orders);
     let m = core.metrics();
