@@ -104,8 +104,8 @@ impl OnDurable {
                 drop(state);
                 hook(result);
             }
-            // Fired already (a relaxed unit is fired when queued and
-            // again when written): the first outcome stands.
+            // A unit is fired once (see `Pending::complete`); should it
+            // be fired again, the first outcome stands.
             already @ (HookState::Fired(_) | HookState::Done) => *state = already,
         }
     }
@@ -163,19 +163,23 @@ struct Pending {
     unit: Arc<Unit>,
     encoded: Vec<u8>,
     done: Option<oneshot::Sender<Result<(), StorageError>>>,
-    on_durable: Arc<OnDurable>,
+    on_durable: Option<Arc<OnDurable>>,
 }
 
 impl Pending {
-    /// Tells the submitter: its completion first, then its hook, so that
-    /// whoever the hook answers finds the submitter able to observe the
-    /// outcome already.
+    /// Tells the submitter, once (a relaxed unit is completed when queued,
+    /// before the writer sees it): its completion first, then its hook, so
+    /// that whoever the hook answers finds the submitter able to observe
+    /// the outcome already.
     fn complete(&mut self, result: Result<(), StorageError>) {
+        let Some(hook) = self.on_durable.take() else {
+            return; // completed already
+        };
         let hook_result = result.clone();
         if let Some(done) = self.done.take() {
             let _ = done.send(result);
         }
-        self.on_durable.fire(hook_result.as_ref().map(|_| ()));
+        hook.fire(hook_result.as_ref().map(|_| ()));
     }
 }
 
@@ -479,7 +483,7 @@ impl Store {
             unit: Arc::clone(&unit),
             encoded,
             done: Some(tx),
-            on_durable: Arc::clone(&on_durable),
+            on_durable: Some(Arc::clone(&on_durable)),
         };
         if relaxed {
             // Relaxed: the reply goes out now; the writer only appends.
