@@ -32,14 +32,22 @@ PY
 }
 rate_of() { python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["throughput_per_s"]))' "$1"; }
 
-"$BIN/ordercore-echo" 127.0.0.1:0 > "$OUT/echo.out" &
-ECHO=$!
+# The create scenario against a fresh bare handler: echo_run NAME LOAD-ARGS...
+ECHO=""
 trap 'kill $ECHO 2>/dev/null || true' EXIT
-for _ in $(seq 50); do grep -q listening "$OUT/echo.out" && break; sleep 0.1; done
-ECHO_URL=$(sed -n 's/^listening on //p' "$OUT/echo.out" | head -1)
-"$BIN/ordercore-load" --url "$ECHO_URL" --jwt-secret x --payment-secret y --server-pid $ECHO \
-  --scenario create --concurrency "$CONC" --duration "$SECS" --no-verify --out "$OUT/echo" >/dev/null
-kill $ECHO
+echo_run() {
+  local name=$1 url
+  shift
+  "$BIN/ordercore-echo" 127.0.0.1:0 > "$OUT/$name.out" &
+  ECHO=$!
+  for _ in $(seq 50); do grep -q listening "$OUT/$name.out" && break; sleep 0.1; done
+  url=$(sed -n 's/^listening on //p' "$OUT/$name.out" | head -1)
+  "$BIN/ordercore-load" --url "$url" --jwt-secret x --payment-secret y --server-pid $ECHO \
+    --scenario create --duration "$SECS" --no-verify --out "$OUT/$name" "$@" >/dev/null
+  kill $ECHO
+}
+
+echo_run echo --concurrency "$CONC"
 echo "1. bare handler (parse only):     $(summary "$OUT/echo/report.json")"
 
 "$BIN/ordercore-load" --spawn "$BIN/ordercore" --scenario create --concurrency "$CONC" \
@@ -60,13 +68,7 @@ for RUN in 1 2 3; do
 done
 
 # The client's own share of that latency: the bare handler at the same rate.
-"$BIN/ordercore-echo" 127.0.0.1:0 > "$OUT/echo-open.out" &
-ECHO=$!
-for _ in $(seq 50); do grep -q listening "$OUT/echo-open.out" && break; sleep 0.1; done
-ECHO_URL=$(sed -n 's/^listening on //p' "$OUT/echo-open.out" | head -1)
-"$BIN/ordercore-load" --url "$ECHO_URL" --jwt-secret x --payment-secret y --server-pid $ECHO \
-  --scenario create --rate "$HALF" --duration "$SECS" --no-verify --out "$OUT/echo-open" >/dev/null
-kill $ECHO
+echo_run echo-open --rate "$HALF"
 echo "4b. bare handler, open loop at $HALF/s: $(summary "$OUT/echo-open/report.json")"
 
 "$BIN/ordercore-load" --spawn "$BIN/ordercore" --scenario lifecycle --concurrency "$CONC" \
