@@ -925,9 +925,9 @@ async fn an_idempotency_key_replays_its_recorded_reply_and_refuses_other_request
     core.shutdown().unwrap();
 }
 
-/// Relaxed durability answers at queueing time, and the writer reports the
-/// unit again once written: under concurrency some actors set their reply
-/// hook only after both reports. Every change must still be answered.
+/// Relaxed durability answers at queueing time, and the writer then writes
+/// the unit: under concurrency some actors set their reply hook only after
+/// both. Every change must still be answered.
 #[actix::test]
 async fn relaxed_mode_answers_every_change_under_concurrency() {
     let dir = tempfile::tempdir().unwrap();

@@ -703,8 +703,8 @@ fn a_durable_hook_runs_once_whether_set_before_or_after_the_commit() {
     store.shutdown().unwrap();
 }
 
-/// In relaxed mode a unit's outcome is known when it is queued, and the
-/// writer reports it again once written: a hook set after both still runs.
+/// In relaxed mode a unit's outcome is known when it is queued; a hook set
+/// after the writer has also written it runs at once, with that outcome.
 #[test]
 fn a_durable_hook_set_after_a_relaxed_unit_was_written_still_runs() {
     let dir = tempfile::tempdir().unwrap();
@@ -732,7 +732,7 @@ fn a_durable_hook_set_after_a_relaxed_unit_was_written_still_runs() {
     }));
     assert!(
         ran.load(Ordering::SeqCst),
-        "set after both reports: runs at once"
+        "set after queueing and writing: runs at once"
     );
     store.shutdown().unwrap();
 }
