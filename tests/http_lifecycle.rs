@@ -936,3 +936,17 @@ fn idle_orders_compact_and_still_answer_whole_details() {
         .all(|n| n.as_str().is_some_and(|n| !n.is_empty())));
     assert!(log(&canceled) > log(&after));
 }
+
+/// The server turns transparent huge pages off for itself (src/main.rs,
+/// `disable_transparent_huge_pages`): the kernel reports it per process.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_server_runs_without_transparent_huge_pages() {
+    let s = Server::start(Opts::demo());
+    let status = std::fs::read_to_string(format!("/proc/{}/status", s.pid())).unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("THP_enabled:"))
+        .unwrap_or_else(|| panic!("no THP_enabled line (kernel < 5.0?):\n{status}"));
+    assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
+}

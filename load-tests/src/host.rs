@@ -7,6 +7,17 @@
 
 use std::time::{Duration, Instant};
 
+/// Transparent huge pages off for this process, as the server does (its
+/// `disable_transparent_huge_pages`): the first touch of each 2 MiB of a
+/// huge-page heap zeroes it whole in one go, a stall of the client's (or the
+/// bare handler's) own that would count in the latencies it measures.
+pub fn disable_transparent_huge_pages() -> Result<(), String> {
+    #[cfg(target_os = "linux")]
+    return nix::sys::prctl::set_thp_disable(true).map_err(|e| e.to_string());
+    #[cfg(not(target_os = "linux"))]
+    Ok(())
+}
+
 /// CPU time since boot, summed over all CPUs, in clock ticks: (stolen by
 /// the hypervisor, all). `None` where `/proc/stat` is not available.
 pub fn cpu_ticks() -> Option<(u64, u64)> {

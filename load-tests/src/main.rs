@@ -117,6 +117,12 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Err(e) = host::disable_transparent_huge_pages() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "ordercore-load: transparent huge pages stay on: {e}"
+        );
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

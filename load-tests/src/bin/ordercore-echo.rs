@@ -84,6 +84,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
+    if let Err(e) = ordercore_load::host::disable_transparent_huge_pages() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "ordercore-echo: transparent huge pages stay on: {e}"
+        );
+    }
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:0".to_owned());
