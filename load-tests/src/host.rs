@@ -3,7 +3,8 @@
 //! the host takes a third of the CPU shows as tens or hundreds of
 //! milliseconds of latency that neither the server nor the client caused;
 //! reports carry it beside the latency timeline so such seconds can be told
-//! apart.
+//! apart. Also what the harness's processes ask of the machine: no
+//! transparent huge pages.
 
 use std::time::{Duration, Instant};
 
