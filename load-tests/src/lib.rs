@@ -8,6 +8,7 @@
 pub mod client;
 pub mod host;
 pub mod ledger;
+pub mod pace;
 pub mod report;
 pub mod scenario;
 pub mod server;

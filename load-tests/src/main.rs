@@ -12,6 +12,7 @@ use clap::Parser;
 use ordercore_load::client::Api;
 use ordercore_load::host;
 use ordercore_load::ledger::Ledger;
+use ordercore_load::pace::Pacer;
 use ordercore_load::report::{self, Report};
 use ordercore_load::scenario::{self, Ctx, Scenario};
 use ordercore_load::server::Server;
@@ -115,6 +116,12 @@ struct Args {
     out: PathBuf,
 }
 
+/// mimalloc instead of the system allocator, as the server uses: under
+/// glibc's allocator a tenth of the client's CPU went to malloc and free,
+/// and its threads waited on the arenas' locks (seen with `perf record`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = Args::parse();
     if let Err(e) = host::disable_transparent_huge_pages() {
@@ -123,10 +130,16 @@ fn main() -> ExitCode {
             "ordercore-load: transparent huge pages stay on: {e}"
         );
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // An open loop runs on one thread: at the rates a 2-core machine can
+    // serve, one thread keeps up, and every session handed between threads
+    // cost a wake-up (a tenth of the client's CPU here). A closed loop
+    // measures the most the server can do and gets every core.
+    let mut builder = if args.rate.is_some() {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => return fail(&format!("cannot start the runtime: {e}")),
     };
@@ -179,6 +192,64 @@ fn weights(spec: &str) -> Result<Vec<(Scenario, u32)>, String> {
             Ok((s, w))
         })
         .collect()
+}
+
+/// An open-loop run: session i is meant to start at `started + i × interval`,
+/// and its latency counts from then whatever the server does.
+struct OpenLoop {
+    started: Instant,
+    measured_from: Instant,
+    end: Instant,
+    interval: Duration,
+    seed: u64,
+    max_in_flight: usize,
+    ctx: Arc<Ctx>,
+    mixed: Arc<Vec<(Scenario, u32)>>,
+    sessions: Arc<AtomicU64>,
+    dropped: Arc<AtomicU64>,
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl OpenLoop {
+    /// Starts every session at its time (see `pace`).
+    async fn run(self, workers: &mut tokio::task::JoinSet<()>) {
+        let mut pacer = Pacer::new();
+        if !pacer.is_exact() {
+            say("open loop paced by tokio's timer: sessions may start up to 1 ms late");
+        }
+        let mut i: u64 = 0;
+        loop {
+            let intended = self.started + self.interval.mul_f64(i as f64);
+            if intended >= self.end {
+                break;
+            }
+            pacer.until(intended).await;
+            i += 1;
+            if self.in_flight.load(Ordering::Relaxed) >= self.max_in_flight {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            self.in_flight.fetch_add(1, Ordering::Relaxed);
+            if intended >= self.measured_from {
+                self.sessions.fetch_add(1, Ordering::Relaxed);
+            }
+            let (ctx, mixed, in_flight) = (
+                Arc::clone(&self.ctx),
+                Arc::clone(&self.mixed),
+                Arc::clone(&self.in_flight),
+            );
+            let seed = self
+                .seed
+                .wrapping_add(i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            workers.spawn(async move {
+                let mut rng = SmallRng::seed_from_u64(seed);
+                let s = pick(&mixed, &mut rng);
+                scenario::session(&ctx, s, intended, &mut rng).await;
+                in_flight.fetch_sub(1, Ordering::Relaxed);
+            });
+            while workers.try_join_next().is_some() {}
+        }
+    }
 }
 
 fn pick(weights: &[(Scenario, u32)], rng: &mut SmallRng) -> Scenario {
@@ -315,37 +386,20 @@ async fn run(args: Args) -> Result<bool, String> {
     let mut workers = tokio::task::JoinSet::new();
     match (args.rate, args.concurrency) {
         (Some(rate), _) => {
-            // Open loop: session i is meant to start at started + i / rate.
-            let interval = Duration::from_secs_f64(1.0 / rate.max(0.001));
-            let mut i: u64 = 0;
-            loop {
-                let intended = started + interval.mul_f64(i as f64);
-                if intended >= end {
-                    break;
-                }
-                tokio::time::sleep_until(intended.into()).await;
-                i += 1;
-                if in_flight.load(Ordering::Relaxed) >= args.max_in_flight {
-                    dropped.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                in_flight.fetch_add(1, Ordering::Relaxed);
-                if intended >= started + warmup {
-                    sessions.fetch_add(1, Ordering::Relaxed);
-                }
-                let (ctx, mixed, in_flight) =
-                    (Arc::clone(&ctx), Arc::clone(&mixed), Arc::clone(&in_flight));
-                let seed = args
-                    .seed
-                    .wrapping_add(i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-                workers.spawn(async move {
-                    let mut rng = SmallRng::seed_from_u64(seed);
-                    let s = pick(&mixed, &mut rng);
-                    scenario::session(&ctx, s, intended, &mut rng).await;
-                    in_flight.fetch_sub(1, Ordering::Relaxed);
-                });
-                while workers.try_join_next().is_some() {}
-            }
+            let plan = OpenLoop {
+                started,
+                measured_from: started + warmup,
+                end,
+                interval: Duration::from_secs_f64(1.0 / rate.max(0.001)),
+                seed: args.seed,
+                max_in_flight: args.max_in_flight,
+                ctx: Arc::clone(&ctx),
+                mixed: Arc::clone(&mixed),
+                sessions: Arc::clone(&sessions),
+                dropped: Arc::clone(&dropped),
+                in_flight: Arc::clone(&in_flight),
+            };
+            plan.run(&mut workers).await;
         }
         (None, concurrency) => {
             for w in 0..concurrency.unwrap_or(64).max(1) {
