@@ -10,8 +10,8 @@
 
 use crate::codec::{decode, encode};
 use crate::config::{
-    Durability, StoreConfig, CHECKPOINT_PACE_ROWS, CHECKPOINT_SPREAD_PERCENT, DIRTY_FAMILIES_WAKE,
-    LISTING_SCAN_MAX, PROBE_INTERVAL,
+    Durability, StoreConfig, APPLY_INLINE_UNITS_MAX, CHECKPOINT_PACE_ROWS,
+    CHECKPOINT_SPREAD_PERCENT, DIRTY_FAMILIES_WAKE, LISTING_SCAN_MAX, PROBE_INTERVAL,
 };
 use crate::error::StorageError;
 use crate::journal::{encode_unit, Journal, RecordBuilder, SledJournal, Unit};
@@ -193,6 +193,9 @@ struct Queue {
     /// submitter pay for a wake-up (a syscall, and on a busy machine often
     /// a preemption of the submitter by the writer).
     writer_waiting: bool,
+    /// The writer waits for its group to grow (see `take_group`): a
+    /// submitter wakes it when the queue reaches the linger size.
+    writer_lingering: bool,
 }
 
 #[derive(Debug)]
@@ -207,6 +210,8 @@ struct Inner {
     view_cv: Condvar,
     /// Highest sequence acknowledged to a submitter.
     acked: AtomicU64,
+    /// Messages handed to the view applier that it has not finished.
+    applier_backlog: AtomicUsize,
     journal_ok: AtomicBool,
     write_behind_ok: AtomicBool,
     epoch: AtomicU64,
@@ -301,6 +306,7 @@ impl Store {
             }),
             queue_cv: Condvar::new(),
             acked: AtomicU64::new(last_seq),
+            applier_backlog: AtomicUsize::new(0),
             journal_ok: AtomicBool::new(true),
             write_behind_ok: AtomicBool::new(true),
             epoch: AtomicU64::new(1),
@@ -494,7 +500,10 @@ impl Store {
             inner.acked.fetch_max(unit.last_seq(), Ordering::SeqCst);
         }
         let wake = WriterWake {
-            inner: queue.writer_waiting.then(|| Arc::clone(inner)),
+            inner: (queue.writer_waiting
+                || (queue.writer_lingering
+                    && queue.units.len() >= inner.config.group_linger_units))
+                .then(|| Arc::clone(inner)),
         };
         drop(queue);
         Ok((
@@ -834,12 +843,26 @@ fn take_group(inner: &Inner) -> (Vec<Pending>, bool) {
         queue.writer_waiting = false;
     }
     if !inner.config.group_wait.is_zero()
-        && queue.units.len() < inner.config.group_units_max
+        && queue.units.len() < inner.config.group_linger_units
         && !queue.closing
     {
-        drop(queue);
-        std::thread::sleep(inner.config.group_wait);
-        queue = lock(&inner.queue);
+        let deadline = Instant::now() + inner.config.group_wait;
+        queue.writer_lingering = true;
+        loop {
+            let now = Instant::now();
+            if queue.units.len() >= inner.config.group_linger_units
+                || queue.closing
+                || now >= deadline
+            {
+                break;
+            }
+            queue = inner
+                .queue_cv
+                .wait_timeout(queue, deadline - now)
+                .map(|(q, _)| q)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+        queue.writer_lingering = false;
     }
     let mut group = Vec::new();
     let mut bytes = 0;
@@ -874,15 +897,41 @@ enum ToApply {
 fn view_applier(inner: Arc<Inner>, applies: std::sync::mpsc::Receiver<ToApply>) {
     // Ends when the journal writer ends and drops its sender.
     for message in applies {
-        match message {
-            ToApply::Units(units) => apply_to_view(&inner, &units),
-            ToApply::Skip(last) => {
-                let mut view = lock(&inner.view);
-                view.applied_seq = view.applied_seq.max(last);
-                drop(view);
-                inner.view_cv.notify_all();
-            }
+        apply_message(&inner, message);
+        inner.applier_backlog.fetch_sub(1, Ordering::Release);
+    }
+}
+
+fn apply_message(inner: &Inner, message: ToApply) {
+    match message {
+        ToApply::Units(units) => apply_to_view(inner, &units),
+        ToApply::Skip(last) => {
+            let mut view = lock(&inner.view);
+            view.applied_seq = view.applied_seq.max(last);
+            drop(view);
+            inner.view_cv.notify_all();
         }
+    }
+}
+
+/// Gives the journal's outcome to the write-behind view, in journal order:
+/// applied on the writer's thread when it is small and the applier has
+/// nothing left to do (see [`APPLY_INLINE_UNITS_MAX`]), else handed over.
+fn to_view(inner: &Inner, applier: &std::sync::mpsc::Sender<ToApply>, message: ToApply) {
+    let small = match &message {
+        ToApply::Units(units) => units.len() <= APPLY_INLINE_UNITS_MAX,
+        ToApply::Skip(_) => true,
+    };
+    // The applier counts a message down only once it is applied, so at
+    // zero everything handed to it is in the view and this one is next.
+    if small && inner.applier_backlog.load(Ordering::Acquire) == 0 {
+        apply_message(inner, message);
+        return;
+    }
+    inner.applier_backlog.fetch_add(1, Ordering::AcqRel);
+    if applier.send(message).is_err() {
+        inner.applier_backlog.fetch_sub(1, Ordering::Release);
+        tracing::error!("the view applier stopped");
     }
 }
 
@@ -940,9 +989,7 @@ fn journal_writer(inner: Arc<Inner>, applier: std::sync::mpsc::Sender<ToApply>) 
                     p.complete(Ok(()));
                     units.push(p.unit);
                 }
-                if applier.send(ToApply::Units(units)).is_err() {
-                    tracing::error!("the view applier stopped");
-                }
+                to_view(&inner, &applier, ToApply::Units(units));
                 buffer = record.bytes;
             }
             Err(e) => {
@@ -962,7 +1009,7 @@ fn journal_writer(inner: Arc<Inner>, applier: std::sync::mpsc::Sender<ToApply>) 
                     p.complete(Err(error.clone()));
                 }
                 // Those sequences will never be applied: readers must not wait for them.
-                let _ = applier.send(ToApply::Skip(last));
+                to_view(&inner, &applier, ToApply::Skip(last));
             }
         }
     }

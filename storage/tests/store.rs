@@ -223,6 +223,71 @@ fn full_queues_answer_overloaded_and_change_nothing() {
     store.shutdown().unwrap();
 }
 
+/// The writer waits for a group to grow: a group that reaches the linger
+/// size goes at once, and changes that arrive within the wait share one
+/// flush.
+#[test]
+fn the_writer_lingers_for_a_group_and_goes_when_it_is_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).unwrap();
+    let mut model = Model::new(&store);
+    store.shutdown().unwrap();
+    drop(store);
+    let creates = |model: &mut Model, n: usize| -> Vec<Vec<ordercore_domain::Event>> {
+        (0..n)
+            .map(|i| {
+                let owner = format!("linger{i}");
+                let cmd = model.shop.create_cmd(&owner, &[("A1", 1)], None);
+                model
+                    .shop
+                    .decide_create(&cmd, &testkit::shopper(&owner))
+                    .unwrap()
+            })
+            .collect()
+    };
+    let submit_all = |store: &Store, changes: Vec<Vec<ordercore_domain::Event>>| {
+        let tickets: Vec<_> = changes
+            .into_iter()
+            .map(|events| store.submit(0, store.epoch(), events).unwrap())
+            .collect();
+        for ticket in tickets {
+            ticket.wait().unwrap();
+        }
+    };
+
+    // A wait far longer than the test: only a full group ends it.
+    let mut cfg = config(dir.path());
+    cfg.group_wait = std::time::Duration::from_secs(600);
+    cfg.group_linger_units = 3;
+    let store = common::open_retrying(cfg);
+    let before = store.metrics();
+    let started = std::time::Instant::now();
+    submit_all(&store, creates(&mut model, 3));
+    assert!(started.elapsed() < std::time::Duration::from_secs(600));
+    let after = store.metrics();
+    assert_eq!(
+        (after.groups - before.groups, after.units - before.units),
+        (1, 3)
+    );
+    store.shutdown().unwrap();
+    drop(store);
+
+    // A group that never fills goes when the wait ends, with everything
+    // that came meanwhile.
+    let mut cfg = config(dir.path());
+    cfg.group_wait = std::time::Duration::from_millis(200);
+    cfg.group_linger_units = 100;
+    let store = common::open_retrying(cfg);
+    let before = store.metrics();
+    submit_all(&store, creates(&mut model, 2));
+    let after = store.metrics();
+    assert_eq!(
+        (after.groups - before.groups, after.units - before.units),
+        (1, 2)
+    );
+    store.shutdown().unwrap();
+}
+
 #[test]
 fn a_family_created_and_paid_in_one_interval_costs_one_row_and_one_index_row() {
     let dir = tempfile::tempdir().unwrap();
