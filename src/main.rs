@@ -34,21 +34,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// Transparent huge pages off for this process. mimalloc asks the kernel
-/// for huge pages for its arenas, so the first touch of each 2 MiB of heap
-/// zeroes (and, under the usual `defrag=madvise`, may first compact memory
-/// for) the whole page inside whichever request touched it — while the heap
-/// grows with active orders, and again whenever freed memory that was given
-/// back is reused. Measured with the open-loop harness at 5,500 creates/s:
-/// p99 16-20 ms with huge pages, 5-7 ms without, the server's CPU per
-/// request unchanged (README, "Performance").
-fn disable_transparent_huge_pages() -> Result<(), String> {
-    #[cfg(target_os = "linux")]
-    return nix::sys::prctl::set_thp_disable(true).map_err(|e| e.to_string());
-    #[cfg(not(target_os = "linux"))]
-    Ok(())
-}
-
 fn fail(e: &dyn std::fmt::Display) -> ExitCode {
     let _ = writeln!(std::io::stderr(), "ordercore: {e}");
     ExitCode::from(2)
@@ -68,7 +53,7 @@ fn init_tracing(format: LogFormat) {
 
 fn serve(mut config: Config) -> ExitCode {
     init_tracing(config.log_format);
-    if let Err(e) = disable_transparent_huge_pages() {
+    if let Err(e) = ordercore::disable_transparent_huge_pages() {
         tracing::warn!(error = %e, "transparent huge pages stay on: slower latency tails");
     }
     match config::resolve_secrets(&mut config) {

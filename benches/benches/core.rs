@@ -24,6 +24,9 @@ use std::time::{Duration, Instant};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    // As the server does: with huge pages, zeroing 2 MiB pages as the heap
+    // grows took 30% of this run's CPU (`perf record`).
+    ordercore::disable_transparent_huge_pages().unwrap();
     let mut args = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse::<usize>().ok());

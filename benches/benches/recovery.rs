@@ -82,6 +82,8 @@ fn open(dir: &Path) {
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    // As the server does (`--bench core` explains why).
+    ordercore::disable_transparent_huge_pages().unwrap();
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))

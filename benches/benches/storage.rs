@@ -27,6 +27,8 @@ const WINDOW: usize = 8_192;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    // As the server does (`--bench core` explains why).
+    ordercore::disable_transparent_huge_pages().unwrap();
     let n: usize = std::env::args()
         .skip(1)
         .find_map(|a| a.parse().ok())
