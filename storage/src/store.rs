@@ -8,7 +8,7 @@
 //! view's dirty entries as state rows, coalesced, then the checkpoint row
 //! (the sequence they reflect), then trims the journal.
 
-use crate::codec::{decode, encode};
+use crate::codec::{decode, encode, encode_packed};
 use crate::config::{
     Durability, StoreConfig, APPLY_INLINE_UNITS_MAX, CHECKPOINT_PACE_ROWS,
     CHECKPOINT_SPREAD_PERCENT, DIRTY_FAMILIES_WAKE, LISTING_SCAN_MAX, PROBE_INTERVAL,
@@ -1186,7 +1186,7 @@ fn write_snapshot(
     for (id, family) in &snapshot.families {
         inner
             .rows
-            .insert(family_key(id), encode(family.as_ref())?)?;
+            .insert(family_key(id), encode_packed(family.as_ref())?)?;
         rows += 1;
         pace.row(rows);
     }
