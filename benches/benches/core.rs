@@ -13,7 +13,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
-use ordercore_benches::{cpu_us, drive, raw_sled, seed, start, unit_bytes, Workload};
+use ordercore_benches::{
+    cpu_us, cpu_us_by_thread, drive, raw_sled, seed, start, unit_bytes, Workload,
+};
 use ordercore_domain::CreateOrder;
 use std::time::{Duration, Instant};
 
@@ -53,15 +55,18 @@ async fn run(n: usize) {
     let mut workload = Workload::new();
     seed(&core, &workload).await;
     core.store().checkpoint_now().unwrap();
+    let rows0 = core.store().metrics().rows_written;
     let cmds: Vec<CreateOrder> = (0..n).map(|_| workload.next_create()).collect();
     println!("driving the core ...");
     let cpu0 = cpu_us();
+    let threads0 = cpu_us_by_thread();
     let started = Instant::now();
     drive(&core, cmds, true).await;
     let acked = started.elapsed();
     core.store().checkpoint_now().unwrap();
     let sustained = started.elapsed();
     let cpu = cpu_us() - cpu0;
+    let threads = cpu_us_by_thread();
     let m = core.metrics();
     let sm = core.store().metrics();
 
@@ -85,6 +90,16 @@ async fn run(n: usize) {
     println!(
         "    process CPU per lifecycle       {:.1} µs",
         cpu as f64 / n as f64
+    );
+    for (name, us) in &threads {
+        let us = us - threads0.get(name).copied().unwrap_or(0);
+        if us > 0 {
+            println!("      {name:<28} {:.1} µs", us as f64 / n as f64);
+        }
+    }
+    println!(
+        "    state rows per lifecycle        {:.2} (written behind)",
+        (sm.rows_written - rows0) as f64 / n as f64
     );
     println!(
         "    mean group commit               {:.0} units, {:.0} µs",

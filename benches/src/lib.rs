@@ -117,12 +117,37 @@ impl Workload {
 /// Process CPU time (user + system) from /proc, in µs.
 pub fn cpu_us() -> u64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    ticks_us(stat.rsplit_once(')').map_or("", |(_, rest)| rest))
+}
+
+/// Process CPU time (user + system) by thread name, in µs, from
+/// /proc/self/task: which part of the process a run's CPU went to. Threads
+/// that share a name (sled's I/O pool, the shards' arbiters) are summed.
+pub fn cpu_us_by_thread() -> std::collections::BTreeMap<String, u64> {
+    let mut by_name = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return by_name;
+    };
+    for task in tasks.flatten() {
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let name = head.split_once('(').map_or("", |(_, n)| n);
+        // Numbered pool threads (`sled-io-3`) count as one.
+        let name = name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '-');
+        *by_name.entry(name.to_owned()).or_insert(0) += ticks_us(rest);
+    }
+    by_name
+}
+
+/// utime + stime of a /proc `stat` line's fields after the name, in µs.
+fn ticks_us(after_name: &str) -> u64 {
     // By position (proc(5)): after the name come state, ppid, pgrp, session,
     // tty_nr, tpgid, flags, four fault counts, then utime and stime in clock
     // ticks of 10 ms. tpgid is -1 without a controlling terminal, so the
     // fields cannot be picked out by whether they parse as unsigned.
-    let mut fields = after.split_whitespace().skip(11);
+    let mut fields = after_name.split_whitespace().skip(11);
     let mut ticks = || {
         fields
             .next()

@@ -9,7 +9,7 @@
 //! ```
 
 use clap::Parser;
-use ordercore_load::client::Api;
+use ordercore_load::client::{Api, CONNECTIONS};
 use ordercore_load::host;
 use ordercore_load::ledger::Ledger;
 use ordercore_load::pace::Pacer;
@@ -68,6 +68,11 @@ struct Args {
     /// Closed loop: sessions in flight at once.
     #[arg(long)]
     concurrency: Option<usize>,
+    /// HTTP connections to the server at most; a request beyond them waits
+    /// for one, and the wait counts in its latency. Default: 128, or the
+    /// closed loop's concurrency when that is more.
+    #[arg(long)]
+    connections: Option<usize>,
     /// Measured seconds.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
@@ -304,7 +309,10 @@ async fn run(args: Args) -> Result<bool, String> {
     if server.is_none() && (args.jwt_secret.is_none() || args.payment_secret.is_none()) {
         return Err("--url needs --jwt-secret and --payment-secret".into());
     }
-    let api = Api::new(&url, &jwt, &pay)?;
+    let connections = args
+        .connections
+        .unwrap_or_else(|| CONNECTIONS.max(args.concurrency.unwrap_or(0)));
+    let api = Api::new(&url, &jwt, &pay, connections)?;
     let run_id = format!("{:06x}", seeds.gen::<u32>() & 0x00ff_ffff);
     let admin = api.token(&format!("lt{run_id}ops"), true);
 
