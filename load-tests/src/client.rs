@@ -16,9 +16,9 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// (`--connections`): a request beyond them waits for one, and the wait
 /// counts in its latency, as behind a load balancer's upstream pool. Without
 /// a bound, an open loop that meets a pause opens a connection for every
-/// session that finds none idle: thousands within a second, whose set-up
-/// then holds the server for seconds (measured: 5,000+ connections and
-/// 1-8 s p99 at 8,000 sessions/s, with the server's threads idle).
+/// session that finds none idle: thousands within a second, which then
+/// keep the client's thread busy for seconds (measured: 5,000+ connections
+/// and 1-8 s p99 at 8,000 sessions/s, with the server's threads idle).
 pub const CONNECTIONS: usize = 128;
 /// Lifetime of the tokens the harness mints.
 const TOKEN_TTL_SECS: u64 = 24 * 3_600;
