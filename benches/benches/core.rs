@@ -9,7 +9,9 @@
 //! Memory per active order is measured apart (`--bench memory`): its
 //! counting allocator would slow this run down.
 //!
-//! `cargo bench -p ordercore-benches --bench core [-- LIFECYCLES]`
+//! `cargo bench -p ordercore-benches --bench core [-- LIFECYCLES]`;
+//! `ORDERCORE_BENCH_IDLE_S=5` lets actors compact after the server's default
+//! 5 s idle instead of keeping every family whole.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -36,6 +38,16 @@ fn main() {
     actix::System::new().block_on(run(n));
 }
 
+/// How long an actor stays idle before it compacts or passivates:
+/// `ORDERCORE_BENCH_IDLE_S` seconds, by default an hour, so every order of
+/// the run stays whole in memory.
+fn idle() -> Duration {
+    std::env::var("ORDERCORE_BENCH_IDLE_S")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(Duration::from_secs(3_600), Duration::from_secs)
+}
+
 async fn run(n: usize) {
     println!("generating {n} lifecycles (create 2 SKUs + pay) ...");
     let mut workload = Workload::new();
@@ -51,7 +63,7 @@ async fn run(n: usize) {
 
     // (b) lifecycles through the core.
     let dir = tempfile::tempdir().unwrap();
-    let core = start(dir.path(), Duration::from_secs(3_600));
+    let core = start(dir.path(), idle());
     let mut workload = Workload::new();
     seed(&core, &workload).await;
     core.store().checkpoint_now().unwrap();
