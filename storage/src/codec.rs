@@ -17,11 +17,12 @@ pub const RECORD_BYTES_MAX: usize = 256 * 1024 * 1024;
 
 /// The format byte of a packed row: `[PACKED_FORMAT] ++ u32 LE length of
 /// the bincode body ++ LZ4 block of the body`. A family row is written
-/// packed: sled 0.34 copies a leaf's every value whenever it links a change
-/// to it and again when it splits it (every ~8 appends), so its cost grows
-/// with the bytes of a row — a paid order's row of ~1,290 bytes packs into
-/// ~450 (`--bench core`, README "Storage"). LZ4 packs such a row in ~1.3 µs
-/// and unpacks it in ~0.4 µs. Byte 2 is the catalog rows' stamped format.
+/// packed: sled 0.34 writes each insert to its log and the whole leaf, every
+/// value in it, again after ten changes to it and at each split (every ~8
+/// appends), so its cost grows with the bytes of a row — a paid order's row
+/// of ~1,290 bytes packs into ~450 (`--bench core`, README "Storage"). LZ4
+/// packs such a row in ~1.3 µs and unpacks it in ~0.4 µs. Byte 2 is the
+/// catalog rows' stamped format.
 pub const PACKED_FORMAT: u8 = 3;
 
 /// Smallest body [`encode_packed`] tries to pack: below it the row is small
