@@ -17,14 +17,16 @@
 //! A new segment starts when the active one would pass [`SEGMENT_BYTES`];
 //! the old one is synced first and the directory after the new file is
 //! created, so a sync of the active file makes every appended record
-//! durable. A new segment's blocks are reserved up front ([`preallocate`]),
-//! so its frames are followed by zeros: a frame header of zero length ends
-//! a segment's records. On open, the last segment is read up to its first
+//! durable. A new segment is the spare written with zeros ahead of need
+//! ([`SPARE_NAME`]) or, without one ready, a file whose blocks are reserved
+//! up front ([`preallocate`]); either way its frames are followed by zeros:
+//! a frame header of zero length ends a segment's records. On open, the last segment is read up to its first
 //! torn or corrupt frame (a crash mid-write never acknowledged it), and
 //! whatever lies after that is cut off before appends go on.
 
 use crate::error::StorageError;
 use crate::journal::{decode_record, feed, read_header, EncodedRecord, Journal, Unit};
+use crate::store::lock;
 use ordercore_domain::Timestamp;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
@@ -41,6 +43,35 @@ pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 const FRAME_HEADER: usize = 8;
 
 const SUFFIX: &str = ".seg";
+
+/// The next segment, written with zeros and synced ahead of need, then
+/// renamed into place when the active one fills. A block of a `fallocate`d
+/// file is "unwritten" until its first write, and an `fdatasync` after
+/// that write must also commit the block's conversion through ext4's
+/// journal, where it can wait behind another file's commit (sled's): at
+/// 6,000 creates/s, zero-written segments answered with a p50 of 1.42-1.64
+/// ms against 1.78-2.16 ms, and 3-7% less server CPU per request (four runs
+/// of each alternated). The name does not end in [`SUFFIX`], so a spare is
+/// never read as a segment.
+const SPARE_NAME: &str = "next.spare";
+
+/// How full the active segment is (percent) when its spare starts being
+/// written: early enough that a roll finds it ready, late enough that a
+/// small journal (a test's, a quiet store's) never writes one.
+pub const SPARE_AT_PERCENT: u64 = 50;
+
+/// The spare is written in chunks of this size, with [`SPARE_PAUSE`]
+/// between them, so that writing 64 MiB never holds the disk in one burst
+/// that an `fdatasync` of the journal would wait behind.
+const SPARE_CHUNK: usize = 1 << 20;
+const SPARE_PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Spare {
+    Absent,
+    Writing,
+    Ready,
+}
 
 /// Where one record sits in its segment.
 #[derive(Debug, Clone, Copy)]
@@ -83,6 +114,12 @@ pub struct SegmentJournal {
     dir: PathBuf,
     segment_bytes: u64,
     state: Mutex<State>,
+    /// The spare segment ([`SPARE_NAME`]), shared with the thread that
+    /// writes it.
+    spare: Arc<Mutex<Spare>>,
+    /// Segments started from a spare (the others were reserved with
+    /// `fallocate`).
+    spares_taken: std::sync::atomic::AtomicU64,
 }
 
 fn io(what: &str, path: &Path, e: std::io::Error) -> StorageError {
@@ -116,6 +153,26 @@ fn preallocate(file: &File, bytes: u64) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = (file, bytes);
+}
+
+/// Writes `bytes` of zeros to a new file at `path` and syncs it. A new
+/// file every time (`create_new`): a thread of an earlier journal on the
+/// same directory can never write into the file this one renames into
+/// place, whose frames it would overwrite.
+fn write_spare(path: &Path, bytes: u64) -> std::io::Result<()> {
+    if path.exists() {
+        std::fs::remove_file(path)?;
+    }
+    let file = OpenOptions::new().write(true).create_new(true).open(path)?;
+    let zeros = vec![0_u8; SPARE_CHUNK];
+    let mut at = 0;
+    while at < bytes {
+        let n = usize::try_from(bytes - at).map_or(SPARE_CHUNK, |left| left.min(SPARE_CHUNK));
+        file.write_all_at(&zeros[..n], at)?;
+        at += n as u64;
+        std::thread::sleep(SPARE_PAUSE);
+    }
+    file.sync_all()
 }
 
 /// A segment's frames, read from its start.
@@ -208,6 +265,11 @@ impl SegmentJournal {
     ) -> Result<SegmentJournal, StorageError> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir).map_err(|e| io("cannot create", &dir, e))?;
+        // A spare left by an earlier process may be half written.
+        let spare = dir.join(SPARE_NAME);
+        if spare.exists() {
+            std::fs::remove_file(&spare).map_err(|e| io("cannot remove", &spare, e))?;
+        }
         let mut segments = Vec::new();
         for entry in std::fs::read_dir(&dir).map_err(|e| io("cannot list", &dir, e))? {
             let entry = entry.map_err(|e| io("cannot list", &dir, e))?;
@@ -279,13 +341,13 @@ impl SegmentJournal {
             dir,
             segment_bytes,
             state: Mutex::new(state),
+            spare: Arc::new(Mutex::new(Spare::Absent)),
+            spares_taken: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.state)
     }
 
     /// Starts a new active segment whose first record is `first_seq`.
@@ -295,6 +357,7 @@ impl SegmentJournal {
                 .map_err(|e| io("cannot sync", &self.dir, e))?;
         }
         let path = self.dir.join(segment_name(first_seq));
+        let from_spare = self.take_spare(&path);
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -302,7 +365,12 @@ impl SegmentJournal {
             .truncate(false)
             .open(&path)
             .map_err(|e| io("cannot create", &path, e))?;
-        preallocate(&file, self.segment_bytes);
+        if from_spare {
+            self.spares_taken
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        } else {
+            preallocate(&file, self.segment_bytes);
+        }
         // The reservation is durable before any record relies on it.
         file.sync_all().map_err(|e| io("cannot sync", &path, e))?;
         sync_dir(&self.dir)?;
@@ -314,6 +382,64 @@ impl SegmentJournal {
         state.active = Some(Arc::new(file));
         state.active_len = 0;
         Ok(())
+    }
+
+    /// Moves a ready spare to `path`; `false` when there is none (the new
+    /// segment is then reserved with `fallocate`).
+    fn take_spare(&self, path: &Path) -> bool {
+        let mut spare = lock(&self.spare);
+        if *spare != Spare::Ready {
+            return false;
+        }
+        *spare = Spare::Absent;
+        match std::fs::rename(self.dir.join(SPARE_NAME), path) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "journal: the spare segment could not be used");
+                false
+            }
+        }
+    }
+
+    /// Starts writing the spare once the active segment is
+    /// [`SPARE_AT_PERCENT`] full, unless one is written or being written.
+    fn want_spare(&self, active_len: u64) {
+        if active_len.saturating_mul(100) < self.segment_bytes.saturating_mul(SPARE_AT_PERCENT) {
+            return;
+        }
+        let mut spare = lock(&self.spare);
+        if *spare != Spare::Absent {
+            return;
+        }
+        *spare = Spare::Writing;
+        drop(spare);
+        let (shared, path, bytes) = (
+            Arc::clone(&self.spare),
+            self.dir.join(SPARE_NAME),
+            self.segment_bytes,
+        );
+        let started = std::thread::Builder::new()
+            .name("ordercore-spare".into())
+            .spawn(move || {
+                let written = write_spare(&path, bytes);
+                if let Err(e) = &written {
+                    tracing::warn!(error = %e, "journal: no spare segment");
+                    let _ = std::fs::remove_file(&path);
+                }
+                *lock(&shared) = if written.is_ok() {
+                    Spare::Ready
+                } else {
+                    Spare::Absent
+                };
+            });
+        if started.is_err() {
+            *lock(&self.spare) = Spare::Absent;
+        }
+    }
+
+    /// Segments started from a spare since the journal was opened.
+    pub fn spares_taken(&self) -> u64 {
+        self.spares_taken.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The records of the segment at `path`, reading its frames the first
@@ -391,6 +517,7 @@ impl Journal for SegmentJournal {
         let offset = state.active_len;
         state.active_len += frame_len;
         state.last_seq = record.last_seq;
+        self.want_spare(state.active_len);
         if let Some(segment) = state.segments.last_mut() {
             let records = segment.records.get_or_insert_with(Default::default);
             Arc::make_mut(records).push(RecordAt {
@@ -798,5 +925,71 @@ mod tests {
         assert_eq!(seqs(&journal, 0), vec![1, 2, 3, 4, 5]);
         assert_eq!(old.last_seq().unwrap(), 0, "moved out of sled");
         assert_eq!(old.move_into(&journal).unwrap(), 0, "once");
+    }
+
+    /// Waits (bounded) for the spare's writer thread.
+    fn spare_ready(journal: &SegmentJournal) -> bool {
+        for _ in 0..10_000 {
+            if *lock(&journal.spare) == Spare::Ready {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        false
+    }
+
+    #[test]
+    fn a_roll_takes_the_spare_written_ahead_and_its_frames_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = 4_096;
+        let journal = SegmentJournal::open_sized(dir.path(), bytes).unwrap();
+        let spare = dir.path().join(SPARE_NAME);
+        let mut last = 0;
+        let mut append = |journal: &SegmentJournal| {
+            let rec = record(last + 1, 2, 0);
+            journal.append(last, &rec).unwrap();
+            last = rec.last_seq;
+        };
+        // Below half of the first segment: no spare.
+        append(&journal);
+        assert_eq!(*lock(&journal.spare), Spare::Absent);
+        assert!(!spare.exists());
+        while journal.lock().active_len * 100 < bytes * SPARE_AT_PERCENT {
+            append(&journal);
+        }
+        assert!(spare_ready(&journal), "the spare was written");
+        assert_eq!(std::fs::metadata(&spare).unwrap().len(), bytes);
+        let before = segment_files(dir.path()).len();
+        while segment_files(dir.path()).len() == before {
+            append(&journal);
+        }
+        assert_eq!(journal.spares_taken(), 1);
+        let rolled = segment_files(dir.path()).pop().unwrap();
+        assert_eq!(std::fs::metadata(&rolled).unwrap().len(), bytes);
+        assert!(!spare.exists() || *lock(&journal.spare) != Spare::Ready);
+        // Frames in the spare are followed by its zeros: everything reads
+        // back, before and after reopening, with no tail cut.
+        let all: Vec<u64> = (1..=last).collect();
+        assert_eq!(seqs(&journal, 0), all);
+        drop(journal);
+        let journal = SegmentJournal::open_sized(dir.path(), bytes).unwrap();
+        assert_eq!(seqs(&journal, 0), all);
+        assert_eq!(std::fs::metadata(&rolled).unwrap().len(), bytes, "not cut");
+        journal.append(last, &record(last + 1, 1, 0)).unwrap();
+        assert_eq!(journal.last_seq().unwrap(), last + 1);
+    }
+
+    #[test]
+    fn a_spare_left_by_an_earlier_process_is_never_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = SegmentJournal::open_sized(dir.path(), 4_096).unwrap();
+        journal.append(0, &record(1, 2, 0)).unwrap();
+        drop(journal);
+        // Half written when that process stopped: not zeros.
+        let spare = dir.path().join(SPARE_NAME);
+        std::fs::write(&spare, vec![0xA5_u8; 1_000]).unwrap();
+        let journal = SegmentJournal::open_sized(dir.path(), 4_096).unwrap();
+        assert!(!spare.exists());
+        assert_eq!(seqs(&journal, 0), vec![1, 2]);
     }
 }

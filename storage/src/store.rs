@@ -237,7 +237,7 @@ pub struct Store {
 /// The journal's directory inside the store's directory.
 pub const JOURNAL_DIR: &str = "journal";
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding one of these locks is a defect; keep serving
     // with the data as it is rather than cascading the panic.
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
