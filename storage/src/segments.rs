@@ -20,9 +20,10 @@
 //! durable. A new segment is the spare written with zeros ahead of need
 //! ([`SPARE_NAME`]) or, without one ready, a file whose blocks are reserved
 //! up front ([`preallocate`]); either way its frames are followed by zeros:
-//! a frame header of zero length ends a segment's records. On open, the last segment is read up to its first
-//! torn or corrupt frame (a crash mid-write never acknowledged it), and
-//! whatever lies after that is cut off before appends go on.
+//! a frame header of zero length ends a segment's records. On open, the
+//! last segment is read up to its first torn or corrupt frame (a crash
+//! mid-write never acknowledged it), and whatever lies after that is cut
+//! off before appends go on.
 
 use crate::error::StorageError;
 use crate::journal::{decode_record, feed, read_header, EncodedRecord, Journal, Unit};
