@@ -18,7 +18,7 @@
 //! the old one is synced first and the directory after the new file is
 //! created, so a sync of the active file makes every appended record
 //! durable. A new segment is the spare written with zeros ahead of need
-//! ([`SPARE_NAME`]) or, without one ready, a file whose blocks are reserved
+//! ([`SPARE_SUFFIX`]) or, without one ready, a file whose blocks are reserved
 //! up front ([`preallocate`]); either way its frames are followed by zeros:
 //! a frame header of zero length ends a segment's records. On open, the
 //! last segment is read up to its first torn or corrupt frame (a crash
@@ -53,8 +53,11 @@ const SUFFIX: &str = ".seg";
 /// 6,000 creates/s, zero-written segments answered with a p50 of 1.42-1.64
 /// ms against 1.78-2.16 ms, and 3-7% less server CPU per request (four runs
 /// of each alternated). The name does not end in [`SUFFIX`], so a spare is
-/// never read as a segment.
-const SPARE_NAME: &str = "next.spare";
+/// never read as a segment. Each journal opened names its spare apart
+/// (`next.<pid>-<n>.spare`), so a spare thread of a journal dropped
+/// earlier in the process can never touch the file a later one renames
+/// into place; opening removes every spare left in the directory.
+const SPARE_SUFFIX: &str = ".spare";
 
 /// How full the active segment is (percent) when its spare starts being
 /// written: early enough that a roll finds it ready, late enough that a
@@ -130,9 +133,11 @@ pub struct SegmentJournal {
     dir: PathBuf,
     segment_bytes: u64,
     state: Mutex<State>,
-    /// The spare segment ([`SPARE_NAME`]), shared with the thread that
+    /// The spare segment ([`SPARE_SUFFIX`]), shared with the thread that
     /// writes it.
     spare: Arc<Mutex<Spare>>,
+    /// This journal's spare file.
+    spare_path: PathBuf,
     /// Segments started from a spare (the others were reserved with
     /// `fallocate`).
     spares_taken: std::sync::atomic::AtomicU64,
@@ -171,15 +176,14 @@ fn preallocate(file: &File, bytes: u64) {
     let _ = (file, bytes);
 }
 
-/// Writes `bytes` of zeros to a new file at `path` and syncs it. A new
-/// file every time (`create_new`): a thread of an earlier journal on the
-/// same directory can never write into the file this one renames into
-/// place, whose frames it would overwrite.
+/// Writes `bytes` of zeros to a new file at `path` (the journal's own
+/// spare name) and syncs it.
 fn write_spare(path: &Path, bytes: u64) -> std::io::Result<()> {
-    if path.exists() {
-        std::fs::remove_file(path)?;
-    }
-    let file = OpenOptions::new().write(true).create_new(true).open(path)?;
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)?;
     let zeros = vec![0_u8; SPARE_CHUNK];
     let mut at = 0;
     while at < bytes {
@@ -282,11 +286,19 @@ impl SegmentJournal {
     ) -> Result<SegmentJournal, StorageError> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir).map_err(|e| io("cannot create", &dir, e))?;
-        // A spare left by an earlier process may be half written.
-        let spare = dir.join(SPARE_NAME);
-        if spare.exists() {
-            std::fs::remove_file(&spare).map_err(|e| io("cannot remove", &spare, e))?;
+        // A spare left by an earlier journal may be half written.
+        for entry in std::fs::read_dir(&dir).map_err(|e| io("cannot list", &dir, e))? {
+            let path = entry.map_err(|e| io("cannot list", &dir, e))?.path();
+            if path.to_str().is_some_and(|p| p.ends_with(SPARE_SUFFIX)) {
+                std::fs::remove_file(&path).map_err(|e| io("cannot remove", &path, e))?;
+            }
         }
+        static OPENED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let spare_path = dir.join(format!(
+            "next.{}-{}{SPARE_SUFFIX}",
+            std::process::id(),
+            OPENED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
         let mut segments = Vec::new();
         for entry in std::fs::read_dir(&dir).map_err(|e| io("cannot list", &dir, e))? {
             let entry = entry.map_err(|e| io("cannot list", &dir, e))?;
@@ -360,6 +372,7 @@ impl SegmentJournal {
             segment_bytes,
             state: Mutex::new(state),
             spare: Arc::new(Mutex::new(Spare::Absent)),
+            spare_path,
             spares_taken: std::sync::atomic::AtomicU64::new(0),
         })
     }
@@ -376,22 +389,44 @@ impl SegmentJournal {
         }
         let path = self.dir.join(segment_name(first_seq));
         let from_spare = self.take_spare(&path);
-        let file = OpenOptions::new()
+        let started = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .open(&path)
-            .map_err(|e| io("cannot create", &path, e))?;
+            .map_err(|e| io("cannot create", &path, e))
+            .and_then(|file| {
+                if !from_spare {
+                    preallocate(&file, self.segment_bytes);
+                }
+                // The reservation is durable before any record relies on it.
+                file.sync_all().map_err(|e| io("cannot sync", &path, e))?;
+                sync_dir(&self.dir)?;
+                Ok(file)
+            });
+        let file = match started {
+            Ok(file) => file,
+            Err(e) => {
+                // The new file must not stay: appends go on in the active
+                // segment (a hand-over is not retried at once), and a
+                // segment named after their sequences would make a scan
+                // from them start past them.
+                if path.exists() {
+                    let removed = std::fs::remove_file(&path)
+                        .map_err(|e| io("cannot remove", &path, e))
+                        .and_then(|()| sync_dir(&self.dir));
+                    if let Err(removed) = removed {
+                        state.broken = Some(format!("{e}; then {removed}"));
+                    }
+                }
+                return Err(e);
+            }
+        };
         if from_spare {
             self.spares_taken
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        } else {
-            preallocate(&file, self.segment_bytes);
         }
-        // The reservation is durable before any record relies on it.
-        file.sync_all().map_err(|e| io("cannot sync", &path, e))?;
-        sync_dir(&self.dir)?;
         state.segments.push(Segment {
             first_seq,
             path,
@@ -411,7 +446,7 @@ impl SegmentJournal {
             return false;
         }
         *spare = Spare::Absent;
-        match std::fs::rename(self.dir.join(SPARE_NAME), path) {
+        match std::fs::rename(&self.spare_path, path) {
             Ok(()) => true,
             Err(e) => {
                 tracing::warn!(error = %e, "journal: the spare segment could not be used");
@@ -441,7 +476,7 @@ impl SegmentJournal {
         drop(spare);
         let (shared, path, bytes) = (
             Arc::clone(&self.spare),
-            self.dir.join(SPARE_NAME),
+            self.spare_path.clone(),
             self.segment_bytes,
         );
         let started = std::thread::Builder::new()
@@ -969,7 +1004,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let bytes = 4_096;
         let journal = SegmentJournal::open_sized(dir.path(), bytes).unwrap();
-        let spare = dir.path().join(SPARE_NAME);
+        let spare = journal.spare_path.clone();
         let mut last = 0;
         let mut append = |journal: &SegmentJournal| {
             let rec = record(last + 1, 2, 0);
@@ -992,9 +1027,11 @@ mod tests {
         assert_eq!(journal.spares_taken(), 1);
         let rolled = segment_files(dir.path()).pop().unwrap();
         assert_eq!(std::fs::metadata(&rolled).unwrap().len(), bytes);
-        assert!(!spare.exists() || *lock(&journal.spare) != Spare::Ready);
-        // Frames in the spare are followed by its zeros: everything reads
-        // back, before and after reopening, with no tail cut.
+        assert!(!spare.exists(), "renamed into place");
+        // Frames in the spare are followed by its zeros only: it reads as
+        // a clean segment, and everything reads back, before and after
+        // reopening.
+        assert!(read_segment(&rolled, false).unwrap().clean);
         let all: Vec<u64> = (1..=last).collect();
         assert_eq!(seqs(&journal, 0), all);
         drop(journal);
@@ -1006,17 +1043,33 @@ mod tests {
     }
 
     #[test]
-    fn a_spare_left_by_an_earlier_process_is_never_used() {
+    fn a_spare_left_by_an_earlier_journal_is_removed_and_never_used() {
         let dir = tempfile::tempdir().unwrap();
-        let journal = SegmentJournal::open_sized(dir.path(), 4_096).unwrap();
+        let bytes = 4_096;
+        let journal = SegmentJournal::open_sized(dir.path(), bytes).unwrap();
         journal.append(0, &record(1, 2, 0)).unwrap();
+        let earlier = journal.spare_path.clone();
         drop(journal);
-        // Half written when that process stopped: not zeros.
-        let spare = dir.path().join(SPARE_NAME);
-        std::fs::write(&spare, vec![0xA5_u8; 1_000]).unwrap();
-        let journal = SegmentJournal::open_sized(dir.path(), 4_096).unwrap();
-        assert!(!spare.exists());
-        assert_eq!(seqs(&journal, 0), vec![1, 2]);
+        // Half written when that journal stopped: not zeros.
+        std::fs::write(&earlier, vec![0xA5_u8; 1_000]).unwrap();
+        let journal = SegmentJournal::open_sized(dir.path(), bytes).unwrap();
+        assert!(!earlier.exists());
+        assert_ne!(journal.spare_path, earlier, "each journal names its own");
+        // The segments that follow read back whole and clean.
+        let mut last = 2;
+        while journal.spares_taken() < 2 {
+            let rec = record(last + 1, 2, 0);
+            journal.append(last, &rec).unwrap();
+            last = rec.last_seq;
+            if *lock(&journal.spare) == Spare::Writing {
+                assert!(spare_ready(&journal));
+            }
+        }
+        let files = segment_files(dir.path());
+        for closed in &files[..files.len() - 1] {
+            assert!(read_segment(closed, false).unwrap().clean, "{closed:?}");
+        }
+        assert_eq!(seqs(&journal, 0), (1..=last).collect::<Vec<_>>());
     }
 
     #[test]
