@@ -141,6 +141,9 @@ pub struct SegmentJournal {
     /// Segments started from a spare (the others were reserved with
     /// `fallocate`).
     spares_taken: std::sync::atomic::AtomicU64,
+    /// Fails the next roll after its file exists (tests only).
+    #[cfg(test)]
+    fail_roll: std::sync::atomic::AtomicBool,
 }
 
 fn io(what: &str, path: &Path, e: std::io::Error) -> StorageError {
@@ -374,6 +377,8 @@ impl SegmentJournal {
             spare: Arc::new(Mutex::new(Spare::Absent)),
             spare_path,
             spares_taken: std::sync::atomic::AtomicU64::new(0),
+            #[cfg(test)]
+            fail_roll: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -402,6 +407,13 @@ impl SegmentJournal {
                 }
                 // The reservation is durable before any record relies on it.
                 file.sync_all().map_err(|e| io("cannot sync", &path, e))?;
+                #[cfg(test)]
+                if self
+                    .fail_roll
+                    .swap(false, std::sync::atomic::Ordering::SeqCst)
+                {
+                    return Err(StorageError::Io("injected roll failure".into()));
+                }
                 sync_dir(&self.dir)?;
                 Ok(file)
             });
@@ -1107,5 +1119,44 @@ mod tests {
         drop(journal);
         let journal = SegmentJournal::open_sized(dir.path(), bytes).unwrap();
         assert_eq!(seqs(&journal, 0), all);
+    }
+
+    #[test]
+    fn a_failed_hand_over_leaves_no_segment_that_would_hide_later_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = 8 * SPARE_EARLY_BYTES;
+        let journal = SegmentJournal::open_sized(dir.path(), bytes).unwrap();
+        fn append(journal: &SegmentJournal, last: &mut u64) -> Result<(), StorageError> {
+            let rec = record(*last + 1, 20, 0);
+            journal.append(*last, &rec)?;
+            *last = rec.last_seq;
+            Ok(())
+        }
+        let mut last = 0;
+        while journal.lock().active_len <= SPARE_EARLY_BYTES {
+            append(&journal, &mut last).unwrap();
+        }
+        assert!(spare_ready(&journal));
+        journal
+            .fail_roll
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let failed_at = last + 1;
+        assert!(append(&journal, &mut last).is_err(), "the hand-over failed");
+        assert_eq!(segment_files(dir.path()).len(), 1, "its file is gone");
+        // Appends go on in the reserved segment, and a scan from any of
+        // them finds them, also after reopening.
+        for _ in 0..10 {
+            append(&journal, &mut last).unwrap();
+        }
+        assert_eq!(
+            seqs(&journal, failed_at),
+            (failed_at + 1..=last).collect::<Vec<_>>()
+        );
+        drop(journal);
+        let journal = SegmentJournal::open_sized(dir.path(), bytes).unwrap();
+        assert_eq!(
+            seqs(&journal, failed_at),
+            (failed_at + 1..=last).collect::<Vec<_>>()
+        );
     }
 }
