@@ -289,13 +289,6 @@ impl SegmentJournal {
     ) -> Result<SegmentJournal, StorageError> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir).map_err(|e| io("cannot create", &dir, e))?;
-        // A spare left by an earlier journal may be half written.
-        for entry in std::fs::read_dir(&dir).map_err(|e| io("cannot list", &dir, e))? {
-            let path = entry.map_err(|e| io("cannot list", &dir, e))?.path();
-            if path.to_str().is_some_and(|p| p.ends_with(SPARE_SUFFIX)) {
-                std::fs::remove_file(&path).map_err(|e| io("cannot remove", &path, e))?;
-            }
-        }
         static OPENED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let spare_path = dir.join(format!(
             "next.{}-{}{SPARE_SUFFIX}",
@@ -306,6 +299,12 @@ impl SegmentJournal {
         for entry in std::fs::read_dir(&dir).map_err(|e| io("cannot list", &dir, e))? {
             let entry = entry.map_err(|e| io("cannot list", &dir, e))?;
             let name = entry.file_name();
+            if name.to_str().is_some_and(|n| n.ends_with(SPARE_SUFFIX)) {
+                // A spare left by an earlier journal may be half written.
+                let path = entry.path();
+                std::fs::remove_file(&path).map_err(|e| io("cannot remove", &path, e))?;
+                continue;
+            }
             let Some(first_seq) = name
                 .to_str()
                 .and_then(|n| n.strip_suffix(SUFFIX))
