@@ -11,6 +11,7 @@
 //! of two journal records, one family row and one user index row; its
 //! deadline row is inserted and removed in memory and never written.
 
+mod arrivals;
 pub mod clock;
 pub mod codec;
 pub mod config;

@@ -31,6 +31,8 @@ pub struct StoreMetrics {
     pub row_reads_skipped: AtomicU64,
     /// Times a write-behind checkpoint waited to spread its rows.
     pub checkpoint_pauses: AtomicU64,
+    /// Groups the journal writer waited for to grow (arrivals were dense).
+    pub group_waits: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -56,6 +58,7 @@ pub struct MetricsSnapshot {
     pub overloaded: u64,
     pub row_reads_skipped: u64,
     pub checkpoint_pauses: u64,
+    pub group_waits: u64,
     /// Units waiting for the writer.
     pub queue_depth: u64,
     /// Families changed but not yet written behind.
@@ -98,6 +101,7 @@ impl StoreMetrics {
             overloaded: get(&self.overloaded),
             row_reads_skipped: get(&self.row_reads_skipped),
             checkpoint_pauses: get(&self.checkpoint_pauses),
+            group_waits: get(&self.group_waits),
             queue_depth,
             dirty_families,
         }

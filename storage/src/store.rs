@@ -8,9 +8,10 @@
 //! view's dirty entries as state rows, coalesced, then the checkpoint row
 //! (the sequence they reflect), then trims the journal.
 
+use crate::arrivals::ArrivalRate;
 use crate::codec::{decode, encode, encode_packed};
 use crate::config::{
-    Durability, StoreConfig, APPLY_INLINE_UNITS_MAX, CHECKPOINT_PACE_ROWS,
+    Durability, StoreConfig, APPLY_INLINE_UNITS_MAX, ARRIVAL_RATE_WINDOW, CHECKPOINT_PACE_ROWS,
     CHECKPOINT_SPREAD_PERCENT, DIRTY_FAMILIES_WAKE, LISTING_SCAN_MAX, PROBE_INTERVAL,
 };
 use crate::error::StorageError;
@@ -187,6 +188,9 @@ impl Pending {
 struct Queue {
     units: VecDeque<Pending>,
     bytes: usize,
+    /// Units ever queued: the journal writer measures the arrival rate
+    /// from it.
+    queued_total: u64,
     next_seq: u64,
     closing: bool,
     /// The journal writer is asleep on `queue_cv`: only then does a
@@ -496,6 +500,7 @@ impl Store {
             pending.complete(Ok(()));
         }
         queue.units.push_back(pending);
+        queue.queued_total += 1;
         if relaxed {
             inner.acked.fetch_max(unit.last_seq(), Ordering::SeqCst);
         }
@@ -830,8 +835,10 @@ fn parse_index_id(bytes: &[u8]) -> Result<OrderId, StorageError> {
 
 /// Takes the next group: everything queued up to the group limits. Blocks
 /// until something is queued; answers an empty group when closing and
-/// drained, or after [`PROBE_INTERVAL`] with nothing queued.
-fn take_group(inner: &Inner) -> (Vec<Pending>, bool) {
+/// drained, or after [`PROBE_INTERVAL`] with nothing queued. While changes
+/// arrive at [`StoreConfig::group_linger_min_rate`] or more, it first waits
+/// up to [`StoreConfig::group_wait`] for the group to grow.
+fn take_group(inner: &Inner, arrivals: &mut ArrivalRate) -> (Vec<Pending>, bool) {
     let mut queue = lock(&inner.queue);
     if queue.units.is_empty() && !queue.closing {
         queue.writer_waiting = true;
@@ -842,10 +849,13 @@ fn take_group(inner: &Inner) -> (Vec<Pending>, bool) {
             .unwrap_or_else(|p| p.into_inner().0);
         queue.writer_waiting = false;
     }
+    arrivals.observe(queue.queued_total, Instant::now());
     if !inner.config.group_wait.is_zero()
         && queue.units.len() < inner.config.group_linger_units
         && !queue.closing
+        && arrivals.per_sec() >= inner.config.group_linger_min_rate
     {
+        inner.metrics.group_waits.fetch_add(1, Ordering::Relaxed);
         let deadline = Instant::now() + inner.config.group_wait;
         queue.writer_lingering = true;
         loop {
@@ -940,8 +950,9 @@ fn journal_writer(inner: Arc<Inner>, applier: std::sync::mpsc::Sender<ToApply>) 
     let mut last_flush = Instant::now();
     // The last record's bytes, reused for the next one.
     let mut buffer = Vec::new();
+    let mut arrivals = ArrivalRate::new(ARRIVAL_RATE_WINDOW, Instant::now());
     loop {
-        let (group, closed) = take_group(&inner);
+        let (group, closed) = take_group(&inner, &mut arrivals);
         if group.is_empty() {
             if !inner.journal_ok.load(Ordering::SeqCst) {
                 probe(&inner);

@@ -259,6 +259,7 @@ fn the_writer_lingers_for_a_group_and_goes_when_it_is_full() {
     let mut cfg = config(dir.path());
     cfg.group_wait = std::time::Duration::from_secs(600);
     cfg.group_linger_units = 3;
+    cfg.group_linger_min_rate = 0.0;
     let store = common::open_retrying(cfg);
     let before = store.metrics();
     let started = std::time::Instant::now();
@@ -277,6 +278,7 @@ fn the_writer_lingers_for_a_group_and_goes_when_it_is_full() {
     let mut cfg = config(dir.path());
     cfg.group_wait = std::time::Duration::from_millis(200);
     cfg.group_linger_units = 100;
+    cfg.group_linger_min_rate = 0.0;
     let store = common::open_retrying(cfg);
     let before = store.metrics();
     submit_all(&store, creates(&mut model, 2));
@@ -285,6 +287,86 @@ fn the_writer_lingers_for_a_group_and_goes_when_it_is_full() {
         (after.groups - before.groups, after.units - before.units),
         (1, 2)
     );
+    store.shutdown().unwrap();
+}
+
+/// Sparse changes never wait for a group: each is flushed at once, even
+/// with a wait far longer than the test; dense ones do wait.
+#[test]
+fn the_writer_waits_for_a_group_only_while_changes_come_fast() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    let wait = std::time::Duration::from_secs(30);
+    cfg.group_wait = wait;
+    cfg.group_linger_units = 1_000;
+    let store = common::open_retrying(cfg);
+    // One SKU with stock for every change the test may make.
+    let mut shop = testkit::Shop::default();
+    shop.skus = vec![testkit::sku(
+        "D1",
+        ordercore_domain::codes::ProductType::NORMAL_PRODUCT,
+        1_000,
+        1_000_000,
+    )];
+    shop.coupons.clear();
+    store
+        .submit(0, store.epoch(), common::catalog_events(&shop))
+        .unwrap()
+        .wait()
+        .unwrap();
+    let mut create = |store: &Store, owner: &str| {
+        let cmd = shop.create_cmd(owner, &[("D1", 1)], None);
+        let events = shop.decide_create(&cmd, &testkit::shopper(owner)).unwrap();
+        shop.apply_catalog(&events);
+        store.submit(0, store.epoch(), events).unwrap()
+    };
+
+    // One change at a time, more than a rate window apart.
+    let before = store.metrics();
+    let started = std::time::Instant::now();
+    let sparse = 3;
+    for i in 0..sparse {
+        std::thread::sleep(ordercore_storage::config::ARRIVAL_RATE_WINDOW * 2);
+        create(&store, &format!("sparse{i}")).wait().unwrap();
+    }
+    assert!(
+        started.elapsed() < wait,
+        "a sparse change waited for a group"
+    );
+    let after = store.metrics();
+    assert_eq!(after.group_waits, before.group_waits);
+    assert_eq!(
+        (after.groups - before.groups, after.units - before.units),
+        (sparse, sparse)
+    );
+    store.shutdown().unwrap();
+    drop(store);
+
+    // Changes every 100 µs or so (several thousand a second): the writer
+    // waits, and the wait ends by its deadline (10 ms here).
+    let mut cfg = config(dir.path());
+    cfg.group_wait = std::time::Duration::from_millis(10);
+    cfg.group_linger_units = 1_000;
+    let store = common::open_retrying(cfg);
+    let before = store.metrics();
+    let started = std::time::Instant::now();
+    let mut tickets = Vec::new();
+    let mut i = 0;
+    // Until the writer has waited a few times, so that changes kept
+    // coming while it waited.
+    while store.metrics().group_waits < before.group_waits + 3
+        && started.elapsed() < std::time::Duration::from_secs(10)
+    {
+        tickets.push(create(&store, &format!("dense{i}")));
+        i += 1;
+        std::thread::sleep(std::time::Duration::from_micros(100));
+    }
+    for ticket in tickets {
+        ticket.wait().unwrap();
+    }
+    let after = store.metrics();
+    assert!(after.group_waits >= before.group_waits + 3, "{i} changes");
+    assert!(after.units - before.units > after.groups - before.groups);
     store.shutdown().unwrap();
 }
 
