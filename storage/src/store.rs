@@ -222,6 +222,14 @@ struct Inner {
     dirty_families: AtomicUsize,
     wake_write_behind: Condvar,
     write_behind_flag: Mutex<bool>,
+    /// Held for a whole checkpoint: one started while another is writing
+    /// would take the entries that one is writing too, and write them
+    /// again; and the older one, finishing last, could leave a row it
+    /// wrote over a newer one, or set the checkpoint row back.
+    checkpointing: Mutex<()>,
+    /// Callers of [`Store::checkpoint_now`] waiting for a checkpoint in
+    /// progress: it stops spreading its rows.
+    hurry: AtomicUsize,
     metrics: StoreMetrics,
     recovery: Mutex<RecoveryReport>,
     /// The greatest family id any family row may hold: raised before a
@@ -317,6 +325,8 @@ impl Store {
             dirty_families: AtomicUsize::new(dirty),
             wake_write_behind: Condvar::new(),
             write_behind_flag: Mutex::new(false),
+            checkpointing: Mutex::new(()),
+            hurry: AtomicUsize::new(0),
             metrics: StoreMetrics::default(),
             recovery: Mutex::new(RecoveryReport::default()),
             rows_family_max: Mutex::new(rows_family_max),
@@ -792,7 +802,11 @@ impl Store {
     pub fn checkpoint_now(&self) -> Result<(), StorageError> {
         // Everything acknowledged must be in the view before it is written.
         self.with_view(|_| ());
-        checkpoint(&self.inner, false)
+        // A checkpoint in progress finishes first, unpaced.
+        self.inner.hurry.fetch_add(1, Ordering::SeqCst);
+        let result = checkpoint(&self.inner, false);
+        self.inner.hurry.fetch_sub(1, Ordering::SeqCst);
+        result
     }
 
     /// Stops accepting, drains the queue, flushes, writes everything behind
@@ -1079,7 +1093,8 @@ fn write_behind(inner: Arc<Inner>) {
 }
 
 /// Spreads a checkpoint's rows over [`CHECKPOINT_SPREAD_PERCENT`] of the
-/// interval, unless the view is filling up or the store is stopping.
+/// interval, unless the view is filling up, the store is stopping or a
+/// caller of [`Store::checkpoint_now`] waits for it.
 struct Pace<'a> {
     inner: &'a Inner,
     started: Instant,
@@ -1108,7 +1123,8 @@ impl<'a> Pace<'a> {
         if self.spread.is_zero() || !rows.is_multiple_of(CHECKPOINT_PACE_ROWS) {
             return;
         }
-        let pressed = self.inner.dirty_families.load(Ordering::Relaxed) >= DIRTY_FAMILIES_WAKE;
+        let pressed = self.inner.dirty_families.load(Ordering::Relaxed) >= DIRTY_FAMILIES_WAKE
+            || self.inner.hurry.load(Ordering::SeqCst) > 0;
         if pressed || *lock(&self.inner.write_behind_flag) {
             self.spread = Duration::ZERO;
             return;
@@ -1129,6 +1145,7 @@ impl<'a> Pace<'a> {
 /// Writes the view's dirty entries, then the checkpoint row, then trims the
 /// journal.
 fn checkpoint(inner: &Inner, paced: bool) -> Result<(), StorageError> {
+    let _one_at_a_time = lock(&inner.checkpointing);
     let started = Instant::now();
     let snapshot = lock(&inner.view).snapshot();
     let previous = inner.metrics.checkpoint_seq.load(Ordering::Relaxed);

@@ -11,7 +11,7 @@ use ordercore_domain::codes::OrderStatus;
 use ordercore_domain::testkit::{self, pay_action};
 use ordercore_domain::{Action, Coupon, OrderId, Sku};
 use ordercore_storage::testkit::FlakyJournal;
-use ordercore_storage::{ManualClock, StorageError, Store, StoreConfig, JOURNAL_DIR};
+use ordercore_storage::{ManualClock, StorageError, Store, StoreConfig, Ticket, JOURNAL_DIR};
 use proptest::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -290,17 +290,9 @@ fn the_writer_lingers_for_a_group_and_goes_when_it_is_full() {
     store.shutdown().unwrap();
 }
 
-/// Sparse changes never wait for a group: each is flushed at once, even
-/// with a wait far longer than the test; dense ones do wait.
-#[test]
-fn the_writer_waits_for_a_group_only_while_changes_come_fast() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(dir.path());
-    let wait = std::time::Duration::from_secs(30);
-    cfg.group_wait = wait;
-    cfg.group_linger_units = 1_000;
-    let store = common::open_retrying(cfg);
-    // One SKU with stock for every change the test may make.
+/// A shop of one SKU (`D1`) with stock for any number of test orders,
+/// put into `store`.
+fn roomy_shop(store: &Store) -> testkit::Shop {
     let mut shop = testkit::Shop::default();
     shop.skus = vec![testkit::sku(
         "D1",
@@ -314,12 +306,78 @@ fn the_writer_waits_for_a_group_only_while_changes_come_fast() {
         .unwrap()
         .wait()
         .unwrap();
-    let mut create = |store: &Store, owner: &str| {
-        let cmd = shop.create_cmd(owner, &[("D1", 1)], None);
-        let events = shop.decide_create(&cmd, &testkit::shopper(owner)).unwrap();
-        shop.apply_catalog(&events);
-        store.submit(0, store.epoch(), events).unwrap()
+    shop
+}
+
+/// Submits the creation of an order of one `D1` for `owner`.
+fn submit_create(store: &Store, shop: &mut testkit::Shop, owner: &str) -> Ticket {
+    let cmd = shop.create_cmd(owner, &[("D1", 1)], None);
+    let events = shop.decide_create(&cmd, &testkit::shopper(owner)).unwrap();
+    shop.apply_catalog(&events);
+    store.submit(0, store.epoch(), events).unwrap()
+}
+
+/// `checkpoint_now` while the write-behind spreads a checkpoint: that one
+/// finishes first, and no row is written twice (a second checkpoint
+/// started meanwhile took the entries being written and wrote them again).
+#[test]
+fn a_checkpoint_asked_for_during_another_waits_for_it_and_writes_no_row_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.checkpoint_interval = std::time::Duration::from_secs(2);
+    let store = common::open_retrying(cfg);
+    let mut shop = roomy_shop(&store);
+    let orders = 600_u64;
+    let tickets: Vec<_> = (0..orders)
+        .map(|i| submit_create(&store, &mut shop, &format!("c{i}")))
+        .collect();
+    for ticket in tickets {
+        ticket.wait().unwrap();
+    }
+    // Until the write-behind's own checkpoint is in progress: it pauses
+    // every 128 rows to spread them over 1.6 s.
+    let started = std::time::Instant::now();
+    let in_progress = loop {
+        let m = store.metrics();
+        if m.checkpoint_pauses > 0 {
+            break m;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(60));
+        std::thread::sleep(std::time::Duration::from_millis(1));
     };
+    store.checkpoint_now().unwrap();
+    // The one in progress has finished: the one asked for waited for it.
+    assert_eq!(store.metrics().checkpoints, in_progress.checkpoints + 1);
+    assert_eq!(store.dirty_families(), 0);
+    assert_eq!(store.metrics().checkpoint_seq, store.last_seq());
+    // Stopping joins the write-behind: every checkpoint has ended.
+    store.shutdown().unwrap();
+    let after = store.metrics();
+    // The one asked for found nothing left to write (a checkpoint counts
+    // only when it writes). A family row, a user index row and a deadline
+    // row per order, and the SKU's row at most once per checkpoint.
+    assert_eq!(after.checkpoints, in_progress.checkpoints + 1);
+    assert!(
+        after.rows_written <= 3 * orders + after.checkpoints,
+        "{} rows for {orders} orders in {} checkpoints",
+        after.rows_written,
+        after.checkpoints
+    );
+    assert!(after.rows_written >= 3 * orders);
+}
+
+/// Sparse changes never wait for a group: each is flushed at once, even
+/// with a wait far longer than the test; dense ones do wait.
+#[test]
+fn the_writer_waits_for_a_group_only_while_changes_come_fast() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    let wait = std::time::Duration::from_secs(30);
+    cfg.group_wait = wait;
+    cfg.group_linger_units = 1_000;
+    let store = common::open_retrying(cfg);
+    let mut shop = roomy_shop(&store);
+    let mut create = |store: &Store, owner: &str| submit_create(store, &mut shop, owner);
 
     // One change at a time, more than a rate window apart.
     let before = store.metrics();
