@@ -230,6 +230,10 @@ struct Inner {
     /// Callers of [`Store::checkpoint_now`] waiting for a checkpoint in
     /// progress: it stops spreading its rows.
     hurry: AtomicUsize,
+    /// Run once by the next reader between its copy of the view and its
+    /// row scan (tests put a checkpoint there).
+    #[cfg(feature = "testkit")]
+    between_reads: TestHook,
     metrics: StoreMetrics,
     recovery: Mutex<RecoveryReport>,
     /// The greatest family id any family row may hold: raised before a
@@ -237,6 +241,18 @@ struct Inner {
     /// time, so a family that is neither in the view nor below this id is
     /// in no row either: activating a new order reads nothing from sled.
     rows_family_max: Mutex<Option<OrderId>>,
+}
+
+/// A closure a test hands the store to run at one point, once.
+#[cfg(feature = "testkit")]
+#[derive(Default)]
+struct TestHook(Mutex<Option<Box<dyn FnOnce() + Send>>>);
+
+#[cfg(feature = "testkit")]
+impl std::fmt::Debug for TestHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TestHook")
+    }
 }
 
 /// A handle to the store; clones share it.
@@ -327,6 +343,8 @@ impl Store {
             write_behind_flag: Mutex::new(false),
             checkpointing: Mutex::new(()),
             hurry: AtomicUsize::new(0),
+            #[cfg(feature = "testkit")]
+            between_reads: TestHook::default(),
             metrics: StoreMetrics::default(),
             recovery: Mutex::new(RecoveryReport::default()),
             rows_family_max: Mutex::new(rows_family_max),
@@ -597,51 +615,69 @@ impl Store {
 
     /// Every SKU: the catalog, for the inventory at start-up.
     pub fn all_skus(&self) -> Result<Vec<Sku>, StorageError> {
+        // The view before the rows, in every reader that merges the two: a
+        // checkpoint writes an entry's row before it drops the entry, so an
+        // entry missing from the copy is in the rows read after it. Read the
+        // other way round, a checkpoint in between leaves the old row and no
+        // entry: state older than what was acknowledged.
+        let recent: Vec<(SkuCode, Sku)> = self.with_view(|v| {
+            v.skus
+                .iter()
+                .map(|(code, d)| (code.clone(), (*d.value).clone()))
+                .collect()
+        });
+        self.between_reads();
         let mut skus: std::collections::BTreeMap<SkuCode, Sku> = std::collections::BTreeMap::new();
         for entry in self.inner.rows.scan_prefix([SKU]) {
             let (_, bytes) = entry?;
             let sku = decode_stamped::<Sku>(&bytes, "sku")?.value;
             skus.insert(sku.code().clone(), sku);
         }
-        self.with_view(|v| {
-            for (code, d) in &v.skus {
-                skus.insert(code.clone(), (*d.value).clone());
-            }
-        });
+        skus.extend(recent);
         Ok(skus.into_values().collect())
     }
 
     /// Every coupon (for the coupon registry at start-up).
     pub fn all_coupons(&self) -> Result<Vec<Coupon>, StorageError> {
+        // The view first (see `all_skus`).
+        let recent: Vec<(CouponId, Coupon)> = self.with_view(|v| {
+            v.coupons
+                .iter()
+                .map(|(id, d)| (id.clone(), (*d.value).clone()))
+                .collect()
+        });
+        self.between_reads();
         let mut coupons = std::collections::BTreeMap::new();
         for entry in self.inner.rows.scan_prefix([COUPON]) {
             let (_, bytes) = entry?;
             let coupon = decode_stamped::<Coupon>(&bytes, "coupon")?.value;
             coupons.insert(coupon.details.coupon_id.clone(), coupon);
         }
-        self.with_view(|v| {
-            for (id, d) in &v.coupons {
-                coupons.insert(id.clone(), (*d.value).clone());
-            }
-        });
+        coupons.extend(recent);
         Ok(coupons.into_values().collect())
     }
 
     /// Payment deadlines of every CREATED family, earliest first.
     pub fn pending_deadlines(&self) -> Result<Vec<(Timestamp, OrderId)>, StorageError> {
+        // The view first (see `all_skus`): its inserts and removals.
+        let recent: Vec<(Vec<u8>, bool)> = self.with_view(|v| {
+            v.index
+                .range(vec![EXPIRY]..vec![EXPIRY + 1])
+                .map(|(key, d)| (key.clone(), d.value))
+                .collect()
+        });
+        self.between_reads();
         let mut keys: std::collections::BTreeSet<Vec<u8>> = std::collections::BTreeSet::new();
         for entry in self.inner.rows.scan_prefix([EXPIRY]) {
             keys.insert(entry?.0.to_vec());
         }
-        self.with_view(|v| {
-            for (key, d) in v.index.range(vec![EXPIRY]..vec![EXPIRY + 1]) {
-                if d.value {
-                    keys.insert(key.clone());
-                } else {
-                    keys.remove(key);
-                }
+        for (key, insert) in recent {
+            if insert {
+                keys.insert(key);
+            } else {
+                keys.remove(&key);
             }
-        });
+        }
         keys.iter()
             .map(|k| {
                 parse_expiry_key(k).ok_or_else(|| StorageError::corrupt("expiry index", "bad key"))
@@ -661,26 +697,30 @@ impl Store {
             Some(id) => user_key(user, id),
             None => [prefix.as_slice(), &[0xFF]].concat(),
         };
+        // The view first (see `all_skus`).
+        let recent: Vec<(Vec<u8>, bool)> = self.with_view(|v| {
+            v.index
+                .range(prefix.clone()..end.clone())
+                .rev()
+                .take(limit)
+                .map(|(key, d)| (key.clone(), d.value))
+                .collect()
+        });
+        self.between_reads();
         let mut ids: std::collections::BTreeSet<OrderId> = std::collections::BTreeSet::new();
-        for entry in self
-            .inner
-            .rows
-            .range(prefix.clone()..end.clone())
-            .rev()
-            .take(limit)
-        {
+        for entry in self.inner.rows.range(prefix.clone()..end).rev().take(limit) {
             let (key, _) = entry?;
             ids.insert(parse_index_id(&key[prefix.len()..])?);
         }
-        self.with_view(|v| {
-            for (key, d) in v.index.range(prefix.clone()..end).rev().take(limit) {
-                if d.value {
-                    if let Ok(id) = parse_index_id(&key[prefix.len()..]) {
-                        ids.insert(id);
-                    }
+        for (key, insert) in recent {
+            if let Ok(id) = parse_index_id(&key[prefix.len()..]) {
+                if insert {
+                    ids.insert(id);
+                } else {
+                    ids.remove(&id);
                 }
             }
-        });
+        }
         Ok(ids.into_iter().rev().take(limit).collect())
     }
 
@@ -807,6 +847,20 @@ impl Store {
         let result = checkpoint(&self.inner, false);
         self.inner.hurry.fetch_sub(1, Ordering::SeqCst);
         result
+    }
+
+    /// Test support: runs `hook` once, in the next reader that merges the
+    /// view with the rows, between the two reads.
+    #[cfg(feature = "testkit")]
+    pub fn set_between_reads(&self, hook: Box<dyn FnOnce() + Send>) {
+        *lock(&self.inner.between_reads.0) = Some(hook);
+    }
+
+    fn between_reads(&self) {
+        #[cfg(feature = "testkit")]
+        if let Some(hook) = lock(&self.inner.between_reads.0).take() {
+            hook();
+        }
     }
 
     /// Stops accepting, drains the queue, flushes, writes everything behind

@@ -366,6 +366,56 @@ fn a_checkpoint_asked_for_during_another_waits_for_it_and_writes_no_row_twice() 
     assert!(after.rows_written >= 3 * orders);
 }
 
+/// A reader that merges the view with the rows sees everything
+/// acknowledged even when a checkpoint writes the rows and drops the view's
+/// entries between its two reads.
+#[test]
+fn readers_see_every_acknowledged_change_across_a_checkpoint_between_their_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    // Only the test's own checkpoints run.
+    cfg.checkpoint_interval = std::time::Duration::from_secs(3_600);
+    let store = common::open_retrying(cfg);
+    let mut shop = roomy_shop(&store);
+    let owner = "reader";
+    let mut create = |store: &Store, n: usize| {
+        let tickets: Vec<_> = (0..n)
+            .map(|_| submit_create(store, &mut shop, owner))
+            .collect();
+        for ticket in tickets {
+            ticket.wait().unwrap();
+        }
+    };
+    // Some orders in rows, more in the view only.
+    create(&store, 5);
+    store.checkpoint_now().unwrap();
+    create(&store, 7);
+    let orders = 12;
+    let checkpoint_between = |store: &Store| {
+        let other = store.clone();
+        store.set_between_reads(Box::new(move || other.checkpoint_now().unwrap()));
+    };
+    let checkpoints = store.metrics().checkpoints;
+
+    checkpoint_between(&store);
+    let skus = store.all_skus().unwrap();
+    let d1 = skus.iter().find(|s| s.code().as_str() == "D1").unwrap();
+    assert_eq!(d1.locked, orders as i64);
+    assert_eq!(store.metrics().checkpoints, checkpoints + 1);
+
+    create(&store, 1);
+    checkpoint_between(&store);
+    assert_eq!(store.pending_deadlines().unwrap().len(), orders + 1);
+    assert_eq!(store.metrics().checkpoints, checkpoints + 2);
+
+    create(&store, 1);
+    checkpoint_between(&store);
+    let listed = store.user_orders(&testkit::user(owner), None, 100).unwrap();
+    assert_eq!(listed.len(), orders + 2);
+    assert_eq!(store.metrics().checkpoints, checkpoints + 3);
+    store.shutdown().unwrap();
+}
+
 /// Sparse changes never wait for a group: each is flushed at once, even
 /// with a wait far longer than the test; dense ones do wait.
 #[test]
