@@ -468,6 +468,12 @@ impl Store {
         events: Vec<Event>,
     ) -> Result<(Ticket, WriterWake), StorageError> {
         let inner = &self.inner;
+        // A unit's sequences come from its events, and a frame with none
+        // would read as torn: every caller decides at least one event, so
+        // an empty change is a defect, refused before it takes a sequence.
+        if events.is_empty() {
+            return Err(StorageError::corrupt("change", "a change with no events"));
+        }
         if inner.dirty_families.load(Ordering::Relaxed) >= inner.config.dirty_families_max {
             inner.metrics.overloaded.fetch_add(1, Ordering::Relaxed);
             return Err(StorageError::Overloaded {
@@ -1207,7 +1213,14 @@ fn checkpoint(inner: &Inner, paced: bool) -> Result<(), StorageError> {
         lock(&inner.view).clear_through(snapshot.seq);
         return Ok(());
     }
-    let result = write_snapshot(inner, &snapshot, paced);
+    // A relaxed journal may hold the snapshot's last changes unsynced: no
+    // row may reflect a change the journal could still lose, or a restart
+    // would hand its sequences out again to events the row passes over.
+    let synced = match inner.config.durability {
+        Durability::Relaxed => inner.journal.flush(),
+        Durability::Durable => Ok(()),
+    };
+    let result = synced.and_then(|()| write_snapshot(inner, &snapshot, paced));
     let mut view = lock(&inner.view);
     match result {
         Ok(rows) => {
@@ -1281,19 +1294,19 @@ fn write_snapshot(
         rows += 1;
         pace.row(rows);
     }
+    for (code, sku, seq) in &snapshot.skus {
+        inner
+            .rows
+            .insert(sku_key(code), encode_stamped(*seq, sku.as_ref())?)?;
+        rows += 1;
+    }
+    for (id, coupon, seq) in &snapshot.coupons {
+        inner
+            .rows
+            .insert(coupon_key(id), encode_stamped(*seq, coupon.as_ref())?)?;
+        rows += 1;
+    }
     let seq = snapshot.seq;
-    for (code, sku) in &snapshot.skus {
-        inner
-            .rows
-            .insert(sku_key(code), encode_stamped(seq, sku.as_ref())?)?;
-        rows += 1;
-    }
-    for (id, coupon) in &snapshot.coupons {
-        inner
-            .rows
-            .insert(coupon_key(id), encode_stamped(seq, coupon.as_ref())?)?;
-        rows += 1;
-    }
     let checkpoint = Checkpoint {
         seq,
         written_at: inner.config.clock.now(),

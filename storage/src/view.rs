@@ -144,8 +144,12 @@ pub(crate) struct Dirty<T> {
 pub(crate) struct Snapshot {
     pub seq: u64,
     pub families: Vec<(OrderId, Arc<OrderFamily>)>,
-    pub skus: Vec<(SkuCode, Arc<Sku>)>,
-    pub coupons: Vec<(CouponId, Arc<Coupon>)>,
+    /// With the sequence of the last event each one holds: its row's
+    /// stamp. Not the snapshot's sequence, which may be one that a failed
+    /// write skipped and a restart hands out again, whose events the row
+    /// would then pass over.
+    pub skus: Vec<(SkuCode, Arc<Sku>, u64)>,
+    pub coupons: Vec<(CouponId, Arc<Coupon>, u64)>,
     /// Index rows: `true` to insert, `false` to remove.
     pub index: Vec<(Vec<u8>, bool)>,
 }
@@ -398,12 +402,12 @@ impl View {
             skus: self
                 .skus
                 .iter()
-                .map(|(k, d)| (k.clone(), Arc::clone(&d.value)))
+                .map(|(k, d)| (k.clone(), Arc::clone(&d.value), d.seq))
                 .collect(),
             coupons: self
                 .coupons
                 .iter()
-                .map(|(k, d)| (k.clone(), Arc::clone(&d.value)))
+                .map(|(k, d)| (k.clone(), Arc::clone(&d.value), d.seq))
                 .collect(),
             index: self
                 .index
