@@ -120,6 +120,11 @@ struct State {
     /// otherwise it hands over to a spare early ([`SPARE_EARLY_BYTES`]).
     active_written: bool,
     last_seq: u64,
+    /// The active segment's bytes known to be on disk (synced), and the
+    /// last sequence they hold: a failed sync cuts the segment back to
+    /// them (see [`SegmentJournal::cut_unsynced`]).
+    synced_len: u64,
+    synced_seq: u64,
     /// The last frame's buffer, reused (see `RecordBuilder::with_buffer`).
     frame: Vec<u8>,
     /// Set when an append failed midway: the active segment's end is then
@@ -144,6 +149,9 @@ pub struct SegmentJournal {
     /// Fails the next roll after its file exists (tests only).
     #[cfg(test)]
     fail_roll: std::sync::atomic::AtomicBool,
+    /// Fails the next flush's sync (tests only).
+    #[cfg(test)]
+    fail_sync: std::sync::atomic::AtomicBool,
 }
 
 fn io(what: &str, path: &Path, e: std::io::Error) -> StorageError {
@@ -325,6 +333,8 @@ impl SegmentJournal {
             active_len: 0,
             active_written: false,
             last_seq: 0,
+            synced_len: 0,
+            synced_seq: 0,
             frame: Vec::new(),
             broken: None,
         };
@@ -367,6 +377,8 @@ impl SegmentJournal {
             }
             state.active = Some(Arc::new(file));
             state.active_len = end;
+            state.synced_len = end;
+            state.synced_seq = state.last_seq;
             break;
         }
         Ok(SegmentJournal {
@@ -378,11 +390,42 @@ impl SegmentJournal {
             spares_taken: std::sync::atomic::AtomicU64::new(0),
             #[cfg(test)]
             fail_roll: std::sync::atomic::AtomicBool::new(false),
+            #[cfg(test)]
+            fail_sync: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
         lock(&self.state)
+    }
+
+    /// After a failed sync, the frames written since the last good one may
+    /// or may not be on disk (the kernel reports the error once and may
+    /// drop the pages): they go, so that a change whose writer was told it
+    /// failed can never turn up later — in the outbox, or replayed after a
+    /// restart — and so that a frame lost in the middle cannot make a
+    /// restart cut the frames after it. Their sequences stay unused. If the
+    /// cut fails too, the journal refuses appends until it is reopened.
+    fn cut_unsynced(state: &mut State, file: &File) {
+        let keep = state.synced_len;
+        if let Err(e) = file.set_len(keep).and_then(|()| file.sync_data()) {
+            state.broken = Some(format!(
+                "a sync failed, and cutting the frames after the last synced one failed too: {e}"
+            ));
+            return;
+        }
+        if state.active_len > keep {
+            tracing::warn!(
+                at = keep,
+                dropped_after_seq = state.synced_seq,
+                "journal: a sync failed; cut the frames written since the last good one"
+            );
+        }
+        state.active_len = keep;
+        state.last_seq = state.synced_seq;
+        if let Some(records) = state.segments.last_mut().and_then(|s| s.records.as_mut()) {
+            Arc::make_mut(records).retain(|r| r.offset < keep);
+        }
     }
 
     /// Starts a new active segment whose first record is `first_seq`.
@@ -445,6 +488,9 @@ impl SegmentJournal {
         });
         state.active = Some(Arc::new(file));
         state.active_len = 0;
+        // The old segment was synced above: everything so far is on disk.
+        state.synced_len = 0;
+        state.synced_seq = state.last_seq;
         state.active_written = from_spare;
         Ok(())
     }
@@ -603,18 +649,47 @@ impl Journal for SegmentJournal {
     }
 
     fn flush(&self) -> Result<(), StorageError> {
-        let (file, broken) = {
+        let (file, broken, len, seq) = {
             let state = self.lock();
-            (state.active.clone(), state.broken.clone())
+            (
+                state.active.clone(),
+                state.broken.clone(),
+                state.active_len,
+                state.last_seq,
+            )
         };
         if let Some(why) = broken {
             return Err(StorageError::Unavailable(why));
         }
-        match file {
-            Some(file) => file
-                .sync_data()
-                .map_err(|e| io("cannot sync", &self.dir, e)),
-            None => Ok(()),
+        let Some(file) = file else {
+            return Ok(());
+        };
+        let synced = file.sync_data();
+        #[cfg(test)]
+        let synced = match self
+            .fail_sync
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            true => Err(std::io::Error::other("injected sync failure")),
+            false => synced,
+        };
+        let mut state = self.lock();
+        // A roll since syncs the old segment itself.
+        let same = state.active.as_ref().is_some_and(|a| Arc::ptr_eq(a, &file));
+        match synced {
+            Ok(()) => {
+                if same && len >= state.synced_len {
+                    state.synced_len = len;
+                    state.synced_seq = seq;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                if same {
+                    Self::cut_unsynced(&mut state, &file);
+                }
+                Err(io("cannot sync", &self.dir, e))
+            }
         }
     }
 
@@ -1118,6 +1193,45 @@ mod tests {
         drop(journal);
         let journal = SegmentJournal::open_sized(dir.path(), bytes).unwrap();
         assert_eq!(seqs(&journal, 0), all);
+    }
+
+    #[test]
+    fn a_failed_sync_cuts_the_frames_written_since_the_last_good_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = SegmentJournal::open(dir.path()).unwrap();
+        // Appends a record of two units after `last`; answers its last.
+        let append = |journal: &SegmentJournal, last: u64| {
+            let rec = record(last + 1, 2, 0);
+            journal.append(last, &rec).unwrap();
+            rec.last_seq
+        };
+        let mut last = 0;
+        for _ in 0..3 {
+            last = append(&journal, last);
+        }
+        journal.flush().unwrap();
+        let synced = last;
+        // Two more records, then their sync fails: they go.
+        let mut unsynced = last;
+        for _ in 0..2 {
+            unsynced = append(&journal, unsynced);
+        }
+        journal
+            .fail_sync
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(journal.flush().is_err());
+        assert_eq!(journal.last_seq().unwrap(), synced);
+        assert_eq!(seqs(&journal, 0), (1..=synced).collect::<Vec<_>>());
+        // The writer goes on after its own last good record; the failed
+        // sequences stay unused.
+        let after = append(&journal, unsynced);
+        journal.flush().unwrap();
+        let expected: Vec<u64> = (1..=synced).chain(unsynced + 1..=after).collect();
+        assert_eq!(seqs(&journal, 0), expected);
+        drop(journal);
+        let journal = SegmentJournal::open(dir.path()).unwrap();
+        assert_eq!(seqs(&journal, 0), expected);
+        assert_eq!(journal.last_seq().unwrap(), after);
     }
 
     #[test]
