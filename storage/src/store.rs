@@ -322,6 +322,7 @@ impl Store {
             .max(view.applied_seq)
             .max(checkpoint.seq);
         view.applied_seq = last_seq;
+        view.maybe_written_through = last_seq;
         let dirty = view.families.len();
         let rows_family_max = match rows.scan_prefix([FAMILY]).keys().next_back() {
             Some(key) => Some(parse_index_id(key?.get(1..).unwrap_or_default())?),
@@ -1246,6 +1247,7 @@ fn checkpoint(inner: &Inner, paced: bool) -> Result<(), StorageError> {
         }
         Err(e) => {
             view.in_flight = None;
+            view.maybe_written_through = view.maybe_written_through.max(snapshot.seq);
             drop(view);
             inner.write_behind_ok.store(false, Ordering::SeqCst);
             Err(e)

@@ -177,6 +177,12 @@ pub(crate) struct View {
     pub apply_errors: u64,
     /// The sequence of the snapshot a checkpoint is writing, if one is.
     pub in_flight: Option<u64>,
+    /// Index entries marked at or below this sequence may be on disk
+    /// already, though no checkpoint counted them written: a failed
+    /// checkpoint may have written some, and replay re-marks rows a
+    /// checkpoint wrote before a crash took its checkpoint row. Their
+    /// removal is always written, never coalesced away with the insert.
+    pub maybe_written_through: u64,
 }
 
 impl View {
@@ -375,7 +381,7 @@ impl View {
     }
 
     fn mark_index(&mut self, key: Vec<u8>, insert: bool, seq: u64) {
-        let in_flight = self.in_flight.unwrap_or(0);
+        let in_flight = self.in_flight.unwrap_or(0).max(self.maybe_written_through);
         match self.index.get(&key) {
             // Inserted and removed before any checkpoint took the insert:
             // nothing reaches the disk at all (an order created and paid

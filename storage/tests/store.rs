@@ -496,6 +496,66 @@ fn catalog_rows_are_stamped_with_their_own_events_not_with_skipped_sequences() {
     store.shutdown().unwrap();
 }
 
+/// Rows a checkpoint wrote before a kill took its checkpoint row are
+/// re-marked by replay; a payment afterwards must still remove the order's
+/// deadline row, or every restart re-arms a deadline for a paid order.
+#[test]
+fn a_deadline_row_replay_re_marks_is_removed_when_the_order_is_paid() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        // sled's threads of a dropped handle let go of its lock shortly.
+        let mut tries = 0;
+        let db = loop {
+            match sled::Config::new().path(dir.path()).open() {
+                Ok(db) => break db,
+                Err(e) if tries < 200 && e.to_string().contains("could not acquire lock") => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => panic!("cannot open sled: {e}"),
+            }
+        };
+        let journal = Arc::new(FlakyJournal::open(dir.path().join(JOURNAL_DIR)).unwrap());
+        let store = Store::open_with_journal(config(dir.path()), db.clone(), journal).unwrap();
+        (store, db)
+    };
+    let (store, db) = open();
+    let mut model = Model::new(&store);
+    store.checkpoint_now().unwrap();
+    let state = db.open_tree("state").unwrap();
+    let before_order = state.get(b"Mcheckpoint").unwrap().unwrap();
+    let id = model.create(&store, "u1", &[("A1", 1)]).unwrap();
+    store.checkpoint_now().unwrap();
+    // The order's rows are written, then a kill leaves the checkpoint row
+    // from before it (put back by hand here).
+    store.shutdown().unwrap();
+    drop(store);
+    state.insert(b"Mcheckpoint", before_order).unwrap();
+    state.flush().unwrap();
+    drop((state, db));
+
+    let (store, db) = open();
+    let deadlines = store.pending_deadlines().unwrap();
+    assert_eq!(deadlines.len(), 1, "the CREATED order's deadline");
+    assert!(model.run(
+        &store,
+        id,
+        testkit::provider(),
+        pay_action(&model.families[&id], "T-1")
+    ));
+    assert!(store.pending_deadlines().unwrap().is_empty());
+    store.checkpoint_now().unwrap();
+    store.shutdown().unwrap();
+    drop((store, db));
+    let (store, _db) = open();
+    assert!(
+        store.pending_deadlines().unwrap().is_empty(),
+        "a paid order keeps no deadline row"
+    );
+    model.assert_matches(&store);
+    store.shutdown().unwrap();
+}
+
 /// Sparse changes never wait for a group: each is flushed at once, even
 /// with a wait far longer than the test; dense ones do wait.
 #[test]
