@@ -1034,7 +1034,13 @@ fn journal_writer(inner: Arc<Inner>, applier: std::sync::mpsc::Sender<ToApply>) 
             } else if inner.config.durability == Durability::Relaxed
                 && last_flush.elapsed() >= inner.config.relaxed_flush_interval
             {
-                let _ = inner.journal.flush();
+                // Relaxed changes were answered already: a failed sync
+                // loses them (the mode's window), and the journal cuts
+                // them; it is said and counted, not hidden.
+                if let Err(e) = inner.journal.flush() {
+                    tracing::error!(error = %e, "relaxed journal sync failed; the changes since the last one are lost");
+                    inner.metrics.write_failures.fetch_add(1, Ordering::Relaxed);
+                }
                 last_flush = Instant::now();
             }
             if closed {
