@@ -29,7 +29,7 @@ pub use config::{Durability, StoreConfig};
 pub use error::StorageError;
 pub use journal::{Journal, SledJournal, Unit};
 pub use metrics::MetricsSnapshot;
-pub use segments::SegmentJournal;
+pub use segments::{AfterFailedSync, SegmentJournal};
 pub use store::{
     Completion, DurableHook, OnDurable, RecoveryReport, Store, Ticket, WriterWake, JOURNAL_DIR,
 };

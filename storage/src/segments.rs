@@ -146,12 +146,29 @@ pub struct SegmentJournal {
     /// Segments started from a spare (the others were reserved with
     /// `fallocate`).
     spares_taken: std::sync::atomic::AtomicU64,
+    /// What a failed sync does (see [`SegmentJournal::cut_unsynced`]).
+    after_failed_sync: AfterFailedSync,
     /// Fails the next roll after its file exists (tests only).
     #[cfg(test)]
     fail_roll: std::sync::atomic::AtomicBool,
     /// Fails the next flush's sync (tests only).
     #[cfg(test)]
     fail_sync: std::sync::atomic::AtomicBool,
+}
+
+/// What a failed sync does to the frames written since the last good one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AfterFailedSync {
+    /// Cut them, and go on (durable mode): they belong to the group whose
+    /// sync failed, which no one was told is written, and one thread
+    /// appends and syncs.
+    #[default]
+    Cut,
+    /// Refuse every append until the journal is reopened (relaxed mode):
+    /// they were answered already and are in the write-behind view, so a
+    /// cut would leave the view, and rows written from it, ahead of the
+    /// journal; and the write-behind syncs too, beside the writer.
+    Refuse,
 }
 
 fn io(what: &str, path: &Path, e: std::io::Error) -> StorageError {
@@ -388,6 +405,7 @@ impl SegmentJournal {
             spare: Arc::new(Mutex::new(Spare::Absent)),
             spare_path,
             spares_taken: std::sync::atomic::AtomicU64::new(0),
+            after_failed_sync: AfterFailedSync::default(),
             #[cfg(test)]
             fail_roll: std::sync::atomic::AtomicBool::new(false),
             #[cfg(test)]
@@ -399,14 +417,26 @@ impl SegmentJournal {
         lock(&self.state)
     }
 
+    /// Sets what a failed sync does (the default: [`AfterFailedSync::Cut`]).
+    pub fn after_failed_sync(mut self, then: AfterFailedSync) -> SegmentJournal {
+        self.after_failed_sync = then;
+        self
+    }
+
     /// After a failed sync, the frames written since the last good one may
     /// or may not be on disk (the kernel reports the error once and may
-    /// drop the pages): they go, so that a change whose writer was told it
-    /// failed can never turn up later — in the outbox, or replayed after a
-    /// restart — and so that a frame lost in the middle cannot make a
-    /// restart cut the frames after it. Their sequences stay unused. If the
-    /// cut fails too, the journal refuses appends until it is reopened.
-    fn cut_unsynced(state: &mut State, file: &File) {
+    /// drop the pages). With [`AfterFailedSync::Cut`] they go, so that a
+    /// change whose writer was told it failed can never turn up later — in
+    /// the outbox, or replayed after a restart — and so that a frame lost
+    /// in the middle cannot make a restart cut the frames after it; their
+    /// sequences stay unused. If the cut fails too, or with
+    /// [`AfterFailedSync::Refuse`], the journal refuses appends until it is
+    /// reopened.
+    fn cut_unsynced(&self, state: &mut State, file: &File) {
+        if self.after_failed_sync == AfterFailedSync::Refuse {
+            state.broken = Some("a sync failed; reopen the journal".into());
+            return;
+        }
         let keep = state.synced_len;
         if let Err(e) = file.set_len(keep).and_then(|()| file.sync_data()) {
             state.broken = Some(format!(
@@ -428,16 +458,35 @@ impl SegmentJournal {
         }
     }
 
-    /// Starts a new active segment whose first record is `first_seq`.
-    fn roll(&self, state: &mut State, first_seq: u64) -> Result<(), StorageError> {
-        if let Some(old) = state.active.clone() {
-            if let Err(e) = old.sync_data() {
-                Self::cut_unsynced(state, &old);
-                return Err(io("cannot sync", &self.dir, e));
-            }
-            state.synced_len = state.active_len;
-            state.synced_seq = state.last_seq;
+    /// `fdatasync` (failing once on demand in tests).
+    fn sync(&self, file: &File) -> std::io::Result<()> {
+        #[cfg(test)]
+        if self
+            .fail_sync
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(std::io::Error::other("injected sync failure"));
         }
+        file.sync_data()
+    }
+
+    /// Syncs the active segment whole before a roll leaves it.
+    fn sync_active(&self, state: &mut State) -> Result<(), StorageError> {
+        let Some(active) = state.active.clone() else {
+            return Ok(());
+        };
+        if let Err(e) = self.sync(&active) {
+            self.cut_unsynced(state, &active);
+            return Err(io("cannot sync", &self.dir, e));
+        }
+        state.synced_len = state.active_len;
+        state.synced_seq = state.last_seq;
+        Ok(())
+    }
+
+    /// Starts a new active segment whose first record is `first_seq`; the
+    /// old one must be synced ([`SegmentJournal::sync_active`]).
+    fn roll(&self, state: &mut State, first_seq: u64) -> Result<(), StorageError> {
         let path = self.dir.join(segment_name(first_seq));
         let from_spare = self.take_spare(&path);
         let started = OpenOptions::new()
@@ -613,11 +662,12 @@ impl Journal for SegmentJournal {
         let must_roll = state.active.is_none() || full;
         let hand_over = !state.active_written && *lock(&self.spare) == Spare::Ready;
         if must_roll || (hand_over && state.active_len > 0) {
+            // A failed sync fails the group, hand-over or not.
+            self.sync_active(&mut state)?;
             if let Err(e) = self.roll(&mut state, record.first_seq) {
-                // A hand-over is only a saving: when it failed after the
-                // active segment was synced whole, the record goes there.
-                let active_whole = state.broken.is_none() && state.synced_len == state.active_len;
-                if must_roll || !active_whole {
+                // A hand-over is only a saving: the active segment, synced
+                // whole just now, still has room for the record.
+                if must_roll || state.broken.is_some() {
                     return Err(e);
                 }
                 tracing::warn!(error = %e, "journal: cannot hand over to the spare segment; appending to the active one");
@@ -677,15 +727,7 @@ impl Journal for SegmentJournal {
         let Some(file) = file else {
             return Ok(());
         };
-        let synced = file.sync_data();
-        #[cfg(test)]
-        let synced = match self
-            .fail_sync
-            .swap(false, std::sync::atomic::Ordering::SeqCst)
-        {
-            true => Err(std::io::Error::other("injected sync failure")),
-            false => synced,
-        };
+        let synced = self.sync(&file);
         let mut state = self.lock();
         // A roll since syncs the old segment itself.
         let same = state.active.as_ref().is_some_and(|a| Arc::ptr_eq(a, &file));
@@ -699,7 +741,11 @@ impl Journal for SegmentJournal {
             }
             Err(e) => {
                 if same {
-                    Self::cut_unsynced(&mut state, &file);
+                    self.cut_unsynced(&mut state, &file);
+                } else {
+                    // A roll synced the segment meanwhile, maybe only
+                    // because this sync took its error: nothing is known.
+                    state.broken = Some("a sync failed across a roll; reopen the journal".into());
                 }
                 Err(io("cannot sync", &self.dir, e))
             }
@@ -1245,6 +1291,63 @@ mod tests {
         let journal = SegmentJournal::open(dir.path()).unwrap();
         assert_eq!(seqs(&journal, 0), expected);
         assert_eq!(journal.last_seq().unwrap(), after);
+    }
+
+    #[test]
+    fn a_relaxed_journal_refuses_appends_after_a_failed_sync_instead_of_cutting() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = SegmentJournal::open(dir.path())
+            .unwrap()
+            .after_failed_sync(AfterFailedSync::Refuse);
+        let first = record(1, 2, 0);
+        journal.append(0, &first).unwrap();
+        journal.flush().unwrap();
+        let second = record(3, 2, 0);
+        journal.append(2, &second).unwrap();
+        journal
+            .fail_sync
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(journal.flush().is_err());
+        // Nothing cut: the frames were answered already.
+        assert_eq!(journal.last_seq().unwrap(), 4);
+        assert!(journal.append(4, &record(5, 1, 0)).is_err());
+        assert!(journal.flush().is_err());
+        drop(journal);
+        let journal = SegmentJournal::open(dir.path()).unwrap();
+        assert_eq!(seqs(&journal, 0), vec![1, 2, 3, 4]);
+        journal.append(4, &record(5, 1, 0)).unwrap();
+    }
+
+    #[test]
+    fn a_hand_over_whose_sync_fails_fails_its_record_and_cuts_the_unsynced() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = 8 * SPARE_EARLY_BYTES;
+        let journal = SegmentJournal::open_sized(dir.path(), bytes).unwrap();
+        let mut last = 0;
+        while journal.lock().active_len <= SPARE_EARLY_BYTES {
+            let rec = record(last + 1, 20, 0);
+            journal.append(last, &rec).unwrap();
+            last = rec.last_seq;
+        }
+        journal.flush().unwrap();
+        let synced = last;
+        assert!(spare_ready(&journal));
+        journal
+            .fail_sync
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let rec = record(last + 1, 20, 0);
+        assert!(
+            journal.append(last, &rec).is_err(),
+            "no fallback after a failed sync"
+        );
+        assert_eq!(journal.last_seq().unwrap(), synced);
+        assert_eq!(segment_files(dir.path()).len(), 1);
+        // The next record goes on (after the failed one's sequences).
+        let next = record(rec.last_seq + 1, 1, 0);
+        journal.append(synced, &next).unwrap();
+        journal.flush().unwrap();
+        let expected: Vec<u64> = (1..=synced).chain([next.first_seq]).collect();
+        assert_eq!(seqs(&journal, 0), expected);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::config::{
 use crate::error::StorageError;
 use crate::journal::{encode_unit, Journal, RecordBuilder, SledJournal, Unit};
 use crate::metrics::{MetricsSnapshot, StoreMetrics};
-use crate::segments::SegmentJournal;
+use crate::segments::{AfterFailedSync, SegmentJournal};
 use crate::view::{
     coupon_key, decode_stamped, encode_stamped, family_key, parse_expiry_key, read_row,
     read_stamped, sku_key, user_key, user_prefix, Checkpoint, View, CHECKPOINT_KEY, COUPON, EXPIRY,
@@ -284,7 +284,11 @@ impl Store {
         let journal = SegmentJournal::open_sized(
             config.path.join(JOURNAL_DIR),
             config.journal_segment_bytes,
-        )?;
+        )?
+        .after_failed_sync(match config.durability {
+            Durability::Durable => AfterFailedSync::Cut,
+            Durability::Relaxed => AfterFailedSync::Refuse,
+        });
         let moved = SledJournal::open(&db)?.move_into(&journal)?;
         if moved > 0 {
             tracing::info!(
@@ -308,6 +312,8 @@ impl Store {
             read_row(&rows, CHECKPOINT_KEY, "checkpoint")?.unwrap_or_default();
         let mut view = View {
             applied_seq: checkpoint.seq,
+            // Any index row replay marks may be on disk already.
+            maybe_written_through: u64::MAX,
             ..View::default()
         };
         let (mut units, mut events) = (0_u64, 0_u64);
@@ -865,8 +871,11 @@ impl Store {
 
     fn between_reads(&self) {
         #[cfg(feature = "testkit")]
-        if let Some(hook) = lock(&self.inner.between_reads.0).take() {
-            hook();
+        {
+            let hook = lock(&self.inner.between_reads.0).take();
+            if let Some(hook) = hook {
+                hook();
+            }
         }
     }
 
