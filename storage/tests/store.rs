@@ -290,6 +290,30 @@ fn the_writer_lingers_for_a_group_and_goes_when_it_is_full() {
     store.shutdown().unwrap();
 }
 
+/// Opens the store in `dir` on a journal that fails while `failing` is
+/// set, keeping a handle on its sled database, so that a test can put rows
+/// back as a kill would have left them. sled's threads of a dropped handle
+/// let go of its lock shortly, so the open is retried meanwhile.
+fn open_keeping_db(dir: &std::path::Path, failing: &Arc<AtomicBool>) -> (Store, sled::Db) {
+    let mut tries = 0;
+    let db = loop {
+        match sled::Config::new().path(dir).open() {
+            Ok(db) => break db,
+            Err(e) if tries < 200 && e.to_string().contains("could not acquire lock") => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => panic!("cannot open sled: {e}"),
+        }
+    };
+    let journal = Arc::new(FlakyJournal {
+        failing: Arc::clone(failing),
+        ..FlakyJournal::open(dir.join(JOURNAL_DIR)).unwrap()
+    });
+    let store = Store::open_with_journal(config(dir), db.clone(), journal).unwrap();
+    (store, db)
+}
+
 /// A shop of one SKU (`D1`) with stock for any number of test orders,
 /// put into `store`.
 fn roomy_shop(store: &Store) -> testkit::Shop {
@@ -447,15 +471,7 @@ fn a_change_with_no_events_is_refused_and_the_journal_goes_on() {
 fn catalog_rows_are_stamped_with_their_own_events_not_with_skipped_sequences() {
     let dir = tempfile::tempdir().unwrap();
     let failing = Arc::new(AtomicBool::new(false));
-    let open = |failing: &Arc<AtomicBool>| {
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
-        let journal = Arc::new(FlakyJournal {
-            failing: Arc::clone(failing),
-            ..FlakyJournal::open(dir.path().join(JOURNAL_DIR)).unwrap()
-        });
-        let store = Store::open_with_journal(config(dir.path()), db.clone(), journal).unwrap();
-        (store, db)
-    };
+    let open = |failing: &Arc<AtomicBool>| open_keeping_db(dir.path(), failing);
     let (store, db) = open(&failing);
     let mut shop = roomy_shop(&store);
     store.checkpoint_now().unwrap();
@@ -502,45 +518,62 @@ fn catalog_rows_are_stamped_with_their_own_events_not_with_skipped_sequences() {
     store.shutdown().unwrap();
 }
 
+/// A store with one CREATED order, written by a checkpoint, and the
+/// checkpoint row from before that order, to put back as a kill between
+/// the checkpoint's rows and its checkpoint row would have left it.
+fn one_order_written_behind(
+    dir: &std::path::Path,
+) -> (Store, sled::Db, Model, OrderId, sled::IVec) {
+    let (store, db) = open_keeping_db(dir, &Arc::default());
+    let mut model = Model::new(&store);
+    store.checkpoint_now().unwrap();
+    let before_order = db
+        .open_tree("state")
+        .unwrap()
+        .get(b"Mcheckpoint")
+        .unwrap()
+        .unwrap();
+    let id = model.create(&store, "u1", &[("A1", 1)]).unwrap();
+    store.checkpoint_now().unwrap();
+    (store, db, model, id, before_order)
+}
+
+/// Writes everything behind, restarts, and checks that no deadline row is
+/// left (the order is paid) and that every family matches the model.
+fn assert_no_deadline_row_after_a_restart(
+    dir: &std::path::Path,
+    store: Store,
+    db: sled::Db,
+    model: &Model,
+) {
+    assert!(store.pending_deadlines().unwrap().is_empty());
+    store.checkpoint_now().unwrap();
+    store.shutdown().unwrap();
+    drop((store, db));
+    let (store, _db) = open_keeping_db(dir, &Arc::default());
+    assert!(
+        store.pending_deadlines().unwrap().is_empty(),
+        "a paid order keeps no deadline row"
+    );
+    model.assert_matches(&store);
+    store.shutdown().unwrap();
+}
+
 /// Rows a checkpoint wrote before a kill took its checkpoint row are
 /// re-marked by replay; a payment afterwards must still remove the order's
 /// deadline row, or every restart re-arms a deadline for a paid order.
 #[test]
 fn a_deadline_row_replay_re_marks_is_removed_when_the_order_is_paid() {
     let dir = tempfile::tempdir().unwrap();
-    let open = || {
-        // sled's threads of a dropped handle let go of its lock shortly.
-        let mut tries = 0;
-        let db = loop {
-            match sled::Config::new().path(dir.path()).open() {
-                Ok(db) => break db,
-                Err(e) if tries < 200 && e.to_string().contains("could not acquire lock") => {
-                    tries += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                Err(e) => panic!("cannot open sled: {e}"),
-            }
-        };
-        let journal = Arc::new(FlakyJournal::open(dir.path().join(JOURNAL_DIR)).unwrap());
-        let store = Store::open_with_journal(config(dir.path()), db.clone(), journal).unwrap();
-        (store, db)
-    };
-    let (store, db) = open();
-    let mut model = Model::new(&store);
-    store.checkpoint_now().unwrap();
-    let state = db.open_tree("state").unwrap();
-    let before_order = state.get(b"Mcheckpoint").unwrap().unwrap();
-    let id = model.create(&store, "u1", &[("A1", 1)]).unwrap();
-    store.checkpoint_now().unwrap();
-    // The order's rows are written, then a kill leaves the checkpoint row
-    // from before it (put back by hand here).
+    let (store, db, mut model, id, before_order) = one_order_written_behind(dir.path());
     store.shutdown().unwrap();
     drop(store);
+    let state = db.open_tree("state").unwrap();
     state.insert(b"Mcheckpoint", before_order).unwrap();
     state.flush().unwrap();
     drop((state, db));
 
-    let (store, db) = open();
+    let (store, db) = open_keeping_db(dir.path(), &Arc::default());
     let deadlines = store.pending_deadlines().unwrap();
     assert_eq!(deadlines.len(), 1, "the CREATED order's deadline");
     assert!(model.run(
@@ -549,17 +582,7 @@ fn a_deadline_row_replay_re_marks_is_removed_when_the_order_is_paid() {
         testkit::provider(),
         pay_action(&model.families[&id], "T-1")
     ));
-    assert!(store.pending_deadlines().unwrap().is_empty());
-    store.checkpoint_now().unwrap();
-    store.shutdown().unwrap();
-    drop((store, db));
-    let (store, _db) = open();
-    assert!(
-        store.pending_deadlines().unwrap().is_empty(),
-        "a paid order keeps no deadline row"
-    );
-    model.assert_matches(&store);
-    store.shutdown().unwrap();
+    assert_no_deadline_row_after_a_restart(dir.path(), store, db, &model);
 }
 
 /// The same when the payment itself is replayed: a checkpoint wrote the
@@ -569,29 +592,8 @@ fn a_deadline_row_replay_re_marks_is_removed_when_the_order_is_paid() {
 #[test]
 fn a_deadline_row_is_removed_when_replay_meets_the_payment_too() {
     let dir = tempfile::tempdir().unwrap();
-    let open = || {
-        let mut tries = 0;
-        let db = loop {
-            match sled::Config::new().path(dir.path()).open() {
-                Ok(db) => break db,
-                Err(e) if tries < 200 && e.to_string().contains("could not acquire lock") => {
-                    tries += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                Err(e) => panic!("cannot open sled: {e}"),
-            }
-        };
-        let journal = Arc::new(FlakyJournal::open(dir.path().join(JOURNAL_DIR)).unwrap());
-        let store = Store::open_with_journal(config(dir.path()), db.clone(), journal).unwrap();
-        (store, db)
-    };
-    let (store, db) = open();
-    let mut model = Model::new(&store);
-    store.checkpoint_now().unwrap();
+    let (store, db, mut model, id, before_order) = one_order_written_behind(dir.path());
     let state = db.open_tree("state").unwrap();
-    let before_order = state.get(b"Mcheckpoint").unwrap().unwrap();
-    let id = model.create(&store, "u1", &[("A1", 1)]).unwrap();
-    store.checkpoint_now().unwrap();
     // The rows that checkpoint wrote: the CREATED family and its deadline.
     let created_rows: Vec<(sled::IVec, sled::IVec)> = state
         .iter()
@@ -616,18 +618,8 @@ fn a_deadline_row_is_removed_when_replay_meets_the_payment_too() {
     state.flush().unwrap();
     drop((state, db));
 
-    let (store, db) = open();
-    assert!(store.pending_deadlines().unwrap().is_empty());
-    store.checkpoint_now().unwrap();
-    store.shutdown().unwrap();
-    drop((store, db));
-    let (store, _db) = open();
-    assert!(
-        store.pending_deadlines().unwrap().is_empty(),
-        "a paid order keeps no deadline row"
-    );
-    model.assert_matches(&store);
-    store.shutdown().unwrap();
+    let (store, db) = open_keeping_db(dir.path(), &Arc::default());
+    assert_no_deadline_row_after_a_restart(dir.path(), store, db, &model);
 }
 
 /// Sparse changes never wait for a group: each is flushed at once, even
