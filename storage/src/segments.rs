@@ -127,8 +127,9 @@ struct State {
     synced_seq: u64,
     /// The last frame's buffer, reused (see `RecordBuilder::with_buffer`).
     frame: Vec<u8>,
-    /// Set when an append failed midway: the active segment's end is then
-    /// unknown, so appends refuse until the journal is reopened.
+    /// Set when an append, a roll or a sync failed and what is on disk is
+    /// then unknown (see [`SegmentJournal::cut_unsynced`]): appends refuse
+    /// until the journal is reopened.
     broken: Option<String>,
 }
 
@@ -151,7 +152,7 @@ pub struct SegmentJournal {
     /// Fails the next roll after its file exists (tests only).
     #[cfg(test)]
     fail_roll: std::sync::atomic::AtomicBool,
-    /// Fails the next flush's sync (tests only).
+    /// Fails the next sync, a flush's or a roll's (tests only).
     #[cfg(test)]
     fail_sync: std::sync::atomic::AtomicBool,
 }
