@@ -532,16 +532,19 @@ impl OrderCore {
     /// stored one. Reads never activate an actor.
     pub async fn order(&self, id: &OrderId) -> Result<Arc<OrderFamily>, CoreError> {
         let family = id.family_id();
-        if self.shared.registry.contains_key(&family) {
+        let stored = if self.shared.registry.contains_key(&family) {
             if let Ok(Outcome::Applied { family, .. }) = self.route_live(family, Op::Get).await {
                 return Ok(family);
             }
-        }
-        let watermark = self.shared.retired_watermark.load(Ordering::SeqCst);
-        self.shared
-            .store
-            .family_after(&family, watermark)?
-            .ok_or_else(|| not_found(ErrorCode::ORDER_NOT_FOUND, "order", id))
+            // A live actor that could not answer: its acknowledged changes
+            // may not be in the view yet, so wait for all of them.
+            self.shared.store.family(&family)?
+        } else {
+            // Retired actors' changes are in the view up to the watermark.
+            let watermark = self.shared.retired_watermark.load(Ordering::SeqCst);
+            self.shared.store.family_after(&family, watermark)?
+        };
+        stored.ok_or_else(|| not_found(ErrorCode::ORDER_NOT_FOUND, "order", id))
     }
 
     /// A user's families, newest first, older than `before`.

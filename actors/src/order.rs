@@ -661,7 +661,18 @@ impl OrderActor {
     }
 
     fn release(&mut self) {
-        if self.pending > 0 || self.waiting.is_empty() {
+        if self.pending > 0 {
+            return;
+        }
+        if self.waiting.is_empty() {
+            // A failed change's state comes back now, its payment deadline
+            // with it, not at the next message: none may come before the
+            // actor retires.
+            if self.reload_needed {
+                if let Err(e) = self.reload() {
+                    tracing::warn!(order_id = %self.id, error = %e, "cannot reload after a failed write; the next message tries again");
+                }
+            }
             return;
         }
         let reloaded = if self.reload_needed {
@@ -894,7 +905,11 @@ impl Handler<Exec> for OrderActor {
         }
         self.last_active = Instant::now();
         self.settle();
-        if self.pending > 0 && !matches!(exec.op, Op::Get) {
+        // Reads wait behind a change in flight like commands: a compact
+        // family read back now would be the stored one from before the
+        // change, and taking it would roll the actor back under a change
+        // that then lands.
+        if self.pending > 0 {
             if self.deferred.len() >= DEFERRED_MAX {
                 bump(&self.shared.metrics.overloaded);
                 return exec.answer(Err(CoreError::Overloaded("order actor")));

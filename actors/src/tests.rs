@@ -13,7 +13,7 @@ use ordercore_domain::{
     Action, Command, CommandMeta, CreateOrder, ErrorCode, OrderFamily, OrderId, Quantity,
 };
 use ordercore_storage::testkit::FlakyJournal;
-use ordercore_storage::{ManualClock, Store, StoreConfig, JOURNAL_DIR};
+use ordercore_storage::{Journal, ManualClock, Store, StoreConfig, JOURNAL_DIR};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
@@ -726,6 +726,85 @@ async fn an_actor_busy_at_its_first_idle_check_compacts_later() {
     journal.stalled.store(false, Ordering::SeqCst);
     creating.await.unwrap().unwrap();
     assert!(eventually(|| core.metrics().compactions >= 1).await);
+    core.shutdown().unwrap();
+}
+
+/// A read that comes while a change of a compact family is being written
+/// waits for it, then reads the whole family back: it never takes the
+/// stored state from before the change, which would roll the actor back
+/// under a payment that then lands (and let its deadline cancel it).
+#[actix::test]
+async fn a_read_during_a_change_of_a_compact_family_waits_for_the_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(testkit::t0());
+    let (core, journal) = start_flaky(dir.path(), &clock, |c| {
+        c.compact_after = Duration::from_secs(3_600);
+    });
+    let mut shop = Shop::default();
+    seed(&core, &shop).await;
+    let created = create(&core, shop.create_cmd("r1", &[("A1", 1)], None))
+        .await
+        .unwrap();
+    assert_eq!(core.compact_idle(Duration::ZERO), 1);
+    assert!(eventually(|| core.metrics().compactions == 1).await);
+
+    journal.stalled.store(true, Ordering::SeqCst);
+    let appended = journal.last_seq().unwrap();
+    let paying = {
+        let (core, created) = (core.clone(), Arc::clone(&created));
+        actix::spawn(async move { pay(&core, &created, "T-R1").await })
+    };
+    // The payment is written, its flush held.
+    assert!(eventually(|| journal.last_seq().unwrap() > appended).await);
+    let reading = {
+        let (core, id) = (core.clone(), created.order_id);
+        actix::spawn(async move { core.order(&id).await })
+    };
+    actix::clock::sleep(Duration::from_millis(20)).await;
+    journal.stalled.store(false, Ordering::SeqCst);
+    assert!(paying.await.unwrap().unwrap().is_paid());
+    let read = reading.await.unwrap().unwrap();
+    assert!(read.is_paid(), "the read waited for the payment");
+    assert!(!read.compact, "and read the whole family back");
+
+    // The actor holds the payment: its deadline is gone.
+    clock.advance(testkit::PAY_TIMEOUT_MS + 1);
+    assert_eq!(core.fire_due_deadlines().await, 0);
+    let after = core.order(&created.order_id).await.unwrap();
+    assert!(after.is_paid());
+    assert_eq!(core.metrics().orders_timed_out, 0);
+    core.shutdown().unwrap();
+}
+
+/// A cancellation whose write fails leaves the order CREATED: its payment
+/// deadline comes back with the state, also when no other message comes
+/// before the actor passivates.
+#[actix::test]
+async fn a_failed_cancel_keeps_the_payment_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(testkit::t0());
+    let (core, journal) = start_flaky(dir.path(), &clock, |c| {
+        c.compact_after = Duration::from_millis(20);
+        c.passivate_after = Duration::from_millis(50);
+    });
+    let mut shop = Shop::default();
+    seed(&core, &shop).await;
+    let created = create(&core, shop.create_cmd("f1", &[("A1", 1)], None))
+        .await
+        .unwrap();
+    journal.failing.store(true, Ordering::SeqCst);
+    assert!(cancel(&core, &created).await.is_err());
+    journal.failing.store(false, Ordering::SeqCst);
+    assert!(eventually(|| core.store().is_healthy()).await);
+    assert!(
+        eventually(|| core.metrics().active_actors == 0).await,
+        "passivated without another message"
+    );
+    clock.advance(testkit::PAY_TIMEOUT_MS + 1);
+    assert_eq!(core.fire_due_deadlines().await, 1, "the deadline is armed");
+    assert!(eventually(|| core.metrics().orders_timed_out == 1).await);
+    let after = core.order(&created.order_id).await.unwrap();
+    assert_eq!(after.cancel_type, Some(CancelType::TIMEOUT_CANCELED));
     core.shutdown().unwrap();
 }
 
