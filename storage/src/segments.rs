@@ -393,6 +393,9 @@ impl SegmentJournal {
             if let Some(last) = state.segments.last_mut() {
                 last.records = Some(Arc::new(records));
             }
+            // Frames a killed process wrote may sit in the page cache
+            // unsynced: synced here, they are what later cuts go back to.
+            file.sync_data().map_err(|e| io("cannot sync", &path, e))?;
             state.active = Some(Arc::new(file));
             state.active_len = end;
             state.synced_len = end;
