@@ -75,6 +75,10 @@ pub(crate) struct Shared {
     arbiters: Mutex<Vec<Arbiter>>,
     ready: AtomicBool,
     ids: Mutex<IdSequencer>,
+    /// Makes the next order actor panic right after a change is submitted
+    /// (tests only).
+    #[cfg(test)]
+    pub panic_after_submit: AtomicBool,
 }
 
 #[derive(Debug, Clone)]
@@ -107,6 +111,8 @@ impl OrderCore {
             arbiters: Mutex::new(Vec::new()),
             ready: AtomicBool::new(false),
             ids: Mutex::new(IdSequencer::default()),
+            #[cfg(test)]
+            panic_after_submit: AtomicBool::new(false),
         });
         let mut shards = Vec::with_capacity(shard_count);
         let mut arbiters = Vec::with_capacity(shard_count);

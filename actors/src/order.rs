@@ -451,18 +451,21 @@ impl OrderActor {
         match result {
             Ok((ticket, ())) => {
                 self.shard.record_order(&cmd.user_id, now);
-                // Built from the events as the journal stamped them, so the
-                // history carries their positions.
-                match stamped(&ticket.unit.events) {
-                    Some(family) => {
-                        let family = Arc::new(family);
-                        let _ = ticket.unit.family.set(Arc::clone(&family));
-                        self.family = Some(family);
-                        self.sync_deadline();
+                self.apply_submitted(|actor| {
+                    // Built from the events as the journal stamped them, so
+                    // the history carries their positions.
+                    match stamped(&ticket.unit.events) {
+                        Some(family) => {
+                            let family = Arc::new(family);
+                            let _ = ticket.unit.family.set(Arc::clone(&family));
+                            actor.family = Some(family);
+                            actor.sync_deadline();
+                        }
+                        // Not a creation after all (a defect): answer from
+                        // storage.
+                        None => actor.reload_needed = true,
                     }
-                    // Not a creation after all (a defect): answer from storage.
-                    None => self.reload_needed = true,
-                }
+                });
                 self.track(ticket, reply, ctx);
             }
             Err(e) => {
@@ -535,26 +538,48 @@ impl OrderActor {
             .submit(&shared.store, self.epoch, self.shard.index, events)
         {
             Ok(ticket) => {
-                if let Some(family) = self.family.as_mut() {
-                    let state = Arc::make_mut(family);
-                    for event in &ticket.unit.events {
-                        state.apply_shared(event);
+                self.apply_submitted(|actor| {
+                    if let Some(family) = actor.family.as_mut() {
+                        let state = Arc::make_mut(family);
+                        for event in &ticket.unit.events {
+                            state.apply_shared(event);
+                        }
+                        // The write-behind keeps this state instead of
+                        // applying the events again (copy on write: the next
+                        // change here clones it while the write-behind still
+                        // holds it). A compact family is not one it can
+                        // write: it applies the events to the whole family
+                        // itself.
+                        if !state.compact {
+                            let _ = ticket.unit.family.set(Arc::clone(family));
+                        }
                     }
-                    // The write-behind keeps this state instead of applying
-                    // the events again (copy on write: the next change here
-                    // clones it while the write-behind still holds it). A
-                    // compact family is not one it can write: it applies
-                    // the events to the whole family itself.
-                    if !state.compact {
-                        let _ = ticket.unit.family.set(Arc::clone(family));
-                    }
-                }
-                self.sync_deadline();
+                    actor.sync_deadline();
+                });
                 self.track(ticket, reply, ctx);
             }
             Err(e) => {
                 let _ = reply.send(Routed::Done(Err(e)));
             }
+        }
+    }
+
+    /// Applies a change just submitted to the actor's own state. The change
+    /// is queued and will land whatever happens here, so a panic (a defect)
+    /// must not lose track of it: the actor then tracks it without a state
+    /// to answer from, and reloads once it has landed, not before.
+    fn apply_submitted(&mut self, apply: impl FnOnce(&mut Self)) {
+        let applied = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            #[cfg(test)]
+            if self.shared.panic_after_submit.swap(false, Ordering::SeqCst) {
+                panic!("injected fault after a submit in order actor {}", self.id);
+            }
+            apply(self);
+        }));
+        if applied.is_err() {
+            tracing::error!(order_id = %self.id, "order actor panicked applying a submitted change; it reloads once the change lands");
+            bump(&self.shared.metrics.restarts);
+            self.reload_needed = true;
         }
     }
 
@@ -607,9 +632,14 @@ impl OrderActor {
     }
 
     /// Observes the change in flight as soon as it lands when something
-    /// waits for it: a deferred command or a held reply.
+    /// waits for it: a deferred command, a held reply, or the change's own
+    /// caller when the store does not answer it.
     fn watch(&mut self, ctx: &mut Context<Self>) {
-        if self.deferred.is_empty() && self.waiting.is_empty() {
+        let caller_waits = self
+            .in_flight
+            .as_ref()
+            .is_some_and(|(_, flight)| flight.reply.is_some());
+        if self.deferred.is_empty() && self.waiting.is_empty() && !caller_waits {
             return;
         }
         let Some((done, flight)) = self.in_flight.take() else {

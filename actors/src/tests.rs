@@ -808,6 +808,44 @@ async fn a_failed_cancel_keeps_the_payment_deadline() {
     core.shutdown().unwrap();
 }
 
+/// A panic right after a payment is submitted (a defect) cannot lose the
+/// payment: it lands, the actor reloads only once it has, and the caller
+/// is answered from that state.
+#[actix::test]
+async fn a_panic_after_a_submit_reloads_once_the_change_has_landed() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(testkit::t0());
+    let (core, journal) = start_flaky(dir.path(), &clock, |_| {});
+    let mut shop = Shop::default();
+    seed(&core, &shop).await;
+    let created = create(&core, shop.create_cmd("p1", &[("A1", 1)], None))
+        .await
+        .unwrap();
+    journal.stalled.store(true, Ordering::SeqCst);
+    core.shared.panic_after_submit.store(true, Ordering::SeqCst);
+    let paying = {
+        let (core, created) = (core.clone(), Arc::clone(&created));
+        actix::spawn(async move { pay(&core, &created, "T-P1").await })
+    };
+    assert!(
+        eventually(|| core.metrics().restarts == 1).await,
+        "the fault hit"
+    );
+    actix::clock::sleep(Duration::from_millis(20)).await;
+    journal.stalled.store(false, Ordering::SeqCst);
+    let paid = paying.await.unwrap().unwrap();
+    assert!(paid.is_paid(), "answered from the state after the payment");
+    let read = core.order(&created.order_id).await.unwrap();
+    assert!(read.is_paid());
+    clock.advance(testkit::PAY_TIMEOUT_MS + 1);
+    assert_eq!(
+        core.fire_due_deadlines().await,
+        0,
+        "no deadline for a paid order"
+    );
+    core.shutdown().unwrap();
+}
+
 #[actix::test]
 async fn a_restart_rearms_deadlines_and_keeps_acknowledged_states() {
     let dir = tempfile::tempdir().unwrap();
