@@ -1665,6 +1665,7 @@ async fn event_stream(st: State, req: HttpRequest) -> Reply {
             .parse()
             .map_err(|_| ApiError::invalid_request("Last-Event-ID: not a sequence number"))?;
     }
+    st.core.check_events_cursor(after)?;
     let core = st.core.clone();
     let draining = Arc::clone(&st.draining);
     let stream = futures_util::stream::unfold(
@@ -1696,6 +1697,12 @@ async fn event_stream(st: State, req: HttpRequest) -> Reply {
                         ));
                     }
                     Ok(_) => {}
+                    Err(e) if e.code() == ErrorCode::CURSOR_INVALID => {
+                        // Fell behind the journal's retention: the client
+                        // reconnects and hears where it can resume.
+                        tracing::warn!(error = %e, "event stream fell behind retention; ending it");
+                        return None;
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "event stream read failed; retrying");
                     }

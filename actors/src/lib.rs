@@ -582,8 +582,29 @@ impl OrderCore {
     }
 
     /// The outbox: journalled events after `after`, and where to continue.
+    /// A cursor before what the journal still holds is refused: answering
+    /// the later events would skip the trimmed ones without a word.
     pub fn events_after(&self, after: u64, limit: usize) -> Result<(Vec<Event>, u64), CoreError> {
+        self.check_events_cursor(after)?;
         Ok(self.shared.store.events_after(after, limit)?)
+    }
+
+    /// Refuses an outbox cursor before what the journal still holds
+    /// (`CURSOR_INVALID`, naming the sequence to resume from).
+    pub fn check_events_cursor(&self, after: u64) -> Result<(), CoreError> {
+        let first = self.shared.store.first_held_seq()?;
+        if after.saturating_add(1) < first {
+            return Err(DomainError::invalid(
+                ErrorCode::CURSOR_INVALID,
+                "after",
+                format!(
+                    "the events after {after} are no longer held (retention); the oldest held is {first}: resume with after={}",
+                    first - 1
+                ),
+            )
+            .into());
+        }
+        Ok(())
     }
 
     /// Passivates every live order actor idle for at least `idle_for` with

@@ -846,6 +846,44 @@ async fn a_panic_after_a_submit_reloads_once_the_change_has_landed() {
     core.shutdown().unwrap();
 }
 
+/// An outbox cursor before what the journal still holds is refused with
+/// the sequence to resume from, instead of answering the later events as
+/// if none were skipped.
+#[actix::test]
+async fn an_outbox_cursor_before_the_retained_journal_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(testkit::t0());
+    let mut config = store_config(dir.path(), &clock);
+    // A segment per record: the journal is trimmed by whole segments.
+    config.journal_segment_bytes = 1;
+    let core = OrderCore::start(open_store(config), core_config(&clock)).unwrap();
+    let mut shop = Shop::default();
+    seed(&core, &shop).await;
+    create(&core, shop.create_cmd("o1", &[("A1", 1)], None))
+        .await
+        .unwrap();
+    assert!(!core.events_after(0, 100).unwrap().0.is_empty());
+    // Past the retention window, a checkpoint trims what it covers.
+    clock.advance(11 * MINUTE_MS);
+    create(&core, shop.create_cmd("o2", &[("A1", 1)], None))
+        .await
+        .unwrap();
+    core.store().checkpoint_now().unwrap();
+    let first = core.store().first_held_seq().unwrap();
+    assert!(first > 1, "trimmed");
+    let refused = core.events_after(0, 100).unwrap_err();
+    assert_eq!(code(&refused), ErrorCode::CURSOR_INVALID);
+    assert!(
+        refused
+            .to_string()
+            .contains(&format!("after={}", first - 1)),
+        "{refused}"
+    );
+    let (events, _) = core.events_after(first - 1, 100).unwrap();
+    assert_eq!(events.first().map(|e| e.seq), Some(first));
+    core.shutdown().unwrap();
+}
+
 #[actix::test]
 async fn a_restart_rearms_deadlines_and_keeps_acknowledged_states() {
     let dir = tempfile::tempdir().unwrap();

@@ -231,6 +231,9 @@ pub trait Journal: Send + Sync + std::fmt::Debug {
     fn flush(&self) -> Result<(), StorageError>;
     /// The last sequence stored (0 when empty).
     fn last_seq(&self) -> Result<u64, StorageError>;
+    /// The first sequence still held: earlier ones were trimmed (0 when
+    /// empty).
+    fn first_seq(&self) -> Result<u64, StorageError>;
     /// Calls `f` with every unit holding events after `after`, in order;
     /// events at or before `after` are dropped from the first unit. Stops
     /// early when `f` answers false.
@@ -313,6 +316,13 @@ impl Journal for SledJournal {
     fn last_seq(&self) -> Result<u64, StorageError> {
         match self.tree.last()? {
             Some((_, bytes)) => Ok(read_header(&bytes)?.last_seq),
+            None => Ok(0),
+        }
+    }
+
+    fn first_seq(&self) -> Result<u64, StorageError> {
+        match self.tree.first()? {
+            Some((_, bytes)) => Ok(read_header(&bytes)?.first_seq),
             None => Ok(0),
         }
     }

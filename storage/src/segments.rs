@@ -760,6 +760,11 @@ impl Journal for SegmentJournal {
         Ok(self.lock().last_seq)
     }
 
+    fn first_seq(&self) -> Result<u64, StorageError> {
+        // Segments are named by their first record's sequence.
+        Ok(self.lock().segments.first().map_or(0, |s| s.first_seq))
+    }
+
     fn scan(&self, after: u64, f: &mut dyn FnMut(Unit) -> bool) -> Result<(), StorageError> {
         let start = after.saturating_add(1);
         // The segments from the one holding `start` (the last that begins

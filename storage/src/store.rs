@@ -832,6 +832,12 @@ impl Store {
         Ok((out, next))
     }
 
+    /// The first sequence the journal still holds (0 when empty): events
+    /// before it were trimmed (see `journal_retention`).
+    pub fn first_held_seq(&self) -> Result<u64, StorageError> {
+        self.inner.journal.first_seq()
+    }
+
     /// The last acknowledged sequence.
     pub fn last_seq(&self) -> u64 {
         self.inner.acked.load(Ordering::SeqCst)

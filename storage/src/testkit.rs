@@ -50,6 +50,9 @@ impl Journal for FlakyJournal {
     fn last_seq(&self) -> Result<u64, StorageError> {
         self.inner.last_seq()
     }
+    fn first_seq(&self) -> Result<u64, StorageError> {
+        self.inner.first_seq()
+    }
     fn scan(&self, after: u64, f: &mut dyn FnMut(Unit) -> bool) -> Result<(), StorageError> {
         self.inner.scan(after, f)
     }

@@ -780,16 +780,23 @@ fn the_journal_is_an_outbox_and_is_trimmed_after_checkpoint_and_retention() {
     assert_eq!(page.last().unwrap().seq + 1, rest[0].seq);
 
     // Checkpointed but inside the retention window: kept.
+    let first = store.first_held_seq().unwrap();
+    assert!(first <= all[0].seq, "{first}");
     store.checkpoint_now().unwrap();
     assert_eq!(store.events_after(0, 1_000).unwrap().0.len(), all.len());
     assert_eq!(store.metrics().journal_records_trimmed, 0);
+    assert_eq!(store.first_held_seq().unwrap(), first);
     // Past the window: trimmed at the next checkpoint; state is unaffected.
     clock.advance(11 * 60 * 1000);
     model.create(&store, "u2", &[("A2", 1)]).unwrap();
     store.checkpoint_now().unwrap();
     assert!(store.metrics().journal_records_trimmed >= 3);
     assert!(store.events_after(0, 1_000).unwrap().0.len() < all.len());
+    // The first sequence held moved past what was trimmed.
+    let held = store.first_held_seq().unwrap();
+    assert!(held > last, "{held} after trimming through {last}");
     let store = reopen(store, dir.path());
+    assert_eq!(store.first_held_seq().unwrap(), held);
     model.assert_matches(&store);
     store.shutdown().unwrap();
 }
