@@ -230,11 +230,23 @@ fn if_match(req: &HttpRequest) -> Result<Option<u64>, ApiError> {
     if raw == "*" {
         return Ok(None);
     }
-    raw.trim_start_matches("W/")
+    // If-Match compares strongly (RFC 9110, 13.1.1): a weak tag never
+    // matches, whatever version it names.
+    let (weak, tag) = match raw.strip_prefix("W/") {
+        Some(tag) => (true, tag),
+        None => (false, raw),
+    };
+    let version: u64 = tag
         .trim_matches('"')
         .parse()
-        .map(Some)
-        .map_err(|_| ApiError::invalid_request(format!("If-Match: {raw:?} is not a version")))
+        .map_err(|_| ApiError::invalid_request(format!("If-Match: {raw:?} is not a version")))?;
+    if weak {
+        return Err(ApiError::new(
+            ErrorCode::ORDER_VERSION_MISMATCH,
+            format!("If-Match: {raw:?} is a weak tag, which never matches; send \"{version}\""),
+        ));
+    }
+    Ok(Some(version))
 }
 
 fn idempotency_key(req: &HttpRequest) -> Result<Option<IdempotencyKey>, ApiError> {

@@ -1822,6 +1822,15 @@ fn stale_if_match_is_412_and_changes_nothing() {
         (order["version"].as_i64(), order["status"].as_i64()),
         (Some(2), Some(10))
     );
+    // A weak tag never matches, even the current version's (strong
+    // comparison), and changes nothing.
+    s.post(&format!("/v1/orders/{id}/cancel"))
+        .user("alice")
+        .header("If-Match", "W/\"2\"")
+        .json(&json!({"user_id": "alice"}))
+        .send()
+        .expect_error(412, "ORDER_VERSION_MISMATCH");
+    assert_eq!(s.order(&id)["status"].as_i64(), Some(10));
     // The current version passes.
     s.post(&format!("/v1/orders/{id}/cancel"))
         .user("alice")
