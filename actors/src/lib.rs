@@ -586,14 +586,20 @@ impl OrderCore {
     /// the later events would skip the trimmed ones without a word.
     pub fn events_after(&self, after: u64, limit: usize) -> Result<(Vec<Event>, u64), CoreError> {
         self.check_events_cursor(after)?;
-        Ok(self.shared.store.events_after(after, limit)?)
+        let page = self.shared.store.events_after(after, limit)?;
+        // Again after the read: a trim while it read may have taken the
+        // first events it should have found (the first held sequence only
+        // moves forward, so this sees every such trim).
+        self.check_events_cursor(after)?;
+        Ok(page)
     }
 
     /// Refuses an outbox cursor before what the journal still holds
-    /// (`CURSOR_INVALID`, naming the sequence to resume from).
+    /// (`CURSOR_INVALID`, naming the sequence to resume from). Cursor 0
+    /// is the start of what is held: a new consumer's first read.
     pub fn check_events_cursor(&self, after: u64) -> Result<(), CoreError> {
         let first = self.shared.store.first_held_seq()?;
-        if after.saturating_add(1) < first {
+        if after > 0 && after.saturating_add(1) < first {
             return Err(DomainError::invalid(
                 ErrorCode::CURSOR_INVALID,
                 "after",

@@ -338,9 +338,14 @@ impl OrderActor {
         }
     }
 
-    /// Nothing in flight, answered or waiting.
+    /// Nothing in flight, answered or waiting, and no reload owed (an
+    /// actor that owes one must not compact or passivate the state a
+    /// failed change left, its payment deadline among it).
     fn quiet(&self) -> bool {
-        self.pending == 0 && self.waiting.is_empty() && self.deferred.is_empty()
+        self.pending == 0
+            && self.waiting.is_empty()
+            && self.deferred.is_empty()
+            && !self.reload_needed
     }
 
     /// Makes the state current before a message is served.
@@ -750,6 +755,12 @@ impl OrderActor {
             return;
         }
         self.settle();
+        if self.reload_needed && self.pending == 0 {
+            // The reload after a failed change failed too: try again.
+            if let Err(e) = self.reload() {
+                tracing::warn!(order_id = %self.id, error = %e, "cannot reload after a failed write; trying again at the next idle check");
+            }
+        }
         let config = &self.shared.config;
         let (compact_after, passivate_after) = (config.compact_after, config.passivate_after);
         let idle = self.last_active.elapsed();
