@@ -20,13 +20,13 @@ use crate::metrics::{MetricsSnapshot, StoreMetrics};
 use crate::segments::{AfterFailedSync, SegmentJournal};
 use crate::view::{
     coupon_key, decode_stamped, encode_stamped, family_key, parse_expiry_key, read_row,
-    read_stamped, sku_key, user_key, user_prefix, Checkpoint, View, CHECKPOINT_KEY, COUPON, EXPIRY,
-    FAMILY, SKU,
+    read_stamped, sku_key, user_key, user_prefix, Checkpoint, Dirty, View, CHECKPOINT_KEY, COUPON,
+    EXPIRY, FAMILY, SKU,
 };
 use ordercore_domain::{
     Coupon, CouponId, Event, OrderFamily, OrderId, Sku, SkuCode, Timestamp, UserId,
 };
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -628,51 +628,57 @@ impl Store {
 
     /// Every SKU: the catalog, for the inventory at start-up.
     pub fn all_skus(&self) -> Result<Vec<Sku>, StorageError> {
+        self.all_catalog(SKU, "sku", |v| &v.skus, |sku: &Sku| sku.code().clone())
+    }
+
+    /// Every coupon (for the coupon registry at start-up).
+    pub fn all_coupons(&self) -> Result<Vec<Coupon>, StorageError> {
+        self.all_catalog(
+            COUPON,
+            "coupon",
+            |v| &v.coupons,
+            |c: &Coupon| c.details.coupon_id.clone(),
+        )
+    }
+
+    /// Every catalog entry of one kind: its rows (under `prefix`), and the
+    /// view's entries over them.
+    fn all_catalog<K, V>(
+        &self,
+        prefix: u8,
+        what: &'static str,
+        entries: impl FnOnce(&View) -> &HashMap<K, Dirty<Arc<V>>>,
+        key_of: impl Fn(&V) -> K,
+    ) -> Result<Vec<V>, StorageError>
+    where
+        K: Ord + Clone,
+        V: Clone + serde::de::DeserializeOwned,
+    {
         // The view before the rows, in every reader that merges the two: a
         // checkpoint writes an entry's row before it drops the entry, so an
         // entry missing from the copy is in the rows read after it. Read the
         // other way round, a checkpoint in between leaves the old row and no
         // entry: state older than what was acknowledged.
-        let recent: Vec<(SkuCode, Sku)> = self.with_view(|v| {
-            v.skus
+        let recent: Vec<(K, V)> = self.with_view(|v| {
+            entries(v)
                 .iter()
-                .map(|(code, d)| (code.clone(), (*d.value).clone()))
+                .map(|(key, d)| (key.clone(), (*d.value).clone()))
                 .collect()
         });
         self.between_reads();
-        let mut skus: std::collections::BTreeMap<SkuCode, Sku> = std::collections::BTreeMap::new();
-        for entry in self.inner.rows.scan_prefix([SKU]) {
+        let mut all = std::collections::BTreeMap::new();
+        for entry in self.inner.rows.scan_prefix([prefix]) {
             let (_, bytes) = entry?;
-            let sku = decode_stamped::<Sku>(&bytes, "sku")?.value;
-            skus.insert(sku.code().clone(), sku);
+            let value = decode_stamped::<V>(&bytes, what)?.value;
+            all.insert(key_of(&value), value);
         }
-        skus.extend(recent);
-        Ok(skus.into_values().collect())
-    }
-
-    /// Every coupon (for the coupon registry at start-up).
-    pub fn all_coupons(&self) -> Result<Vec<Coupon>, StorageError> {
-        // The view first (see `all_skus`).
-        let recent: Vec<(CouponId, Coupon)> = self.with_view(|v| {
-            v.coupons
-                .iter()
-                .map(|(id, d)| (id.clone(), (*d.value).clone()))
-                .collect()
-        });
-        self.between_reads();
-        let mut coupons = std::collections::BTreeMap::new();
-        for entry in self.inner.rows.scan_prefix([COUPON]) {
-            let (_, bytes) = entry?;
-            let coupon = decode_stamped::<Coupon>(&bytes, "coupon")?.value;
-            coupons.insert(coupon.details.coupon_id.clone(), coupon);
-        }
-        coupons.extend(recent);
-        Ok(coupons.into_values().collect())
+        all.extend(recent);
+        Ok(all.into_values().collect())
     }
 
     /// Payment deadlines of every CREATED family, earliest first.
     pub fn pending_deadlines(&self) -> Result<Vec<(Timestamp, OrderId)>, StorageError> {
-        // The view first (see `all_skus`): its inserts and removals.
+        // The view first (see `all_catalog`): its inserts and removals.
         let recent: Vec<(Vec<u8>, bool)> = self.with_view(|v| {
             v.index
                 .range(vec![EXPIRY]..vec![EXPIRY + 1])
@@ -710,7 +716,7 @@ impl Store {
             Some(id) => user_key(user, id),
             None => [prefix.as_slice(), &[0xFF]].concat(),
         };
-        // The view first (see `all_skus`).
+        // The view first (see `all_catalog`).
         let recent: Vec<(Vec<u8>, bool)> = self.with_view(|v| {
             v.index
                 .range(prefix.clone()..end.clone())
