@@ -585,11 +585,10 @@ impl OrderCore {
     /// A cursor before what the journal still holds is refused: answering
     /// the later events would skip the trimmed ones without a word.
     pub fn events_after(&self, after: u64, limit: usize) -> Result<(Vec<Event>, u64), CoreError> {
-        self.check_events_cursor(after)?;
         let page = self.shared.store.events_after(after, limit)?;
-        // Again after the read: a trim while it read may have taken the
-        // first events it should have found (the first held sequence only
-        // moves forward, so this sees every such trim).
+        // Checked after the read: a trim before or while it read may have
+        // taken the first events it should have found, and the first held
+        // sequence only moves forward, so this sees every such trim.
         self.check_events_cursor(after)?;
         Ok(page)
     }

@@ -266,6 +266,18 @@ impl OrderActor {
         Ok(())
     }
 
+    /// Reloads the state a failed change left, when one is owed and
+    /// nothing is in flight; a reload that fails is tried again at the next
+    /// idle check or message.
+    fn reload_owed(&mut self) {
+        if !self.reload_needed || self.pending > 0 {
+            return;
+        }
+        if let Err(e) = self.reload() {
+            tracing::warn!(order_id = %self.id, error = %e, "cannot reload after a failed write; trying again later");
+        }
+    }
+
     /// Reads the whole family back when the actor keeps only its compact
     /// state: from the write-behind view or the family's row, as of the
     /// actor's last durable change (nothing is in flight here).
@@ -703,11 +715,7 @@ impl OrderActor {
             // A failed change's state comes back now, its payment deadline
             // with it, not at the next message: none may come before the
             // actor retires.
-            if self.reload_needed {
-                if let Err(e) = self.reload() {
-                    tracing::warn!(order_id = %self.id, error = %e, "cannot reload after a failed write; the next message tries again");
-                }
-            }
+            self.reload_owed();
             return;
         }
         let reloaded = if self.reload_needed {
@@ -755,12 +763,8 @@ impl OrderActor {
             return;
         }
         self.settle();
-        if self.reload_needed && self.pending == 0 {
-            // The reload after a failed change failed too: try again.
-            if let Err(e) = self.reload() {
-                tracing::warn!(order_id = %self.id, error = %e, "cannot reload after a failed write; trying again at the next idle check");
-            }
-        }
+        // The reload after a failed change failed too: try again.
+        self.reload_owed();
         let config = &self.shared.config;
         let (compact_after, passivate_after) = (config.compact_after, config.passivate_after);
         let idle = self.last_active.elapsed();
