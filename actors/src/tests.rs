@@ -760,7 +760,11 @@ async fn a_read_during_a_change_of_a_compact_family_waits_for_the_change() {
         let (core, id) = (core.clone(), created.order_id);
         actix::spawn(async move { core.order(&id).await })
     };
+    // The read reaches the actor while the payment is in flight, and is
+    // still unanswered when the payment's flush goes through: the case
+    // this test is about.
     actix::clock::sleep(Duration::from_millis(20)).await;
+    assert!(!reading.is_finished(), "the read waits behind the payment");
     journal.stalled.store(false, Ordering::SeqCst);
     assert!(paying.await.unwrap().unwrap().is_paid());
     let read = reading.await.unwrap().unwrap();
