@@ -3,7 +3,11 @@
 //! answer as (status, JSON body, replay flag). It shares no code with the
 //! server: tokens and signatures are made here from the public contract.
 
+use bytes::Bytes;
 use hmac::{Hmac, Mac};
+use http_body_util::{BodyExt, Full};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
+pub use hyper::Method;
 use serde_json::Value;
 use sha2::Sha256;
 use std::collections::HashMap;
@@ -51,17 +55,29 @@ impl Answer {
     }
 }
 
+/// One keep-alive HTTP/1.1 connection's request side.
+type Connection = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
 /// A client of one server.
+///
+/// It speaks HTTP/1.1 over its own keep-alive connections (hyper's
+/// connection-level client) rather than through a general-purpose client:
+/// the harness shares the 2 cores with the server it measures, and a
+/// general client's URL parsing, pool bookkeeping and header building cost
+/// more per request than the server's own HTTP layer.
 #[derive(Debug)]
 pub struct Api {
-    http: reqwest::Client,
     base: String,
+    /// `host:port` of `base`, to connect to and to send as `Host`.
+    authority: String,
     jwt_secret: String,
     payment_secret: String,
     tokens: Mutex<HashMap<(String, bool), String>>,
     /// One permit per connection: held from sending a request until its
     /// answer has been read.
     connections: tokio::sync::Semaphore,
+    /// Open connections with no request on them.
+    idle: Mutex<Vec<Connection>>,
 }
 
 #[derive(serde::Serialize)]
@@ -83,14 +99,16 @@ impl Api {
         connections: usize,
     ) -> Result<Api, String> {
         let connections = connections.max(1);
-        let http = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .pool_max_idle_per_host(connections)
-            .build()
-            .map_err(|e| e.to_string())?;
+        let base = base.trim_end_matches('/').to_owned();
+        let authority = base
+            .strip_prefix("http://")
+            .filter(|a| !a.is_empty() && !a.contains('/'))
+            .ok_or_else(|| format!("{base}: the server's URL must be http://HOST:PORT"))?
+            .to_owned();
         Ok(Api {
-            http,
-            base: base.trim_end_matches('/').to_owned(),
+            base,
+            authority,
+            idle: Mutex::new(Vec::new()),
             jwt_secret: jwt_secret.to_owned(),
             payment_secret: payment_secret.to_owned(),
             tokens: Mutex::new(HashMap::new()),
@@ -105,10 +123,7 @@ impl Api {
     /// A bearer token for `user` (an operator's when `admin`), cached.
     pub fn token(&self, user: &str, admin: bool) -> String {
         let key = (user.to_owned(), admin);
-        let mut tokens = self
-            .tokens
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut tokens = lock(&self.tokens);
         if let Some(t) = tokens.get(&key) {
             return t.clone();
         }
@@ -145,52 +160,90 @@ impl Api {
     /// Sends a request; `Err` only when no HTTP answer came back.
     pub async fn call(
         &self,
-        method: reqwest::Method,
+        method: Method,
         path: &str,
         token: Option<&str>,
         body: Option<&Value>,
         headers: &[(&str, String)],
     ) -> Result<Answer, String> {
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        let mut req = self.request(method, path);
         if let Some(t) = token {
-            req = req.bearer_auth(t);
+            req = req.header(AUTHORIZATION, format!("Bearer {t}"));
         }
         for (name, value) in headers {
             req = req.header(*name, value);
         }
-        if let Some(body) = body {
-            req = req
-                .header("content-type", "application/json")
-                .body(serde_json::to_vec(body).map_err(|e| e.to_string())?);
-        }
-        self.send(req).await
+        let bytes = match body {
+            Some(body) => {
+                req = req.header(CONTENT_TYPE, "application/json");
+                serde_json::to_vec(body).map_err(|e| e.to_string())?
+            }
+            None => Vec::new(),
+        };
+        self.send(req, bytes).await
     }
 
     /// A provider callback, signed over its exact bytes.
     pub async fn signed(&self, path: &str, body: &Value) -> Result<Answer, String> {
         let bytes = serde_json::to_vec(body).map_err(|e| e.to_string())?;
         let req = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header("content-type", "application/json")
-            .header("x-signature", self.sign(&bytes))
-            .body(bytes);
-        self.send(req).await
+            .request(Method::POST, path)
+            .header(CONTENT_TYPE, "application/json")
+            .header("x-signature", self.sign(&bytes));
+        self.send(req, bytes).await
     }
 
-    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Answer, String> {
-        let _connection = self
+    fn request(&self, method: Method, path: &str) -> hyper::http::request::Builder {
+        hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(HOST, &self.authority)
+    }
+
+    async fn send(
+        &self,
+        req: hyper::http::request::Builder,
+        body: Vec<u8>,
+    ) -> Result<Answer, String> {
+        let req = req
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| e.to_string())?;
+        let _permit = self
             .connections
             .acquire()
             .await
             .map_err(|e| e.to_string())?;
-        let res = req.send().await.map_err(|e| e.to_string())?;
+        tokio::time::timeout(REQUEST_TIMEOUT, self.exchange(req))
+            .await
+            .map_err(|_| format!("no answer within {REQUEST_TIMEOUT:?}"))?
+    }
+
+    /// One request and its whole answer, on an idle connection or a new one.
+    async fn exchange(&self, req: hyper::Request<Full<Bytes>>) -> Result<Answer, String> {
+        let mut connection = match self.take_idle() {
+            Some(c) => c,
+            None => self.connect().await?,
+        };
+        let res = connection
+            .send_request(req)
+            .await
+            .map_err(|e| e.to_string())?;
         let status = res.status().as_u16();
         let replayed = res
             .headers()
             .get("idempotent-replayed")
             .is_some_and(|v| v == "true");
-        let bytes = res.bytes().await.map_err(|e| e.to_string())?;
+        let bytes = res
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        // The answer is read whole, so the connection is free again unless
+        // the server closed it.
+        if !connection.is_closed() {
+            lock(&self.idle).push(connection);
+        }
         let body = if bytes.is_empty() {
             Value::Null
         } else {
@@ -202,6 +255,37 @@ impl Api {
             replayed,
         })
     }
+
+    fn take_idle(&self) -> Option<Connection> {
+        let mut idle = lock(&self.idle);
+        while let Some(c) = idle.pop() {
+            if !c.is_closed() {
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    async fn connect(&self) -> Result<Connection, String> {
+        let stream = tokio::net::TcpStream::connect(&self.authority)
+            .await
+            .map_err(|e| format!("{}: {e}", self.authority))?;
+        stream.set_nodelay(true).map_err(|e| e.to_string())?;
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| e.to_string())?;
+        // Drives the connection until either side closes it; an error there
+        // shows up as the request's own error.
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(sender)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]
@@ -259,9 +343,7 @@ mod tests {
         let calls: Vec<_> = (0..32)
             .map(|_| {
                 let api = Arc::clone(&api);
-                tokio::spawn(
-                    async move { api.call(reqwest::Method::GET, "/x", None, None, &[]).await },
-                )
+                tokio::spawn(async move { api.call(Method::GET, "/x", None, None, &[]).await })
             })
             .collect();
         for call in calls {

@@ -9,6 +9,7 @@
 //! ```
 
 use clap::Parser;
+use ordercore_load::client::Method;
 use ordercore_load::client::{Api, CONNECTIONS};
 use ordercore_load::host;
 use ordercore_load::ledger::Ledger;
@@ -20,7 +21,6 @@ use ordercore_load::stats::Stats;
 use ordercore_load::verify::{self, Expect};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use reqwest::Method;
 use serde_json::json;
 use std::io::Write;
 use std::path::PathBuf;

@@ -2,12 +2,12 @@
 //! provider make. Every answer is timed from when its request was meant to
 //! go out and every acknowledged fact goes into the ledger.
 
+use crate::client::Method;
 use crate::client::{Answer, Api};
 use crate::ledger::Ledger;
 use crate::stats::Stats;
 use rand::rngs::SmallRng;
 use rand::Rng;
-use reqwest::Method;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;

@@ -5,9 +5,9 @@
 //! and every Idempotency-Key replay answered the recorded reply. Each check
 //! counts the cases it saw; a required check that saw none fails too.
 
+use crate::client::Method;
 use crate::ledger::{OrderRecord, Tally};
 use crate::scenario::Ctx;
-use reqwest::Method;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
