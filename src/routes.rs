@@ -19,7 +19,7 @@ use crate::metrics::Metrics;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
-use ordercore_actors::{Idempotency, OrderCore, Outcome, WriteOptions};
+use ordercore_actors::{BatchKey, Idempotency, OrderCore, Outcome, Removed, WriteOptions};
 use ordercore_domain::ids::{IdempotencyKey, RequestId, TradeNo};
 use ordercore_domain::{
     Action, Actor, AfterSaleId, Command, CommandMeta, ErrorCode, Event, EventBody, OrderFamily,
@@ -384,16 +384,22 @@ fn finish(outcome: Outcome, render: &Renderer, etag: bool) -> HttpResponse {
             }
             res
         }
-        Outcome::Replayed { status, body } => {
-            let mut res = raw_json(status, body);
-            res.headers_mut().insert(
-                header::HeaderName::from_static("idempotent-replayed"),
-                HeaderValue::from_static("true"),
-            );
-            res
-        }
+        Outcome::Replayed { status, body } => finish_recorded(status, body, true),
         Outcome::DryRun { dry_run, .. } => json(StatusCode::OK, &DryRunView::from(&dry_run)),
     }
+}
+
+/// A reply recorded with an `Idempotency-Key`; `replayed` when an earlier
+/// request recorded it.
+fn finish_recorded(status: u16, body: String, replayed: bool) -> HttpResponse {
+    let mut res = raw_json(status, body);
+    if replayed {
+        res.headers_mut().insert(
+            header::HeaderName::from_static("idempotent-replayed"),
+            HeaderValue::from_static("true"),
+        );
+    }
+    res
 }
 
 fn raw_json(status: u16, body: String) -> HttpResponse {
@@ -420,16 +426,10 @@ fn options(
 ) -> WriteOptions {
     let idempotency = match (&meta.idempotency_key, dry_run) {
         (Some(key), false) => {
-            let mut hashed = Vec::with_capacity(body.len() + 64);
-            hashed.extend_from_slice(req.method().as_str().as_bytes());
-            hashed.push(b' ');
-            hashed.extend_from_slice(req.uri().path().as_bytes());
-            hashed.push(b'\n');
-            hashed.extend_from_slice(body);
             let render = Arc::clone(&render.render);
             Some(Idempotency {
                 key: key.clone(),
-                request_hash: dto::fnv1a_64(&hashed),
+                request_hash: request_hash(req, body),
                 render: Box::new(move |f, e| render(f, e)),
             })
         }
@@ -440,6 +440,18 @@ fn options(
         idempotency,
         whole: render.whole,
     }
+}
+
+/// What an `Idempotency-Key` is recorded with: a hash of method, path and
+/// body.
+fn request_hash(req: &HttpRequest, body: &[u8]) -> u64 {
+    let mut hashed = Vec::with_capacity(body.len() + 64);
+    hashed.extend_from_slice(req.method().as_str().as_bytes());
+    hashed.push(b' ');
+    hashed.extend_from_slice(req.uri().path().as_bytes());
+    hashed.push(b'\n');
+    hashed.extend_from_slice(body);
+    dto::fnv1a_64(&hashed)
 }
 
 /// Runs a command on an existing family and renders its outcome.
@@ -834,18 +846,19 @@ async fn address(
     path = "/v1/orders/remove",
     tag = "orders",
     summary = "Remove orders (soft delete)",
-    description = "Hides 1..100 master or single orders from listings (still readable by id and by admins). An order qualifies when it and every live part are CANCELED, SIGNED or REFUSED; the batch is checked first and applied after, so if any id does not qualify none are removed.",
-    params(crate::openapi::IfMatchHeader),
+    description = "Hides 1..100 master or single orders from listings (still readable by id and by admins). An order qualifies when it and every live part are CANCELED, SIGNED or REFUSED; the batch is checked first and applied after, so if any id does not qualify none are removed. An `Idempotency-Key` is recorded with every family the batch removes, with the batch's reply: the same request with the same key answers that reply again (`Idempotent-Replayed: true`), also once the orders are gone from the shopper's view.",
+    params(crate::openapi::IdempotencyKeyHeader, crate::openapi::IfMatchHeader),
     request_body = RemoveRequest,
     responses(
         (status = 200, description = "How many were removed now", body = RemovedResponse),
-        (status = 400, description = "`INVALID_REQUEST` (malformed JSON, an unknown field, a wrong type, a bad `If-Match`, not 1..100 ids), `USER_ID_INVALID`, `ORDER_ID_IS_NULL`, `ORDER_ID_INVALID`"),
+        (status = 400, description = "`INVALID_REQUEST` (malformed JSON, an unknown field, a wrong type, a bad `If-Match`, not 1..100 ids), `IDEMPOTENCY_KEY_INVALID`, `USER_ID_INVALID`, `ORDER_ID_IS_NULL`, `ORDER_ID_INVALID`"),
         (status = 401, description = "`UNAUTHORIZED`: no valid bearer token"),
         (status = 403, description = "`FORBIDDEN`: a shopper acting for another user or on another user's order"),
         (status = 404, description = "`ORDER_NOT_FOUND`: an unknown id"),
-        (status = 409, description = "`ORDER_CANNOT_REMOVE`: names the first id that does not qualify; `ORDER_STATUS_CHANGED`: a sub-order id"),
+        (status = 409, description = "`ORDER_CANNOT_REMOVE`: names the first id that does not qualify; `ORDER_STATUS_CHANGED`: a sub-order id; `IDEMPOTENCY_KEY_LIMIT`"),
         (status = 412, description = "`ORDER_VERSION_MISMATCH`: `If-Match` names a version the family has moved on from; nothing changed"),
         (status = 413, description = "`PAYLOAD_TOO_LARGE`: the body is larger than 64 KiB"),
+        (status = 422, description = "`IDEMPOTENCY_KEY_REUSED`"),
         (status = 503, description = "`OVERLOADED`, `NOT_READY` or `STORAGE_UNAVAILABLE`: retry after `Retry-After` seconds"),
     ),
     security(("bearer_jwt" = [])),
@@ -856,8 +869,22 @@ async fn remove(st: State, req: HttpRequest, payload: web::Payload) -> Reply {
     let batch = parse_json::<RemoveRequest>(&body)?.parse()?;
     caller.require_user(&batch.user_id)?;
     let meta = meta(&req, caller.actor())?;
-    let removed = st.core.remove_orders(meta, &batch.order_ids).await?;
-    Ok(json(StatusCode::OK, &RemovedResponse { removed }))
+    let key = meta.idempotency_key.clone().map(|key| BatchKey {
+        key,
+        request_hash: request_hash(&req, &body),
+        render: Box::new(|removed| {
+            let body = serde_json::to_string(&RemovedResponse { removed }).unwrap_or_default();
+            (StatusCode::OK.as_u16(), body)
+        }),
+    });
+    match st.core.remove_orders(meta, &batch.order_ids, key).await? {
+        Removed::Count(removed) => Ok(json(StatusCode::OK, &RemovedResponse { removed })),
+        Removed::Keyed {
+            status,
+            body,
+            replayed,
+        } => Ok(finish_recorded(status, body, replayed)),
+    }
 }
 
 #[utoipa::path(

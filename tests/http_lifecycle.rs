@@ -359,6 +359,18 @@ fn a_restart_keeps_state_and_replays_idempotency_keys() {
     };
     let note_reply = note(&s);
     note_reply.expect(201);
+    // A keyed remove: its reply replays though the order is gone for bob.
+    let remove = |s: &Server| {
+        s.post("/v1/orders/remove")
+            .user("bob")
+            .header("Idempotency-Key", "remove-1")
+            .json(&json!({"user_id": "bob", "order_ids": [canceled]}))
+            .send()
+    };
+    let remove_reply = remove(&s);
+    remove_reply.expect(200);
+    assert_eq!(remove_reply.json(), json!({"removed": 1}));
+    assert_eq!(remove_reply.header("idempotent-replayed"), None);
     let open = s.create("carol", &[(LAMP, 1)], None)["order_id"]
         .as_str()
         .unwrap()
@@ -394,6 +406,7 @@ fn a_restart_keeps_state_and_replays_idempotency_keys() {
         (&first, create(&s)),
         (&canceled_reply, cancel(&s)),
         (&note_reply, note(&s)),
+        (&remove_reply, remove(&s)),
     ] {
         assert_eq!(again.status, reply.status, "{}", again.body);
         assert_eq!(
@@ -405,7 +418,7 @@ fn a_restart_keeps_state_and_replays_idempotency_keys() {
         assert_eq!(again.json(), reply.json(), "{}", again.what);
         replays += 1;
     }
-    assert_eq!(replays, 3);
+    assert_eq!(replays, 4);
     // ... and changed nothing.
     assert_eq!(snapshot(&s), before);
 

@@ -1259,6 +1259,54 @@ fn idempotency_keys_come_first_are_scoped_and_record_only_successes() {
     other["user_remark"] = json!("changed");
     keyed(&other).expect_error(422, "IDEMPOTENCY_KEY_REUSED");
     assert_eq!(s.sku(MUG)["locked"], 1);
+
+    // A keyed batch remove replays its reply once the orders are gone for
+    // the shopper; another batch under the same key is refused.
+    let gone: Vec<String> = (0..2)
+        .map(|_| {
+            let id = s.create("lena", &[(LAMP, 1)], None)["order_id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            s.post(&format!("/v1/orders/{id}/cancel"))
+                .user("lena")
+                .json(&json!({"user_id": "lena"}))
+                .send()
+                .expect(200);
+            id
+        })
+        .collect();
+    let remove = |ids: &[String]| {
+        s.post("/v1/orders/remove")
+            .user("lena")
+            .header("Idempotency-Key", "remove-k")
+            .json(&json!({"user_id": "lena", "order_ids": ids}))
+            .send()
+    };
+    let removed = remove(&gone);
+    removed.expect(200);
+    assert_eq!(removed.json(), json!({"removed": 2}));
+    assert!(removed.header("idempotent-replayed").is_none());
+    let versions: Vec<Value> = gone
+        .iter()
+        .map(|id| s.order(id)["version"].clone())
+        .collect();
+    let again = remove(&gone);
+    again.expect(200);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.json(), json!({"removed": 2}));
+    remove(&gone[..1]).expect_error(422, "IDEMPOTENCY_KEY_REUSED");
+    let after: Vec<Value> = gone
+        .iter()
+        .map(|id| s.order(id)["version"].clone())
+        .collect();
+    assert_eq!(after, versions);
+    // Without the key the orders are gone for their shopper.
+    s.post("/v1/orders/remove")
+        .user("lena")
+        .json(&json!({"user_id": "lena", "order_ids": &gone[..1]}))
+        .send()
+        .expect_error(404, "ORDER_NOT_FOUND");
 }
 
 /// Every event of the feed, following `next` (bounded).

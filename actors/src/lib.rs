@@ -39,7 +39,7 @@ use dashmap::DashMap;
 use ordercore_domain::catalog::{decide_issue_coupon, decide_stock_delta, decide_upsert_sku};
 use ordercore_domain::codes::{CancelType, FulfillmentEvent, PayType};
 use ordercore_domain::event::EventContext;
-use ordercore_domain::ids::{OutTradeNo, TradeNo};
+use ordercore_domain::ids::{IdempotencyKey, OutTradeNo, TradeNo};
 use ordercore_domain::order::Address;
 use ordercore_domain::pricing::quote;
 use ordercore_domain::{
@@ -85,6 +85,39 @@ pub(crate) struct Shared {
 struct ShardHandle {
     addr: Addr<ShardActor>,
     state: Arc<ShardState>,
+}
+
+/// An `Idempotency-Key` sent with a batch remove.
+pub struct BatchKey {
+    pub key: IdempotencyKey,
+    /// Hash of method, path and body.
+    pub request_hash: u64,
+    /// The reply (status, JSON body) recorded for a batch that removes `n`
+    /// families.
+    pub render: Box<dyn Fn(usize) -> (u16, String) + Send + Sync>,
+}
+
+impl std::fmt::Debug for BatchKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchKey")
+            .field("key", &self.key)
+            .field("request_hash", &self.request_hash)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a batch remove answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removed {
+    /// Without a key: the families this call removed.
+    Count(usize),
+    /// With a key: the reply recorded with it, and whether an earlier call
+    /// recorded it.
+    Keyed {
+        status: u16,
+        body: String,
+        replayed: bool,
+    },
 }
 
 /// The handle to the running core; clones share it.
@@ -505,32 +538,77 @@ impl OrderCore {
 
     /// `POST /v1/orders/remove`: checks every id first and removes only if
     /// all qualify (their states are final, so the check stays true).
-    /// Answers how many were removed now.
+    ///
+    /// With a key, each family the batch removes records it with the
+    /// batch's reply, in the same journal unit as its removal. A retry
+    /// finds the key in the families and answers that reply again; after a
+    /// batch that stopped part-way (a failed write), the retry removes the
+    /// rest under the same key and answers the reply the first part
+    /// recorded.
     pub async fn remove_orders(
         &self,
         meta: CommandMeta,
         ids: &[OrderId],
-    ) -> Result<usize, CoreError> {
+        key: Option<BatchKey>,
+    ) -> Result<Removed, CoreError> {
         let remove = |order_id: OrderId| Command {
             meta: meta.clone(),
             action: Action::Remove { order_id },
         };
+        let fixed = |key: &BatchKey, status: u16, body: String| Idempotency {
+            key: key.key.clone(),
+            request_hash: key.request_hash,
+            render: Box::new(move |_, _| (status, body.clone())),
+        };
+        // The check: the key first (a dry run answers a recorded one's
+        // reply), then the rules.
+        let mut recorded: Option<(u16, String)> = None;
+        let mut removing = std::collections::BTreeSet::new();
+        let mut todo = Vec::with_capacity(ids.len());
         for id in ids {
             let check = WriteOptions {
                 dry_run: true,
+                idempotency: key.as_ref().map(|k| fixed(k, 0, String::new())),
                 ..WriteOptions::default()
             };
-            self.execute(remove(*id), check).await?;
-        }
-        let mut removed = 0;
-        for id in ids {
-            if let Outcome::Applied { unit: Some(_), .. } =
-                self.execute(remove(*id), WriteOptions::default()).await?
-            {
-                removed += 1;
+            match self.execute(remove(*id), check).await? {
+                Outcome::Replayed { status, body } => {
+                    recorded.get_or_insert((status, body));
+                }
+                Outcome::DryRun { family, .. } => {
+                    if !family.removed {
+                        removing.insert(family.order_id);
+                    }
+                    todo.push(*id);
+                }
+                Outcome::Applied { .. } => todo.push(*id),
             }
         }
-        Ok(removed)
+        let Some(key) = key else {
+            let mut removed = 0;
+            for id in todo {
+                if let Outcome::Applied { unit: Some(_), .. } =
+                    self.execute(remove(id), WriteOptions::default()).await?
+                {
+                    removed += 1;
+                }
+            }
+            return Ok(Removed::Count(removed));
+        };
+        let replayed = recorded.is_some();
+        let (status, body) = recorded.unwrap_or_else(|| (key.render)(removing.len()));
+        for id in todo {
+            let opts = WriteOptions {
+                idempotency: Some(fixed(&key, status, body.clone())),
+                ..WriteOptions::default()
+            };
+            self.execute(remove(id), opts).await?;
+        }
+        Ok(Removed::Keyed {
+            status,
+            body,
+            replayed,
+        })
     }
 
     /// `GET /v1/orders/{id}` (any id of the family): the live actor's state

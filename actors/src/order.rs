@@ -72,6 +72,10 @@ impl std::fmt::Debug for Idempotency {
 pub struct WriteOptions {
     /// Decide only: answer what would happen, persist nothing.
     pub dry_run: bool,
+    /// Checked first. With a dry run too: a recorded key answers its
+    /// replay, a new one is not recorded (the batch remove checks its key
+    /// with its dry runs; the edge sends none with a client's dry run,
+    /// which API.md says ignores the key).
     pub idempotency: Option<Idempotency>,
     /// The reply shows what an idle actor's compact family leaves on disk
     /// (the detail's status log and product snapshots): read the whole
@@ -502,13 +506,14 @@ impl OrderActor {
             return;
         };
         // Who may touch the family comes before anything it holds (its
-        // idempotency keys included).
-        if let Err(e) = ordercore_domain::check_access(family, &cmd.meta) {
+        // idempotency keys included); every other rule, a removed order's
+        // included, comes after the key (`decide`).
+        if let Err(e) = ordercore_domain::check_owner(family, &cmd.meta) {
             let _ = reply.send(Routed::Done(Err(e.into())));
             return;
         }
         let idempotency = match opts.idempotency {
-            Some(idem) if !opts.dry_run => {
+            Some(idem) => {
                 match family.check_idempotency(&cmd.meta.actor, &idem.key, idem.request_hash) {
                     Err(e) => {
                         let _ = reply.send(Routed::Done(Err(e.into())));

@@ -1087,6 +1087,95 @@ async fn an_idempotency_key_replays_its_recorded_reply_and_refuses_other_request
     core.shutdown().unwrap();
 }
 
+#[actix::test]
+async fn a_keyed_batch_remove_replays_its_reply_and_finishes_a_batch_cut_short() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(testkit::t0());
+    let core = start(dir.path(), &clock, |_| {});
+    let mut shop = Shop::default();
+    seed(&core, &shop).await;
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        let order = create(&core, shop.create_cmd("u7", &[("A1", 1)], None))
+            .await
+            .unwrap();
+        cancel(&core, &order).await.unwrap();
+        ids.push(order.order_id);
+    }
+    let meta = CommandMeta::by(ordercore_domain::Actor::user(&testkit::user("u7")));
+    let batch_key = |key: &str, hash: u64| crate::BatchKey {
+        key: IdempotencyKey::parse(key).unwrap(),
+        request_hash: hash,
+        render: Box::new(|n| (200, format!("{{\"removed\":{n}}}"))),
+    };
+    let version = |id: OrderId| {
+        let core = core.clone();
+        async move { core.order(&id).await.unwrap().version }
+    };
+
+    // A fresh batch records its reply; the same request answers it again
+    // and changes nothing, though the orders are gone for the shopper.
+    let first = core
+        .remove_orders(meta.clone(), &ids[..2], Some(batch_key("rm-1", 21)))
+        .await
+        .unwrap();
+    let removed = |body: &str, replayed| crate::Removed::Keyed {
+        status: 200,
+        body: body.to_owned(),
+        replayed,
+    };
+    assert_eq!(first, removed("{\"removed\":2}", false));
+    let versions = (version(ids[0]).await, version(ids[1]).await);
+    let again = core
+        .remove_orders(meta.clone(), &ids[..2], Some(batch_key("rm-1", 21)))
+        .await
+        .unwrap();
+    assert_eq!(again, removed("{\"removed\":2}", true));
+    assert_eq!((version(ids[0]).await, version(ids[1]).await), versions);
+    // The same key with another request, and a retry without the key.
+    let e = core
+        .remove_orders(meta.clone(), &ids[..2], Some(batch_key("rm-1", 22)))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::IDEMPOTENCY_KEY_REUSED);
+    let e = core
+        .remove_orders(meta.clone(), &ids[..1], None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::ORDER_NOT_FOUND);
+
+    // A batch of two cut short after its first removal (a failed write):
+    // the retry removes the second under the reply the first recorded.
+    let cut_short = WriteOptions {
+        idempotency: Some(Idempotency {
+            key: IdempotencyKey::parse("rm-2").unwrap(),
+            request_hash: 31,
+            render: Box::new(|_, _| (200, "{\"removed\":2}".to_owned())),
+        }),
+        ..WriteOptions::default()
+    };
+    let remove = Command {
+        meta: meta.clone(),
+        action: Action::Remove { order_id: ids[2] },
+    };
+    core.execute(remove, cut_short).await.unwrap();
+    let retried = core
+        .remove_orders(meta.clone(), &ids[2..], Some(batch_key("rm-2", 31)))
+        .await
+        .unwrap();
+    assert_eq!(retried, removed("{\"removed\":2}", true));
+    let admin = testkit::admin();
+    for id in &ids {
+        let family = core.order(id).await.unwrap();
+        assert!(family.removed, "{id}");
+        assert_eq!(family.idempotency.len(), 1, "{id}");
+    }
+    // Without a key, an operator's batch counts what it removed now.
+    let again = core.remove_orders(admin, &ids, None).await.unwrap();
+    assert_eq!(again, crate::Removed::Count(0));
+    core.shutdown().unwrap();
+}
+
 /// Relaxed durability answers at queueing time, and the writer then writes
 /// the unit: under concurrency some actors set their reply hook only after
 /// both. Every change must still be answered.

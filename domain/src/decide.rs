@@ -59,21 +59,28 @@ fn context(meta: &CommandMeta, now: Timestamp, version: u64) -> EventContext {
     }
 }
 
-/// A shopper reaches only its own families, and a removed one no longer.
-/// `decide` checks it first; a caller that looks at the family before
-/// deciding (the `Idempotency-Key` check) checks it before that.
+/// A shopper reaches only its own families: checked before anything the
+/// family holds, its `Idempotency-Key`s included.
+pub fn check_owner(family: &OrderFamily, meta: &CommandMeta) -> Result<(), DomainError> {
+    if meta.actor.kind == ActorKind::User && meta.actor.id != family.user_id.as_str() {
+        return Err(DomainError::rule(ErrorCode::FORBIDDEN, "not your order"));
+    }
+    Ok(())
+}
+
+/// [`check_owner`], and a shopper no longer reaches a removed family.
+/// `decide` checks it first. A caller that looks at the family's
+/// `Idempotency-Key`s before deciding checks [`check_owner`] before that:
+/// a key is checked before every rule (API.md), so a retried remove
+/// replays its recorded reply instead of answering that the order is gone.
 pub fn check_access(family: &OrderFamily, meta: &CommandMeta) -> Result<(), DomainError> {
-    if meta.actor.kind == ActorKind::User {
-        if meta.actor.id != family.user_id.as_str() {
-            return Err(DomainError::rule(ErrorCode::FORBIDDEN, "not your order"));
-        }
-        if family.removed {
-            return Err(DomainError::not_found(
-                ErrorCode::ORDER_NOT_FOUND,
-                "order",
-                family.order_id,
-            ));
-        }
+    check_owner(family, meta)?;
+    if meta.actor.kind == ActorKind::User && family.removed {
+        return Err(DomainError::not_found(
+            ErrorCode::ORDER_NOT_FOUND,
+            "order",
+            family.order_id,
+        ));
     }
     Ok(())
 }

@@ -28,7 +28,7 @@ pub mod text;
 
 pub use catalog::{Coupon, CouponDetails, Sku, SkuDetails};
 pub use command::{Action, Command, CommandMeta, CreateContext, CreateOrder};
-pub use decide::{check_access, decide, decide_create};
+pub use decide::{check_access, check_owner, decide, decide_create};
 pub use dry_run::DryRun;
 pub use error::{AlertLevel, DomainError, ErrorCode};
 pub use event::{Actor, ActorKind, Event, EventBody, Target};
