@@ -850,7 +850,7 @@ async fn address(
     params(crate::openapi::IdempotencyKeyHeader, crate::openapi::IfMatchHeader),
     request_body = RemoveRequest,
     responses(
-        (status = 200, description = "How many were removed now", body = RemovedResponse),
+        (status = 200, description = "How many this request removed (the recorded count on an `Idempotency-Key` replay)", body = RemovedResponse),
         (status = 400, description = "`INVALID_REQUEST` (malformed JSON, an unknown field, a wrong type, a bad `If-Match`, not 1..100 ids), `IDEMPOTENCY_KEY_INVALID`, `USER_ID_INVALID`, `ORDER_ID_IS_NULL`, `ORDER_ID_INVALID`"),
         (status = 401, description = "`UNAUTHORIZED`: no valid bearer token"),
         (status = 403, description = "`FORBIDDEN`: a shopper acting for another user or on another user's order"),

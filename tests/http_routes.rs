@@ -1243,6 +1243,10 @@ fn idempotency_keys_come_first_are_scoped_and_record_only_successes() {
     again.expect(201);
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
     assert_eq!(again.json(), real.json());
+    // ... and after the real one, a keyed dry run is no replay either.
+    let dry_after = apply(true);
+    assert!(dry_after.header("idempotent-replayed").is_none());
+    assert_ne!(dry_after.json(), real.json());
     assert_eq!(s.order(&id)["after_sales"].as_array().unwrap().len(), 1);
 
     // The same key on a create with another body: 422, nothing created.

@@ -112,7 +112,7 @@ pub enum Removed {
     /// Without a key: the families this call removed.
     Count(usize),
     /// With a key: the reply recorded with it, and whether an earlier call
-    /// recorded it.
+    /// recorded it and this one changed nothing.
     Keyed {
         status: u16,
         body: String,
@@ -544,7 +544,7 @@ impl OrderCore {
     /// finds the key in the families and answers that reply again; after a
     /// batch that stopped part-way (a failed write), the retry removes the
     /// rest under the same key and answers the reply the first part
-    /// recorded.
+    /// recorded (not as a replay: it changed state).
     pub async fn remove_orders(
         &self,
         meta: CommandMeta,
@@ -595,19 +595,35 @@ impl OrderCore {
             }
             return Ok(Removed::Count(removed));
         };
-        let replayed = recorded.is_some();
-        let (status, body) = recorded.unwrap_or_else(|| (key.render)(removing.len()));
+        let (mut status, mut body) = recorded
+            .clone()
+            .unwrap_or_else(|| (key.render)(removing.len()));
+        let mut replayed = recorded.is_some();
+        let mut changed = false;
         for id in todo {
             let opts = WriteOptions {
                 idempotency: Some(fixed(&key, status, body.clone())),
                 ..WriteOptions::default()
             };
-            self.execute(remove(id), opts).await?;
+            match self.execute(remove(id), opts).await? {
+                Outcome::Applied { unit: Some(_), .. } => changed = true,
+                // The same request, racing this one, removed it first: its
+                // reply is the one recorded.
+                Outcome::Replayed {
+                    status: theirs,
+                    body: recorded,
+                } if !replayed => {
+                    (status, body, replayed) = (theirs, recorded, true);
+                }
+                _ => {}
+            }
         }
         Ok(Removed::Keyed {
             status,
             body,
-            replayed,
+            // Finishing a batch cut short changes state: not a replay,
+            // though the reply is the one recorded.
+            replayed: replayed && !changed,
         })
     }
 
