@@ -11,7 +11,7 @@ pub use hyper::Method;
 use serde_json::Value;
 use sha2::Sha256;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 /// Longest wait for one answer; a server that takes longer is failing.
@@ -27,19 +27,38 @@ pub const CONNECTIONS: usize = 128;
 /// Lifetime of the tokens the harness mints.
 const TOKEN_TTL_SECS: u64 = 24 * 3_600;
 
-/// One answer.
+/// One answer. Its JSON body is parsed on first use: the create benchmark
+/// reads only the status of most answers, and the client shares the cores
+/// with the server it measures.
 #[derive(Debug, Clone)]
 pub struct Answer {
     pub status: u16,
-    pub body: Value,
+    bytes: Bytes,
+    body: OnceLock<Value>,
     /// `Idempotent-Replayed: true` was set.
     pub replayed: bool,
 }
 
 impl Answer {
+    /// The JSON body (`null` when empty or not JSON).
+    pub fn body(&self) -> &Value {
+        self.body.get_or_init(|| {
+            if self.bytes.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(&self.bytes).unwrap_or(Value::Null)
+            }
+        })
+    }
+
+    pub fn into_body(self) -> Value {
+        self.body();
+        self.body.into_inner().unwrap_or(Value::Null)
+    }
+
     /// The error code of a 4xx/5xx answer.
     pub fn code(&self) -> Option<&str> {
-        self.body.get("code").and_then(Value::as_str)
+        self.body().get("code").and_then(Value::as_str)
     }
 
     pub fn ok(&self) -> bool {
@@ -47,11 +66,11 @@ impl Answer {
     }
 
     pub fn str(&self, field: &str) -> Option<&str> {
-        self.body.get(field).and_then(Value::as_str)
+        self.body().get(field).and_then(Value::as_str)
     }
 
     pub fn int(&self, field: &str) -> Option<i64> {
-        self.body.get(field).and_then(Value::as_i64)
+        self.body().get(field).and_then(Value::as_i64)
     }
 }
 
@@ -183,6 +202,21 @@ impl Api {
         self.send(req, bytes).await
     }
 
+    /// Like [`Api::call`], with a JSON body already serialized.
+    pub async fn call_json(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Vec<u8>,
+    ) -> Result<Answer, String> {
+        let req = self
+            .request(method, path)
+            .header(AUTHORIZATION, format!("Bearer {token}"))
+            .header(CONTENT_TYPE, "application/json");
+        self.send(req, body).await
+    }
+
     /// A provider callback, signed over its exact bytes.
     pub async fn signed(&self, path: &str, body: &Value) -> Result<Answer, String> {
         let bytes = serde_json::to_vec(body).map_err(|e| e.to_string())?;
@@ -244,14 +278,10 @@ impl Api {
         if !connection.is_closed() {
             lock(&self.idle).push(connection);
         }
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-        };
         Ok(Answer {
             status,
-            body,
+            bytes,
+            body: OnceLock::new(),
             replayed,
         })
     }

@@ -556,7 +556,8 @@ async fn put_sku(api: &Api, admin: &str, code: &str, price: i64, stock: i64) -> 
     } else {
         Err(format!(
             "cannot create SKU {code}: {} {}",
-            answer.status, answer.body
+            answer.status,
+            answer.body()
         ))
     }
 }

@@ -5,7 +5,7 @@
 //! and every Idempotency-Key replay answered the recorded reply. Each check
 //! counts the cases it saw; a required check that saw none fails too.
 
-use crate::client::Method;
+use crate::client::{Answer, Method};
 use crate::ledger::{OrderRecord, Tally};
 use crate::scenario::Ctx;
 use serde_json::Value;
@@ -107,7 +107,7 @@ pub async fn verify(ctx: Arc<Ctx>, expect: Expect, stock_of: &[(String, i64)]) -
             .collect();
         for read in reads {
             if let Ok((id, rec, answer)) = read.await {
-                let body = answer.filter(|a| a.status == 200).map(|a| a.body);
+                let body = answer.filter(|a| a.status == 200).map(Answer::into_body);
                 found.push((id, rec, body));
             }
         }
