@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use http_body_util::{BodyExt, Full};
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
+use hyper::header::{AUTHORIZATION, CONNECTION, CONTENT_TYPE, HOST};
 pub use hyper::Method;
 use serde_json::Value;
 use sha2::Sha256;
@@ -253,20 +253,31 @@ impl Api {
     }
 
     /// One request and its whole answer, on an idle connection or a new one.
-    async fn exchange(&self, req: hyper::Request<Full<Bytes>>) -> Result<Answer, String> {
-        let mut connection = match self.take_idle() {
-            Some(c) => c,
-            None => self.connect().await?,
+    async fn exchange(&self, mut req: hyper::Request<Full<Bytes>>) -> Result<Answer, String> {
+        let (connection, res) = loop {
+            let (mut connection, reused) = match self.take_idle() {
+                Some(c) => (c, true),
+                None => (self.connect().await?, false),
+            };
+            match connection.try_send_request(req).await {
+                Ok(res) => break (connection, res),
+                Err(mut e) => match e.take_message() {
+                    // Never sent: the idle connection was closed (or not
+                    // ready again) when taken. Another one.
+                    Some(unsent) if reused => req = unsent,
+                    _ => return Err(e.into_error().to_string()),
+                },
+            }
         };
-        let res = connection
-            .send_request(req)
-            .await
-            .map_err(|e| e.to_string())?;
         let status = res.status().as_u16();
         let replayed = res
             .headers()
             .get("idempotent-replayed")
             .is_some_and(|v| v == "true");
+        let closing = res
+            .headers()
+            .get(CONNECTION)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
         let bytes = res
             .into_body()
             .collect()
@@ -274,8 +285,9 @@ impl Api {
             .map_err(|e| e.to_string())?
             .to_bytes();
         // The answer is read whole, so the connection is free again unless
-        // the server closed it.
-        if !connection.is_closed() {
+        // either side is closing it (a close can still land while it is
+        // idle: the next request then finds it unready, above).
+        if !closing && !connection.is_closed() {
             lock(&self.idle).push(connection);
         }
         Ok(Answer {
@@ -386,5 +398,38 @@ mod tests {
         // so a request may open one more now and then; never one each.
         let connections = seen.connections.load(Ordering::SeqCst);
         assert!(connections <= 8, "{connections} connections");
+    }
+
+    /// Answers one request per connection with `Connection: close`, then
+    /// closes it.
+    async fn serve_once_per_connection(listener: tokio::net::TcpListener, seen: Arc<Seen>) {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            seen.connections.fetch_add(1, Ordering::SeqCst);
+            let mut buf = Vec::new();
+            let mut chunk = [0_u8; 1024];
+            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                match socket.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let answer = b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+            let _ = socket.write_all(answer).await;
+            let _ = socket.shutdown().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_server_closes_is_not_used_again() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(Seen::default());
+        tokio::spawn(serve_once_per_connection(listener, Arc::clone(&seen)));
+        let api = Api::new(&url, "j", "p", 4).unwrap();
+        for _ in 0..10 {
+            let answer = api.call(Method::GET, "/x", None, None, &[]).await.unwrap();
+            assert!(answer.ok());
+        }
+        assert_eq!(seen.connections.load(Ordering::SeqCst), 10);
     }
 }
