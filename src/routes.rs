@@ -1479,7 +1479,7 @@ async fn upsert_sku(
     let (details, stock) = parse_json::<SkuUpsertRequest>(&body)?.into_details(code)?;
     let meta = meta(&req, caller.actor())?;
     let sku = st.core.upsert_sku(&meta, details, stock).await?;
-    Ok(json(StatusCode::OK, &sku_view(&caller, &sku)))
+    Ok(json(StatusCode::OK, &SkuView::from(&sku)))
 }
 
 #[utoipa::path(
@@ -1518,34 +1518,25 @@ async fn add_stock(
 }
 
 /// A SKU as its caller may see it: shoppers do not see the purchase price.
-fn sku_view(caller: &Caller, sku: &ordercore_domain::Sku) -> serde_json::Value {
-    let mut view = serde_json::to_value(SkuView::from(sku)).unwrap_or_default();
-    if !caller.is_admin() {
-        if let Some(fields) = view.as_object_mut() {
-            fields.remove("purchase_price");
-        }
-    }
-    view
-}
-
 #[utoipa::path(
     get,
     path = "/v1/skus/{sku_code}",
     tag = "catalog",
-    summary = "Read a SKU",
-    description = "The catalog entry with `available`, `locked` and `sold`. Any authenticated caller.",
+    summary = "Read a SKU (admin)",
+    description = "The catalog entry with `available`, `locked` and `sold`.",
     params(("sku_code" = String, Path, description = "The SKU code")),
     responses(
         (status = 200, description = "The SKU", body = SkuView),
         (status = 400, description = "`SKU_CODE_INVALID`"),
         (status = 401, description = "`UNAUTHORIZED`: no valid bearer token"),
+        (status = 403, description = "`FORBIDDEN`: the token is not an admin's"),
         (status = 404, description = "`PRODUCT_SKU_NOT_FOUND`"),
         (status = 503, description = "`OVERLOADED`, `NOT_READY` or `STORAGE_UNAVAILABLE`: retry after `Retry-After` seconds"),
     ),
-    security(("bearer_jwt" = [])),
+    security(("bearer_jwt" = ["admin"])),
 )]
 async fn sku(st: State, req: HttpRequest, path: web::Path<String>) -> Reply {
-    let caller = caller(&st, &req)?;
+    admin(&st, &req)?;
     let code = dto::parse_sku_code(&path)?;
     let sku = st.core.sku(&code)?.ok_or_else(|| {
         ApiError::new(
@@ -1553,30 +1544,26 @@ async fn sku(st: State, req: HttpRequest, path: web::Path<String>) -> Reply {
             format!("SKU {code} not found"),
         )
     })?;
-    Ok(json(StatusCode::OK, &sku_view(&caller, &sku)))
+    Ok(json(StatusCode::OK, &SkuView::from(&sku)))
 }
 
 #[utoipa::path(
     get,
     path = "/v1/skus",
     tag = "catalog",
-    summary = "List the catalog",
-    description = "Every SKU with its stock. Any authenticated caller.",
+    summary = "List the catalog (admin)",
+    description = "Every SKU with its stock.",
     responses(
         (status = 200, description = "The SKUs", body = crate::openapi::SkuList),
         (status = 401, description = "`UNAUTHORIZED`: no valid bearer token"),
+        (status = 403, description = "`FORBIDDEN`: the token is not an admin's"),
         (status = 503, description = "`OVERLOADED`, `NOT_READY` or `STORAGE_UNAVAILABLE`: retry after `Retry-After` seconds"),
     ),
-    security(("bearer_jwt" = [])),
+    security(("bearer_jwt" = ["admin"])),
 )]
 async fn skus(st: State, req: HttpRequest) -> Reply {
-    let caller = caller(&st, &req)?;
-    let skus: Vec<serde_json::Value> = st
-        .core
-        .skus()?
-        .iter()
-        .map(|s| sku_view(&caller, s))
-        .collect();
+    admin(&st, &req)?;
+    let skus: Vec<SkuView> = st.core.skus()?.iter().map(SkuView::from).collect();
     Ok(json(StatusCode::OK, &serde_json::json!({ "skus": skus })))
 }
 

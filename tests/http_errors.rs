@@ -1190,6 +1190,8 @@ fn forbidden_and_risk_rejected_are_403() {
         ),
         ("POST", format!("/v1/after-sales/{after_sale}/retry"), None),
         ("PUT", "/v1/skus/SKU-X".into(), Some(sku_body(1, 1, 1))),
+        ("GET", "/v1/skus".into(), None),
+        ("GET", format!("/v1/skus/{TEA}"), None),
         (
             "POST",
             format!("/v1/skus/{TEA}/stock"),

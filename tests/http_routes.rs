@@ -211,20 +211,26 @@ fn catalog_skus_stock_and_coupons() {
     r.expect(200);
     assert_eq!(r.json()["available"], 55);
 
-    // Shoppers may read the catalog, without the purchase price.
-    let r = s.get("/v1/skus/SKU-A").user("u1").send();
+    // The catalog is the operators' (API.md): shoppers are refused.
+    let r = s.get("/v1/skus/SKU-A").admin().send();
     r.expect(200);
     assert_eq!(r.json()["available"], 55);
-    assert!(r.json().get("purchase_price").is_none());
-    let r = s.get("/v1/skus/SKU-A").admin().send();
-    assert!(r.json().get("purchase_price").is_some());
-    let r = s.get("/v1/skus").user("u1").send();
+    assert_eq!(r.json()["purchase_price"], 1_500);
+    s.get("/v1/skus/SKU-A")
+        .user("u1")
+        .send()
+        .expect_error(403, "FORBIDDEN");
+    s.get("/v1/skus")
+        .user("u1")
+        .send()
+        .expect_error(403, "FORBIDDEN");
+    let r = s.get("/v1/skus").admin().send();
     r.expect(200);
     assert!(r.json()["skus"]
         .as_array()
         .unwrap()
         .iter()
-        .all(|k| k.get("purchase_price").is_none()));
+        .all(|k| k.get("purchase_price").is_some()));
     let codes: BTreeSet<String> = r.json()["skus"]
         .as_array()
         .unwrap()
