@@ -78,8 +78,18 @@ fn json_and_auth(c: &mut Criterion) {
         .mint(&user, false, Duration::from_secs(3_600))
         .expect("mints");
     let header = format!("Bearer {token}");
-    g.bench_function("verify_jwt", |b| {
+    // A token seen before (the common case: one per shopper session) ...
+    keys.verify(Some(&header)).expect("valid");
+    g.bench_function("verify_jwt_remembered", |b| {
         b.iter(|| keys.verify(Some(black_box(&header))).expect("valid"))
+    });
+    // ... and one seen for the first time: the signature checked.
+    g.bench_function("verify_jwt_first_use", |b| {
+        b.iter_batched(
+            || TokenKeys::new("bench-secret-bench-secret-0123456789"),
+            |fresh| fresh.verify(Some(black_box(&header))).expect("valid"),
+            criterion::BatchSize::SmallInput,
+        )
     });
     let signature = sign("pay-secret", &bytes);
     g.bench_function("verify_hmac_signature", |b| {
