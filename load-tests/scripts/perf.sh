@@ -23,9 +23,11 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 o = r.get("overall") or {}
 cpu = r.get("server_cpu_us_per_answer")
+client = r.get("client_cpu_us_per_answer")
 print(f'{r["throughput_per_s"]:.0f} answers/s, {r["sessions_per_s"]:.0f} sessions/s, '
       f'p50 {o.get("p50_us",0)/1000:.2f} ms, p99 {o.get("p99_us",0)/1000:.2f} ms, '
       f'errors {r["errors"]}, server CPU {cpu if cpu is None else round(cpu,1)} µs/answer, '
+      f'client CPU {client if client is None else round(client,1)} µs/answer, '
       f'host steal {round(100 * (r.get("host_steal_share") or 0), 1)}%, '
       f'{"PASSED" if r["passed"] else "FAILED"}')
 PY

@@ -371,7 +371,9 @@ async fn run(args: Args) -> Result<bool, String> {
         _ => None,
     };
     let pid = server.as_ref().and_then(|s| s.pid()).or(args.server_pid);
-    let cpu_sampler = pid.map(|pid| {
+    // CPU used in the measured part: the server's, and the client's own
+    // (it shares the machine's cores with the server it measures).
+    let cpu_of = |pid: u32| {
         tokio::spawn(async move {
             tokio::time::sleep_until((started + warmup).into()).await;
             let from = process_cpu_us(pid);
@@ -380,7 +382,9 @@ async fn run(args: Args) -> Result<bool, String> {
                 .zip(from)
                 .map(|(b, a)| b.saturating_sub(a))
         })
-    });
+    };
+    let cpu_sampler = pid.map(cpu_of);
+    let client_cpu_sampler = cpu_of(std::process::id());
     let steal_sampler = tokio::spawn(host::steal_per_second(started + warmup, end));
     let progress = progress_bar(Arc::clone(&ctx), started, end);
     let sessions = Arc::new(AtomicU64::new(0));
@@ -443,6 +447,7 @@ async fn run(args: Args) -> Result<bool, String> {
         Some(t) => t.await.ok().flatten(),
         None => None,
     };
+    let client_cpu_us = client_cpu_sampler.await.ok().flatten();
     progress.abort();
     if let Some(c) = crashes {
         let _ = c.await;
@@ -507,6 +512,9 @@ async fn run(args: Args) -> Result<bool, String> {
         server_rss_bytes,
         server_ready_ms,
         server_cpu_us_per_answer: server_cpu_us
+            .filter(|_| answers > 0)
+            .map(|us| us as f64 / answers as f64),
+        client_cpu_us_per_answer: client_cpu_us
             .filter(|_| answers > 0)
             .map(|us| us as f64 / answers as f64),
         overall: ctx.stats.overall(),

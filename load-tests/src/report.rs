@@ -25,6 +25,9 @@ pub struct Report {
     /// The server's CPU time (user + system) per answer in the measured
     /// part, when its process id is known.
     pub server_cpu_us_per_answer: Option<f64>,
+    /// This client's own CPU time per answer in the measured part: what it
+    /// took of the cores it shares with the server.
+    pub client_cpu_us_per_answer: Option<f64>,
     /// The spawned server's resident memory at the end of the run.
     pub server_rss_bytes: Option<u64>,
     /// Start-to-ready time of the spawned server: its first start and each
@@ -77,6 +80,9 @@ pub fn table(r: &Report) -> String {
     );
     if let Some(cpu) = r.server_cpu_us_per_answer {
         let _ = writeln!(out, "server CPU per answer: {cpu:.1} µs");
+    }
+    if let Some(cpu) = r.client_cpu_us_per_answer {
+        let _ = writeln!(out, "client CPU per answer: {cpu:.1} µs");
     }
     if let Some(steal) = r.host_steal_share {
         let worst = r.host_steal_per_second.iter().copied().fold(0.0, f64::max);
