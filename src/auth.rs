@@ -94,11 +94,29 @@ impl From<&Caller> for Actor {
     }
 }
 
-/// Tokens remembered as verified (16,384, about 5 MiB at most): a shopper's
-/// app sends the same token with every request of a session, and checking
-/// it again costs ~2 µs against ~0.1 µs remembered (`--bench hot_paths --
-/// verify_jwt`), of the ~80 µs of server CPU a durable create costs.
+/// Tokens remembered as verified, counted (16,384 of a typical ~200-byte
+/// token) and weighed: a shopper's app sends the same token with every
+/// request of a session, and checking it again costs ~2 µs against ~0.1 µs
+/// remembered (`--bench hot_paths -- verify_jwt`), of the ~80 µs of server
+/// CPU a durable create costs.
 pub const VERIFIED_TOKENS_MAX: usize = 16_384;
+/// What the remembered tokens may weigh at most (8 MiB: each counts its
+/// text plus [`VERIFIED_TOKEN_OVERHEAD`]): a gateway's long tokens take
+/// fewer places instead of more memory.
+pub const VERIFIED_TOKENS_BYTES_MAX: u64 = 8 << 20;
+/// Bytes an entry weighs beyond its token's text (the caller, `exp`, the
+/// cache's own bookkeeping).
+pub const VERIFIED_TOKEN_OVERHEAD: u64 = 128;
+
+/// Weighs a remembered token by its size.
+#[derive(Debug, Clone, Copy)]
+struct TokenWeight;
+
+impl quick_cache::Weighter<Box<str>, (Caller, u64)> for TokenWeight {
+    fn weight(&self, token: &Box<str>, _: &(Caller, u64)) -> u64 {
+        token.len() as u64 + VERIFIED_TOKEN_OVERHEAD
+    }
+}
 
 /// The keys of one JWT secret, built once: verifying a request costs no
 /// key setup. Clones share the tokens already verified.
@@ -111,7 +129,7 @@ pub struct TokenKeys {
     /// token whose signature verified under these keys gets in, so the
     /// same text proves the same caller until it expires, which is checked
     /// on every use.
-    verified: Arc<quick_cache::sync::Cache<Box<str>, (Caller, u64)>>,
+    verified: Arc<quick_cache::sync::Cache<Box<str>, (Caller, u64), TokenWeight>>,
 }
 
 impl fmt::Debug for TokenKeys {
@@ -133,7 +151,11 @@ impl TokenKeys {
             encoding: EncodingKey::from_secret(secret.as_bytes()),
             decoding: DecodingKey::from_secret(secret.as_bytes()),
             validation,
-            verified: Arc::new(quick_cache::sync::Cache::new(VERIFIED_TOKENS_MAX)),
+            verified: Arc::new(quick_cache::sync::Cache::with_weighter(
+                VERIFIED_TOKENS_MAX,
+                VERIFIED_TOKENS_BYTES_MAX,
+                TokenWeight,
+            )),
         }
     }
 
@@ -329,6 +351,18 @@ mod tests {
             unauthorized(keys.verify(Some(&bearer(&forged)))),
             "token signature does not verify"
         );
+        // Entries are weighed by their text: long tokens fill the bytes,
+        // not more memory.
+        let heavy = TokenKeys::new(SECRET);
+        let big = "x".repeat(64 * 1024);
+        for i in 0..200 {
+            heavy
+                .verified
+                .insert(format!("{i}{big}").into(), (caller.clone(), u64::MAX));
+        }
+        let held = heavy.verified.weight();
+        assert!(held <= VERIFIED_TOKENS_BYTES_MAX, "{held}");
+        assert!(heavy.verified.len() < 200);
         // Clones share what was verified; other keys do not.
         assert!(keys.clone().verified_at(&token, now).is_some());
         let other = TokenKeys::new("another-secret-of-16-bytes");

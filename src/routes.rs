@@ -1517,7 +1517,6 @@ async fn add_stock(
     Ok(json(StatusCode::OK, &StockView::from(&sku)))
 }
 
-/// A SKU as its caller may see it: shoppers do not see the purchase price.
 #[utoipa::path(
     get,
     path = "/v1/skus/{sku_code}",

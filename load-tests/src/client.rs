@@ -119,11 +119,16 @@ impl Api {
     ) -> Result<Api, String> {
         let connections = connections.max(1);
         let base = base.trim_end_matches('/').to_owned();
-        let authority = base
+        let host = base
             .strip_prefix("http://")
             .filter(|a| !a.is_empty() && !a.contains('/'))
-            .ok_or_else(|| format!("{base}: the server's URL must be http://HOST:PORT"))?
-            .to_owned();
+            .ok_or_else(|| format!("{base}: the server's URL must be http://HOST[:PORT]"))?;
+        // `[::1]` alone has colons but no port.
+        let authority = if host.rsplit_once(':').is_some_and(|(_, p)| !p.contains(']')) {
+            host.to_owned()
+        } else {
+            format!("{host}:80")
+        };
         Ok(Api {
             base,
             authority,
@@ -259,6 +264,12 @@ impl Api {
                 Some(c) => (c, true),
                 None => (self.connect().await?, false),
             };
+            // A connection taken back right after its answer may not have
+            // said yet that it is ready for the next request; one that
+            // closed meanwhile says so here.
+            if reused && connection.ready().await.is_err() {
+                continue;
+            }
             match connection.try_send_request(req).await {
                 Ok(res) => break (connection, res),
                 Err(mut e) => match e.take_message() {
@@ -431,5 +442,19 @@ mod tests {
             assert!(answer.ok());
         }
         assert_eq!(seen.connections.load(Ordering::SeqCst), 10);
+    }
+
+    #[test]
+    fn the_server_url_is_http_with_an_optional_port() {
+        let authority = |url: &str| Api::new(url, "j", "p", 1).map(|a| a.authority);
+        assert_eq!(
+            authority("http://127.0.0.1:8080/").unwrap(),
+            "127.0.0.1:8080"
+        );
+        assert_eq!(authority("http://localhost").unwrap(), "localhost:80");
+        assert_eq!(authority("http://[::1]").unwrap(), "[::1]:80");
+        assert_eq!(authority("http://[::1]:9").unwrap(), "[::1]:9");
+        assert!(authority("https://localhost").is_err());
+        assert!(authority("http://host/path").is_err());
     }
 }
