@@ -255,14 +255,42 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<IdempotencyKey>, ApiError
         .transpose()
 }
 
+/// The metadata of a write on a route without dry runs: a `dry_run`
+/// parameter there is refused rather than ignored, so a client that meant
+/// to change nothing never changes something.
 fn meta(req: &HttpRequest, actor: Actor) -> Result<CommandMeta, ApiError> {
+    let asks_dry_run = req
+        .query_string()
+        .split('&')
+        .any(|pair| pair.split('=').next() == Some("dry_run"));
+    if asks_dry_run {
+        return Err(ApiError::invalid_request(
+            "dry_run: this route has no dry run (cancel, after-sale apply, review and lack have)",
+        ));
+    }
+    meta_of(req, actor, false)
+}
+
+/// The metadata of a write on a route with dry runs: a dry run ignores
+/// the `Idempotency-Key` (API.md), so it is not even read then.
+fn meta_of(req: &HttpRequest, actor: Actor, dry_run: bool) -> Result<CommandMeta, ApiError> {
     Ok(CommandMeta {
         actor,
         request_id: request_id(req),
-        idempotency_key: idempotency_key(req)?,
+        idempotency_key: if dry_run { None } else { idempotency_key(req)? },
         reason: None,
         if_match: if_match(req)?,
     })
+}
+
+/// The request's own reason, recorded on its events (API.md: "a reason
+/// where the request gave one"); an empty one is left to the command's own
+/// check.
+fn with_reason(mut meta: CommandMeta, reason: &str) -> CommandMeta {
+    if !reason.trim().is_empty() {
+        meta.reason = Some(reason.to_owned());
+    }
+    meta
 }
 
 /// Reads the body, refusing more than [`BODY_LIMIT_BYTES`].
@@ -711,6 +739,13 @@ async fn order_events(st: State, req: HttpRequest, path: web::Path<String>) -> R
     let id = path_order_id(&path)?;
     let family = st.core.order(&id).await?;
     check_read(&caller, &family)?;
+    // Any id of the family names its history, but only one it has.
+    if family.part_of(id).is_none() {
+        return Err(ApiError::new(
+            ErrorCode::ORDER_NOT_FOUND,
+            format!("order {id} not found"),
+        ));
+    }
     Ok(json(
         StatusCode::OK,
         &OrderEvents::of(&family, caller.is_admin()),
@@ -795,7 +830,7 @@ async fn cancel(
     let act = parse_json::<CancelRequest>(&body)?.into_action(id)?;
     caller.require_user(&act.user_id)?;
     let cmd = Command {
-        meta: meta(&req, caller.actor())?,
+        meta: meta_of(&req, caller.actor(), dry_run)?,
         action: act.action,
     };
     write(&st, &req, &body, cmd, dry_run, detail_render(id), true).await
@@ -1006,10 +1041,12 @@ async fn apply_after_sale(
     let id = path_order_id(&path)?;
     let dry_run = dry_run(&req)?;
     let body = read_body(payload).await?;
-    let act = parse_json::<AfterSaleApplyRequest>(&body)?.into_action(id)?;
+    let request = parse_json::<AfterSaleApplyRequest>(&body)?;
+    let reason = request.reason.clone();
+    let act = request.into_action(id)?;
     caller.require_user(&act.user_id)?;
     let cmd = Command {
-        meta: meta(&req, caller.actor())?,
+        meta: with_reason(meta_of(&req, caller.actor(), dry_run)?, &reason),
         action: act.action,
     };
     write(&st, &req, &body, cmd, dry_run, committed_render(), false).await
@@ -1050,7 +1087,7 @@ async fn lack(
     let body = read_body(payload).await?;
     let action = parse_json::<LackRequest>(&body)?.into_action(id)?;
     let cmd = Command {
-        meta: meta(&req, caller.actor())?,
+        meta: meta_of(&req, caller.actor(), dry_run)?,
         action,
     };
     write(&st, &req, &body, cmd, dry_run, committed_render(), false).await
@@ -1249,9 +1286,11 @@ async fn review(
     let id = path_after_sale_id(&path)?;
     let dry_run = dry_run(&req)?;
     let body = read_body(payload).await?;
-    let action = parse_json::<ReviewRequest>(&body)?.into_action(id);
+    let request = parse_json::<ReviewRequest>(&body)?;
+    let remark = request.remark.clone();
+    let action = request.into_action(id);
     let cmd = Command {
-        meta: meta(&req, caller.actor())?,
+        meta: with_reason(meta_of(&req, caller.actor(), dry_run)?, &remark),
         action,
     };
     write(&st, &req, &body, cmd, dry_run, after_sale_render(id), false).await

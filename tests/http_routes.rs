@@ -1568,3 +1568,76 @@ fn the_openapi_document_lists_every_route() {
     );
     assert_eq!(served.len(), 35);
 }
+
+/// The audit trail and the guards around it: a request's reason on its
+/// events, dry runs only where API.md has them (and ignoring the key there),
+/// and no history or note for an id the family does not have.
+#[test]
+fn reasons_reach_the_history_dry_runs_stay_where_they_are_and_ids_must_exist() {
+    let s = Server::start(Opts::demo());
+    let c = s.create("mia", &[(TEA, 2)], None);
+    let id = c["order_id"].as_str().unwrap().to_owned();
+    let pay = c["pay_amount"].as_i64().unwrap();
+    s.pay(&id, pay, "T-AUDIT").expect(200);
+    let applied = apply(&s, &id, "mia", 1, TEA, 1);
+    applied.expect(201);
+    let after_sale = applied.json()["after_sale_id"].as_str().unwrap().to_owned();
+    review(&s, &after_sale, true).expect(200);
+    let history = s.get(&format!("/v1/orders/{id}/events")).user("mia").send();
+    history.expect(200);
+    let events = history.json()["events"].as_array().unwrap().clone();
+    let reason_of = |kind: &str| {
+        events
+            .iter()
+            .find(|e| e["type"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} in {events:?}"))["reason"]
+            .clone()
+    };
+    assert_eq!(reason_of("AfterSaleCommitted"), "changed my mind");
+    assert_eq!(reason_of("AfterSaleReviewed"), "checked");
+    assert_eq!(reason_of("OrderPaid"), Value::Null);
+
+    // A dry run on a route without one is refused, and changes nothing.
+    let version = s.order(&id)["version"].clone();
+    s.put(&format!("/v1/orders/{id}/delivery-address?dry_run=true"))
+        .user("mia")
+        .json(&json!({"user_id": "mia", "province": "P", "city": "C", "area": "A", "detail_address": "D"}))
+        .send()
+        .expect_error(400, "INVALID_REQUEST");
+    s.post(&format!("/v1/orders/{id}/notes?dry_run=false"))
+        .admin()
+        .json(&json!({"text": "hello"}))
+        .send()
+        .expect_error(400, "INVALID_REQUEST");
+    assert_eq!(s.order(&id)["version"], version);
+    // A dry run ignores the key: even one that would not do (65
+    // characters), which the real request refuses.
+    let too_long = "k".repeat(65);
+    let cancel = |dry: bool| {
+        s.post(&format!("/v1/orders/{id}/cancel?dry_run={dry}"))
+            .user("mia")
+            .header("Idempotency-Key", &too_long)
+            .json(&json!({"user_id": "mia"}))
+            .send()
+    };
+    let dry = cancel(true);
+    dry.expect(200);
+    assert_eq!(dry.json()["dry_run"], true);
+    cancel(false).expect_error(400, "IDEMPOTENCY_KEY_INVALID");
+
+    // A sub-order id of a single order's family names nothing.
+    let ghost = ordercore_domain::OrderId::parse(&id)
+        .unwrap()
+        .sub_order_id(ordercore_domain::codes::ProductType::ADVANCE_SALE)
+        .to_string();
+    s.get(&format!("/v1/orders/{ghost}/events"))
+        .admin()
+        .send()
+        .expect_error(404, "ORDER_NOT_FOUND");
+    s.post(&format!("/v1/orders/{ghost}/notes"))
+        .admin()
+        .json(&json!({"text": "hello"}))
+        .send()
+        .expect_error(404, "ORDER_NOT_FOUND");
+    assert_eq!(s.order(&id)["version"], version);
+}

@@ -266,7 +266,7 @@ fn decide_bodies(
         Action::RetryRefund { after_sale_id } => retry(family, after_sale_id),
         Action::Lack { order_id, items } => lack(family, *order_id, items, now),
         Action::AddNote { order_id, text } => {
-            if order_id.family_id() != family.order_id {
+            if family.part_of(*order_id).is_none() {
                 return Err(DomainError::not_found(
                     ErrorCode::ORDER_NOT_FOUND,
                     "order",
