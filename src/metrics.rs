@@ -2,17 +2,29 @@
 //! and latencies, the core's order counters and the store's writer figures.
 
 use ordercore_actors::OrderCore;
-use ordercore_domain::{AlertLevel, ErrorCode};
+use ordercore_domain::{AlertLevel, ErrorCode, Timestamp};
 use ordercore_storage::metrics::COMMIT_LATENCY_BUCKETS_US;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
 
+/// The UTC day `at` falls in.
+fn day_of(at: Timestamp) -> i64 {
+    at.millis().div_euclid(ordercore_actors::DAY_MS)
+}
+
 /// Upper bounds (seconds) of the request latency histogram.
 const LATENCY_BUCKETS_S: [f64; 14] = [
     0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 ];
+
+/// Error answers of one UTC day, by code (the dashboard's "today").
+#[derive(Debug, Default)]
+struct DayErrors {
+    day: i64,
+    by_code: std::collections::BTreeMap<&'static str, u64>,
+}
 
 /// The edge's metrics and the registry they are exposed from.
 #[derive(Debug, Clone)]
@@ -21,6 +33,8 @@ pub struct Metrics {
     requests: IntCounterVec,
     latency: HistogramVec,
     errors: IntCounterVec,
+    /// Errors are few next to requests: one lock per error answer.
+    errors_today: std::sync::Arc<std::sync::Mutex<DayErrors>>,
     core: IntGaugeVec,
     store: IntGaugeVec,
     commit_latency: IntGaugeVec,
@@ -95,6 +109,7 @@ impl Metrics {
             store,
             commit_latency,
             ready,
+            errors_today: std::sync::Arc::default(),
         })
     }
 
@@ -107,17 +122,46 @@ impl Metrics {
         self.latency.with_label_values(&[route]).observe(seconds);
     }
 
-    /// Counts one error response by code and alert level.
-    pub fn error(&self, code: ErrorCode) {
+    /// Counts one error response by code and alert level, in total and for
+    /// the UTC day of `now`.
+    pub fn error(&self, code: ErrorCode, now: Timestamp) {
         let level = match code.alert_level() {
             AlertLevel::High => "HIGH",
             AlertLevel::Medium => "MEDIUM",
             AlertLevel::Low => "LOW",
         };
         self.errors.with_label_values(&[code.name(), level]).inc();
+        let day = day_of(now);
+        let mut today = self
+            .errors_today
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if today.day != day {
+            *today = DayErrors {
+                day,
+                by_code: Default::default(),
+            };
+        }
+        *today.by_code.entry(code.name()).or_default() += 1;
     }
 
-    /// Error responses so far, by code (for the dashboard).
+    /// Error responses of the UTC day of `now`, by code (the dashboard).
+    pub fn errors_today(&self, now: Timestamp) -> Vec<(String, u64)> {
+        let today = self
+            .errors_today
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if today.day != day_of(now) {
+            return Vec::new();
+        }
+        today
+            .by_code
+            .iter()
+            .map(|(code, n)| ((*code).to_owned(), *n))
+            .collect()
+    }
+
+    /// Error responses so far, by code.
     pub fn errors_by_code(&self) -> Vec<(String, u64)> {
         let mut out = Vec::new();
         use prometheus::core::Collector;
@@ -209,4 +253,37 @@ fn status_str(status: u16, buf: &mut String) -> &str {
     buf.clear();
     let _ = write!(buf, "{status}");
     buf.as_str()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_counted_per_utc_day_for_the_dashboard() {
+        let m = Metrics::new().unwrap();
+        let day = ordercore_actors::DAY_MS;
+        let late = Timestamp::from_millis(20 * day - 1);
+        let next = Timestamp::from_millis(20 * day);
+        m.error(ErrorCode::ORDER_NOT_FOUND, late);
+        m.error(ErrorCode::ORDER_NOT_FOUND, late);
+        m.error(ErrorCode::FORBIDDEN, late);
+        assert_eq!(
+            m.errors_today(late),
+            vec![
+                ("FORBIDDEN".to_owned(), 1),
+                ("ORDER_NOT_FOUND".to_owned(), 2)
+            ]
+        );
+        // The next day starts from nothing; the totals keep counting.
+        assert!(m.errors_today(next).is_empty());
+        m.error(ErrorCode::ORDER_NOT_FOUND, next);
+        assert_eq!(
+            m.errors_today(next),
+            vec![("ORDER_NOT_FOUND".to_owned(), 1)]
+        );
+        assert!(m.errors_today(late).is_empty());
+        let total: u64 = m.errors_by_code().iter().map(|(_, n)| n).sum();
+        assert_eq!(total, 4);
+    }
 }

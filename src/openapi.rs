@@ -182,10 +182,12 @@ pub struct SkuList {
     pub skus: Vec<SkuView>,
 }
 
-/// `GET /v1/dashboard` (admin): figures since this process started.
+/// `GET /v1/dashboard` (admin): today's figures (the UTC day), counted from
+/// midnight, or from this process's start when it started today.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Dashboard {
-    /// When this process started serving: the period of every figure.
+    /// When counting began: today's UTC midnight, or this process's start
+    /// when it started today (the figures are not stored across restarts).
     #[schema(format = DateTime)]
     pub since: String,
     pub orders_created: u64,

@@ -555,7 +555,7 @@ async fn metrics(st: State) -> HttpResponse {
     path = "/v1/dashboard",
     tag = "operations",
     summary = "Dashboard (admin)",
-    description = "Today's figures since this process started: orders created, paid, canceled and timed out, total and average amount, pay and fulfillment success rates, errors by code.",
+    description = "Today's figures (the UTC day), counted from midnight, or from this process's start when it started today (`since`): orders created, paid, canceled and timed out, total and average amount, pay and fulfillment success rates, errors by code.",
     responses(
         (status = 200, description = "The figures", body = crate::openapi::Dashboard),
         (status = 401, description = "`UNAUTHORIZED`: no valid bearer token"),
@@ -565,16 +565,19 @@ async fn metrics(st: State) -> HttpResponse {
 )]
 async fn dashboard(st: State, req: HttpRequest) -> Reply {
     admin(&st, &req)?;
-    let m = st.core.metrics();
+    let now = st.core.now();
+    let m = st.core.today();
     let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
     let errors: serde_json::Map<String, serde_json::Value> = st
         .metrics
-        .errors_by_code()
+        .errors_today(now)
         .into_iter()
         .map(|(code, n)| (code, n.into()))
         .collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({
-        "since": st.started_at,
+        // Today (UTC) as this process has seen it: from midnight, or from
+        // its start when it started today.
+        "since": st.started_at.max(m.day_start),
         "orders_created": m.orders_created,
         "orders_paid": m.orders_paid,
         "orders_canceled": m.orders_canceled,

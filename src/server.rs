@@ -238,7 +238,7 @@ where
                 .metrics
                 .observe(&route, status, started.elapsed().as_secs_f64());
             if let Some(code) = code {
-                state.metrics.error(code);
+                state.metrics.error(code, state.core.now());
             }
         }
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);

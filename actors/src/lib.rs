@@ -28,7 +28,7 @@ mod tests;
 pub use catalog::Catalog;
 pub use config::CoreConfig;
 pub use error::CoreError;
-pub use metrics::{CoreMetrics, CoreMetricsSnapshot};
+pub use metrics::{CoreMetrics, CoreMetricsSnapshot, DaySnapshot, DAY_MS};
 pub use order::{Idempotency, Outcome, Render, WriteOptions};
 
 use crate::order::{Exec, Op, OrderActor, Routed};
@@ -201,6 +201,14 @@ impl OrderCore {
     /// Recovered, running, and the writer is healthy.
     pub fn is_ready(&self) -> bool {
         self.shared.ready.load(Ordering::SeqCst) && self.shared.store.is_healthy()
+    }
+
+    /// Today's outcomes (the UTC day of the core's clock), counted since
+    /// this process started or the day began, whichever is later.
+    pub fn today(&self) -> DaySnapshot {
+        self.shared
+            .metrics
+            .day(metrics::day_of(self.shared.config.clock.now()))
     }
 
     pub fn metrics(&self) -> CoreMetricsSnapshot {

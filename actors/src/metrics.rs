@@ -1,6 +1,14 @@
 //! Counters of the core, for `/metrics`, the dashboard and benchmarks.
 
+use dashmap::DashMap;
+use ordercore_domain::Timestamp;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+/// A UTC day, in milliseconds.
+pub const DAY_MS: i64 = 86_400_000;
+/// UTC days whose outcome counts are kept: today and yesterday (a change
+/// decided just before midnight may land just after it).
+pub const DAYS_KEPT: i64 = 2;
 
 /// Live counters. Outcomes are counted when their change is durable.
 #[derive(Debug, Default)]
@@ -30,6 +38,40 @@ pub struct CoreMetrics {
     pub active_actors: AtomicI64,
     /// Messages sent to order actors and not yet handled.
     pub mailbox_backlog: AtomicI64,
+    /// The same outcomes per UTC day of their decision (the dashboard's
+    /// "today"), for the last [`DAYS_KEPT`] days.
+    pub days: DashMap<i64, DayCounts>,
+}
+
+/// One UTC day's outcomes, counted when their change is durable.
+#[derive(Debug, Default)]
+pub struct DayCounts {
+    pub orders_created: AtomicU64,
+    pub orders_paid: AtomicU64,
+    pub orders_canceled: AtomicU64,
+    pub orders_timed_out: AtomicU64,
+    pub orders_signed: AtomicU64,
+    pub orders_refused: AtomicU64,
+    pub amount_created: AtomicU64,
+}
+
+/// One UTC day's outcomes at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DaySnapshot {
+    /// The day's first millisecond.
+    pub day_start: Timestamp,
+    pub orders_created: u64,
+    pub orders_paid: u64,
+    pub orders_canceled: u64,
+    pub orders_timed_out: u64,
+    pub orders_signed: u64,
+    pub orders_refused: u64,
+    pub amount_created: u64,
+}
+
+/// The UTC day `at` falls in.
+pub fn day_of(at: Timestamp) -> i64 {
+    at.millis().div_euclid(DAY_MS)
 }
 
 /// A copy of the counters at one moment.
@@ -79,6 +121,37 @@ impl CoreMetrics {
             active_actors: self.active_actors.load(Ordering::Relaxed),
             mailbox_backlog: self.mailbox_backlog.load(Ordering::Relaxed),
         }
+    }
+}
+
+impl CoreMetrics {
+    /// The counts of `day` (zero when nothing happened that day).
+    pub fn day(&self, day: i64) -> DaySnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut snapshot = DaySnapshot {
+            day_start: Timestamp::from_millis(day.saturating_mul(DAY_MS)),
+            ..DaySnapshot::default()
+        };
+        if let Some(d) = self.days.get(&day) {
+            snapshot.orders_created = get(&d.orders_created);
+            snapshot.orders_paid = get(&d.orders_paid);
+            snapshot.orders_canceled = get(&d.orders_canceled);
+            snapshot.orders_timed_out = get(&d.orders_timed_out);
+            snapshot.orders_signed = get(&d.orders_signed);
+            snapshot.orders_refused = get(&d.orders_refused);
+            snapshot.amount_created = get(&d.amount_created);
+        }
+        snapshot
+    }
+
+    /// The counts of `day`, created when it is the first change of the
+    /// day; days older than [`DAYS_KEPT`] go then.
+    pub(crate) fn day_counts(&self, day: i64) -> dashmap::mapref::one::Ref<'_, i64, DayCounts> {
+        if let Some(counts) = self.days.get(&day) {
+            return counts;
+        }
+        self.days.retain(|kept, _| *kept > day - DAYS_KEPT);
+        self.days.entry(day).or_default().downgrade()
     }
 }
 

@@ -806,24 +806,42 @@ impl OrderActor {
     }
 }
 
-/// Counts a durable change's orders in the core's metrics.
+/// Counts a durable change's orders in the core's metrics, in total and
+/// for the UTC day the change was decided on.
 fn count(shared: &Shared, unit: &Unit) {
     let m = &shared.metrics;
+    let Some(first) = unit.events.first() else {
+        return;
+    };
+    let day = m.day_counts(crate::metrics::day_of(first.at));
     for event in &unit.events {
         match &event.body {
             EventBody::OrderCreated(new) => {
                 bump(&m.orders_created);
+                bump(&day.orders_created);
                 let amount = u64::try_from(new.amounts.real_pay.minor()).unwrap_or(0);
                 m.amount_created.fetch_add(amount, Ordering::Relaxed);
+                day.amount_created.fetch_add(amount, Ordering::Relaxed);
             }
-            EventBody::OrderPaid { .. } => bump(&m.orders_paid),
-            EventBody::OrderSigned(_) => bump(&m.orders_signed),
-            EventBody::OrderRefused(_) => bump(&m.orders_refused),
+            EventBody::OrderPaid { .. } => {
+                bump(&m.orders_paid);
+                bump(&day.orders_paid);
+            }
+            EventBody::OrderSigned(_) => {
+                bump(&m.orders_signed);
+                bump(&day.orders_signed);
+            }
+            EventBody::OrderRefused(_) => {
+                bump(&m.orders_refused);
+                bump(&day.orders_refused);
+            }
             EventBody::OrderCanceled { cancel_type, .. } => {
                 if *cancel_type == CancelType::TIMEOUT_CANCELED {
                     bump(&m.orders_timed_out);
+                    bump(&day.orders_timed_out);
                 } else {
                     bump(&m.orders_canceled);
+                    bump(&day.orders_canceled);
                 }
             }
             _ => {}

@@ -1181,6 +1181,43 @@ async fn a_keyed_batch_remove_replays_its_reply_and_finishes_a_batch_cut_short()
     core.shutdown().unwrap();
 }
 
+#[actix::test]
+async fn todays_outcomes_start_again_at_utc_midnight() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(testkit::t0());
+    let core = start(dir.path(), &clock, |_| {});
+    let mut shop = Shop::default();
+    seed(&core, &shop).await;
+    // Set the clock to a minute before a UTC midnight.
+    let day = crate::DAY_MS;
+    let now = core.now().millis();
+    clock.advance((now.div_euclid(day) + 1) * day - 60_000 - now);
+    let yesterday = create(&core, shop.create_cmd("u1", &[("A1", 1)], None))
+        .await
+        .unwrap();
+    assert_eq!(core.today().orders_created, 1);
+    clock.advance(120_000);
+    let today = core.today();
+    assert_eq!((today.orders_created, today.orders_paid), (0, 0));
+    assert_eq!(today.day_start.millis() % day, 0);
+    assert!(today.day_start <= core.now());
+    let order = create(&core, shop.create_cmd("u2", &[("A1", 2)], None))
+        .await
+        .unwrap();
+    pay(&core, &order, "T-TODAY").await.unwrap();
+    pay(&core, &yesterday, "T-YESTERDAY").await.unwrap();
+    let today = core.today();
+    assert_eq!((today.orders_created, today.orders_paid), (1, 2));
+    assert_eq!(
+        today.amount_created,
+        u64::try_from(order.amounts.real_pay.minor()).unwrap()
+    );
+    // The totals (for `/metrics`) keep counting across days.
+    let total = core.metrics();
+    assert_eq!((total.orders_created, total.orders_paid), (2, 2));
+    core.shutdown().unwrap();
+}
+
 /// Relaxed durability answers at queueing time, and the writer then writes
 /// the unit: under concurrency some actors set their reply hook only after
 /// both. Every change must still be answered.
