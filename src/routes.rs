@@ -566,7 +566,8 @@ async fn metrics(st: State) -> HttpResponse {
 async fn dashboard(st: State, req: HttpRequest) -> Reply {
     admin(&st, &req)?;
     let now = st.core.now();
-    let m = st.core.today();
+    let today = st.core.today();
+    let m = &today.outcomes;
     let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
     let errors: serde_json::Map<String, serde_json::Value> = st
         .metrics
@@ -577,7 +578,7 @@ async fn dashboard(st: State, req: HttpRequest) -> Reply {
     Ok(HttpResponse::Ok().json(serde_json::json!({
         // Today (UTC) as this process has seen it: from midnight, or from
         // its start when it started today.
-        "since": st.started_at.max(m.day_start),
+        "since": st.started_at.max(today.day_start),
         "orders_created": m.orders_created,
         "orders_paid": m.orders_paid,
         "orders_canceled": m.orders_canceled,

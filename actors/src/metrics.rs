@@ -1,7 +1,8 @@
 //! Counters of the core, for `/metrics`, the dashboard and benchmarks.
 
 use dashmap::DashMap;
-use ordercore_domain::Timestamp;
+use ordercore_domain::codes::CancelType;
+use ordercore_domain::{EventBody, Timestamp};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 /// A UTC day, in milliseconds.
@@ -13,15 +14,8 @@ pub const DAYS_KEPT: i64 = 2;
 /// Live counters. Outcomes are counted when their change is durable.
 #[derive(Debug, Default)]
 pub struct CoreMetrics {
-    pub orders_created: AtomicU64,
-    pub orders_paid: AtomicU64,
-    pub orders_canceled: AtomicU64,
-    pub orders_timed_out: AtomicU64,
-    /// Parts signed for, and refused at delivery (fulfillment outcomes).
-    pub orders_signed: AtomicU64,
-    pub orders_refused: AtomicU64,
-    /// Money of created orders, in minor units.
-    pub amount_created: AtomicU64,
+    /// Since the process started.
+    pub outcomes: Outcomes,
     pub deadlines_fired: AtomicU64,
     pub activations: AtomicU64,
     pub passivations: AtomicU64,
@@ -38,28 +32,65 @@ pub struct CoreMetrics {
     pub active_actors: AtomicI64,
     /// Messages sent to order actors and not yet handled.
     pub mailbox_backlog: AtomicI64,
-    /// The same outcomes per UTC day of their decision (the dashboard's
-    /// "today"), for the last [`DAYS_KEPT`] days.
-    pub days: DashMap<i64, DayCounts>,
+    /// The same per UTC day of their decision (the dashboard's "today"),
+    /// for the last [`DAYS_KEPT`] days.
+    pub days: DashMap<i64, Outcomes>,
 }
 
-/// One UTC day's outcomes, counted when their change is durable.
+/// What became of orders, counted when their change is durable.
 #[derive(Debug, Default)]
-pub struct DayCounts {
+pub struct Outcomes {
     pub orders_created: AtomicU64,
     pub orders_paid: AtomicU64,
     pub orders_canceled: AtomicU64,
     pub orders_timed_out: AtomicU64,
+    /// Parts signed for, and refused at delivery (fulfillment outcomes).
     pub orders_signed: AtomicU64,
     pub orders_refused: AtomicU64,
+    /// Money of created orders, in minor units.
     pub amount_created: AtomicU64,
 }
 
-/// One UTC day's outcomes at one moment.
+impl Outcomes {
+    /// Counts what `event` made of an order, if anything.
+    pub(crate) fn count(&self, event: &EventBody) {
+        match event {
+            EventBody::OrderCreated(new) => {
+                bump(&self.orders_created);
+                let amount = u64::try_from(new.amounts.real_pay.minor()).unwrap_or(0);
+                self.amount_created.fetch_add(amount, Ordering::Relaxed);
+            }
+            EventBody::OrderPaid { .. } => bump(&self.orders_paid),
+            EventBody::OrderSigned(_) => bump(&self.orders_signed),
+            EventBody::OrderRefused(_) => bump(&self.orders_refused),
+            EventBody::OrderCanceled { cancel_type, .. } => {
+                if *cancel_type == CancelType::TIMEOUT_CANCELED {
+                    bump(&self.orders_timed_out);
+                } else {
+                    bump(&self.orders_canceled);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn snapshot(&self) -> OutcomesSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        OutcomesSnapshot {
+            orders_created: get(&self.orders_created),
+            orders_paid: get(&self.orders_paid),
+            orders_canceled: get(&self.orders_canceled),
+            orders_timed_out: get(&self.orders_timed_out),
+            orders_signed: get(&self.orders_signed),
+            orders_refused: get(&self.orders_refused),
+            amount_created: get(&self.amount_created),
+        }
+    }
+}
+
+/// [`Outcomes`] at one moment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DaySnapshot {
-    /// The day's first millisecond.
-    pub day_start: Timestamp,
+pub struct OutcomesSnapshot {
     pub orders_created: u64,
     pub orders_paid: u64,
     pub orders_canceled: u64,
@@ -67,6 +98,14 @@ pub struct DaySnapshot {
     pub orders_signed: u64,
     pub orders_refused: u64,
     pub amount_created: u64,
+}
+
+/// One UTC day's outcomes at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DaySnapshot {
+    /// The day's first millisecond.
+    pub day_start: Timestamp,
+    pub outcomes: OutcomesSnapshot,
 }
 
 /// The UTC day `at` falls in.
@@ -101,14 +140,15 @@ pub struct CoreMetricsSnapshot {
 impl CoreMetrics {
     pub fn snapshot(&self) -> CoreMetricsSnapshot {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let o = self.outcomes.snapshot();
         CoreMetricsSnapshot {
-            orders_created: get(&self.orders_created),
-            orders_paid: get(&self.orders_paid),
-            orders_canceled: get(&self.orders_canceled),
-            orders_timed_out: get(&self.orders_timed_out),
-            orders_signed: get(&self.orders_signed),
-            orders_refused: get(&self.orders_refused),
-            amount_created: get(&self.amount_created),
+            orders_created: o.orders_created,
+            orders_paid: o.orders_paid,
+            orders_canceled: o.orders_canceled,
+            orders_timed_out: o.orders_timed_out,
+            orders_signed: o.orders_signed,
+            orders_refused: o.orders_refused,
+            amount_created: o.amount_created,
             deadlines_fired: get(&self.deadlines_fired),
             activations: get(&self.activations),
             passivations: get(&self.passivations),
@@ -127,26 +167,19 @@ impl CoreMetrics {
 impl CoreMetrics {
     /// The counts of `day` (zero when nothing happened that day).
     pub fn day(&self, day: i64) -> DaySnapshot {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let mut snapshot = DaySnapshot {
+        DaySnapshot {
             day_start: Timestamp::from_millis(day.saturating_mul(DAY_MS)),
-            ..DaySnapshot::default()
-        };
-        if let Some(d) = self.days.get(&day) {
-            snapshot.orders_created = get(&d.orders_created);
-            snapshot.orders_paid = get(&d.orders_paid);
-            snapshot.orders_canceled = get(&d.orders_canceled);
-            snapshot.orders_timed_out = get(&d.orders_timed_out);
-            snapshot.orders_signed = get(&d.orders_signed);
-            snapshot.orders_refused = get(&d.orders_refused);
-            snapshot.amount_created = get(&d.amount_created);
+            outcomes: self
+                .days
+                .get(&day)
+                .map(|d| d.snapshot())
+                .unwrap_or_default(),
         }
-        snapshot
     }
 
     /// The counts of `day`, created when it is the first change of the
     /// day; days older than [`DAYS_KEPT`] go then.
-    pub(crate) fn day_counts(&self, day: i64) -> dashmap::mapref::one::Ref<'_, i64, DayCounts> {
+    pub(crate) fn day_counts(&self, day: i64) -> dashmap::mapref::one::Ref<'_, i64, Outcomes> {
         if let Some(counts) = self.days.get(&day) {
             return counts;
         }

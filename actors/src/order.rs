@@ -22,7 +22,7 @@ use crate::metrics::bump;
 use crate::shard::ShardState;
 use crate::Shared;
 use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, WrapFuture};
-use ordercore_domain::codes::{CancelType, OrderStatus};
+use ordercore_domain::codes::OrderStatus;
 use ordercore_domain::family::IdempotencyEntry;
 use ordercore_domain::ids::IdempotencyKey;
 use ordercore_domain::{
@@ -815,37 +815,8 @@ fn count(shared: &Shared, unit: &Unit) {
     };
     let day = m.day_counts(crate::metrics::day_of(first.at));
     for event in &unit.events {
-        match &event.body {
-            EventBody::OrderCreated(new) => {
-                bump(&m.orders_created);
-                bump(&day.orders_created);
-                let amount = u64::try_from(new.amounts.real_pay.minor()).unwrap_or(0);
-                m.amount_created.fetch_add(amount, Ordering::Relaxed);
-                day.amount_created.fetch_add(amount, Ordering::Relaxed);
-            }
-            EventBody::OrderPaid { .. } => {
-                bump(&m.orders_paid);
-                bump(&day.orders_paid);
-            }
-            EventBody::OrderSigned(_) => {
-                bump(&m.orders_signed);
-                bump(&day.orders_signed);
-            }
-            EventBody::OrderRefused(_) => {
-                bump(&m.orders_refused);
-                bump(&day.orders_refused);
-            }
-            EventBody::OrderCanceled { cancel_type, .. } => {
-                if *cancel_type == CancelType::TIMEOUT_CANCELED {
-                    bump(&m.orders_timed_out);
-                    bump(&day.orders_timed_out);
-                } else {
-                    bump(&m.orders_canceled);
-                    bump(&day.orders_canceled);
-                }
-            }
-            _ => {}
-        }
+        m.outcomes.count(&event.body);
+        day.count(&event.body);
     }
 }
 

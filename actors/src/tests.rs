@@ -1195,10 +1195,13 @@ async fn todays_outcomes_start_again_at_utc_midnight() {
     let yesterday = create(&core, shop.create_cmd("u1", &[("A1", 1)], None))
         .await
         .unwrap();
-    assert_eq!(core.today().orders_created, 1);
+    assert_eq!(core.today().outcomes.orders_created, 1);
     clock.advance(120_000);
     let today = core.today();
-    assert_eq!((today.orders_created, today.orders_paid), (0, 0));
+    assert_eq!(
+        (today.outcomes.orders_created, today.outcomes.orders_paid),
+        (0, 0)
+    );
     assert_eq!(today.day_start.millis() % day, 0);
     assert!(today.day_start <= core.now());
     let order = create(&core, shop.create_cmd("u2", &[("A1", 2)], None))
@@ -1206,7 +1209,7 @@ async fn todays_outcomes_start_again_at_utc_midnight() {
         .unwrap();
     pay(&core, &order, "T-TODAY").await.unwrap();
     pay(&core, &yesterday, "T-YESTERDAY").await.unwrap();
-    let today = core.today();
+    let today = core.today().outcomes;
     assert_eq!((today.orders_created, today.orders_paid), (1, 2));
     assert_eq!(
         today.amount_created,
