@@ -22,8 +22,8 @@ use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use ordercore_actors::{BatchKey, Idempotency, OrderCore, Outcome, Removed, WriteOptions};
 use ordercore_domain::ids::{IdempotencyKey, RequestId, TradeNo};
 use ordercore_domain::{
-    Action, Actor, AfterSaleId, Command, CommandMeta, ErrorCode, Event, EventBody, OrderFamily,
-    OrderId, Timestamp, UserId,
+    Action, Actor, AfterSaleId, Command, CommandMeta, ErrorCode, Event, EventBody, IfMatch,
+    OrderFamily, OrderId, Timestamp, UserId,
 };
 use serde::Serialize;
 use std::sync::Arc;
@@ -221,8 +221,10 @@ fn header_str<'a>(req: &'a HttpRequest, name: &str) -> Result<Option<&'a str>, A
         .transpose()
 }
 
-/// `If-Match: "<version>"` (`*` and no header match any version).
-fn if_match(req: &HttpRequest) -> Result<Option<u64>, ApiError> {
+/// `If-Match: "<version>"` (`*` and no header match any version). A weak
+/// tag is kept as one: it never matches, but the family's `Idempotency-Key`
+/// is checked before it (API.md), so a retry still gets its replay.
+fn if_match(req: &HttpRequest) -> Result<Option<IfMatch>, ApiError> {
     let Some(raw) = header_str(req, "if-match")? else {
         return Ok(None);
     };
@@ -230,8 +232,6 @@ fn if_match(req: &HttpRequest) -> Result<Option<u64>, ApiError> {
     if raw == "*" {
         return Ok(None);
     }
-    // If-Match compares strongly (RFC 9110, 13.1.1): a weak tag never
-    // matches, whatever version it names.
     let (weak, tag) = match raw.strip_prefix("W/") {
         Some(tag) => (true, tag),
         None => (false, raw),
@@ -240,13 +240,11 @@ fn if_match(req: &HttpRequest) -> Result<Option<u64>, ApiError> {
         .trim_matches('"')
         .parse()
         .map_err(|_| ApiError::invalid_request(format!("If-Match: {raw:?} is not a version")))?;
-    if weak {
-        return Err(ApiError::new(
-            ErrorCode::ORDER_VERSION_MISMATCH,
-            format!("If-Match: {raw:?} is a weak tag, which never matches; send \"{version}\""),
-        ));
-    }
-    Ok(Some(version))
+    Ok(Some(if weak {
+        IfMatch::Weak(version)
+    } else {
+        IfMatch::Version(version)
+    }))
 }
 
 fn idempotency_key(req: &HttpRequest) -> Result<Option<IdempotencyKey>, ApiError> {

@@ -1196,11 +1196,15 @@ fn idempotency_keys_come_first_are_scoped_and_record_only_successes() {
     first.expect(201);
     assert_eq!(first.json(), json!({"version": 2}));
     // The key is checked before If-Match: the replay of a request whose
-    // If-Match is now stale answers the recorded response.
-    let replay = note("n-1", "\"1\"", "hello");
-    replay.expect(201);
-    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
-    assert_eq!(replay.json(), json!({"version": 2}));
+    // If-Match is now stale answers the recorded response, and so does
+    // one with a weak tag, which never matches otherwise.
+    for if_match in ["\"1\"", "W/\"1\""] {
+        let replay = note("n-1", if_match, "hello");
+        replay.expect(201);
+        assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+        assert_eq!(replay.json(), json!({"version": 2}));
+    }
+    note("n-weak", "W/\"2\"", "weak").expect_error(412, "ORDER_VERSION_MISMATCH");
     // A failure is not recorded: the same key may be retried.
     note("n-2", "\"1\"", "second").expect_error(412, "ORDER_VERSION_MISMATCH");
     let retried = note("n-2", "\"2\"", "second");

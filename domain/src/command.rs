@@ -26,7 +26,18 @@ pub struct CommandMeta {
     pub idempotency_key: Option<IdempotencyKey>,
     pub reason: Option<String>,
     /// `If-Match`: the family version the caller last read.
-    pub if_match: Option<u64>,
+    pub if_match: Option<IfMatch>,
+}
+
+/// An `If-Match` as sent. `decide` checks it, after the `Idempotency-Key`
+/// (API.md: the key comes first, so a retry replays whatever tag it sends).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfMatch {
+    /// `"3"`: the family must be at version 3.
+    Version(u64),
+    /// `W/"3"`: a weak tag, which never matches (RFC 9110's strong
+    /// comparison), whatever version it names.
+    Weak(u64),
 }
 
 impl CommandMeta {

@@ -7,7 +7,7 @@ use crate::codes::{
     AfterSaleStatus, AfterSaleType, AfterSaleTypeDetail, AmountType, CancelType, CouponStatus,
     FulfillmentEvent, OrderStatus, PayType, ProductType,
 };
-use crate::command::{Action, Command, CommandMeta, CreateContext, CreateOrder};
+use crate::command::{Action, Command, CommandMeta, CreateContext, CreateOrder, IfMatch};
 use crate::error::{DomainError, ErrorCode};
 use crate::event::{
     ActorKind, CouponChange, Event, EventBody, EventContext, FulfillmentStep, PaymentReport,
@@ -34,13 +34,23 @@ pub fn decide(
 ) -> Result<Vec<Event>, DomainError> {
     let meta = &command.meta;
     check_access(family, meta)?;
-    if let Some(expected) = meta.if_match {
-        if expected != family.version {
+    match meta.if_match {
+        Some(IfMatch::Version(expected)) if expected != family.version => {
             return Err(DomainError::VersionMismatch {
                 expected,
                 current: family.version,
             });
         }
+        Some(IfMatch::Weak(named)) => {
+            return Err(DomainError::rule(
+                ErrorCode::ORDER_VERSION_MISMATCH,
+                format!(
+                    "If-Match: W/\"{named}\" is a weak tag, which never matches; send \"{}\"",
+                    family.version
+                ),
+            ));
+        }
+        _ => {}
     }
     if let Some(reason) = &meta.reason {
         bounded_text(reason, 1, REASON_LEN_MAX, ErrorCode::TEXT_INVALID, "reason")?;

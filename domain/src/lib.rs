@@ -27,7 +27,7 @@ pub mod testkit;
 pub mod text;
 
 pub use catalog::{Coupon, CouponDetails, Sku, SkuDetails};
-pub use command::{Action, Command, CommandMeta, CreateContext, CreateOrder};
+pub use command::{Action, Command, CommandMeta, CreateContext, CreateOrder, IfMatch};
 pub use decide::{check_access, check_owner, decide, decide_create};
 pub use dry_run::DryRun;
 pub use error::{AlertLevel, DomainError, ErrorCode};

@@ -11,7 +11,7 @@ use crate::DryRun;
 
 fn with_if_match(meta: CommandMeta, version: u64) -> CommandMeta {
     CommandMeta {
-        if_match: Some(version),
+        if_match: Some(crate::IfMatch::Version(version)),
         ..meta
     }
 }
