@@ -188,10 +188,14 @@ impl Metrics {
         let gauge =
             |v: &IntGaugeVec, name: &str, value: i64| v.with_label_values(&[name]).set(value);
         let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        gauge(&self.core, "orders_created", i(c.orders_created));
-        gauge(&self.core, "orders_paid", i(c.orders_paid));
-        gauge(&self.core, "orders_canceled", i(c.orders_canceled));
-        gauge(&self.core, "orders_timed_out", i(c.orders_timed_out));
+        gauge(&self.core, "orders_created", i(c.outcomes.orders_created));
+        gauge(&self.core, "orders_paid", i(c.outcomes.orders_paid));
+        gauge(&self.core, "orders_canceled", i(c.outcomes.orders_canceled));
+        gauge(
+            &self.core,
+            "orders_timed_out",
+            i(c.outcomes.orders_timed_out),
+        );
         gauge(&self.core, "deadlines_fired", i(c.deadlines_fired));
         gauge(&self.core, "activations", i(c.activations));
         gauge(&self.core, "passivations", i(c.passivations));

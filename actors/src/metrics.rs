@@ -116,13 +116,8 @@ pub fn day_of(at: Timestamp) -> i64 {
 /// A copy of the counters at one moment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CoreMetricsSnapshot {
-    pub orders_created: u64,
-    pub orders_paid: u64,
-    pub orders_canceled: u64,
-    pub orders_timed_out: u64,
-    pub orders_signed: u64,
-    pub orders_refused: u64,
-    pub amount_created: u64,
+    /// Since the process started.
+    pub outcomes: OutcomesSnapshot,
     pub deadlines_fired: u64,
     pub activations: u64,
     pub passivations: u64,
@@ -140,15 +135,8 @@ pub struct CoreMetricsSnapshot {
 impl CoreMetrics {
     pub fn snapshot(&self) -> CoreMetricsSnapshot {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let o = self.outcomes.snapshot();
         CoreMetricsSnapshot {
-            orders_created: o.orders_created,
-            orders_paid: o.orders_paid,
-            orders_canceled: o.orders_canceled,
-            orders_timed_out: o.orders_timed_out,
-            orders_signed: o.orders_signed,
-            orders_refused: o.orders_refused,
-            amount_created: o.amount_created,
+            outcomes: self.outcomes.snapshot(),
             deadlines_fired: get(&self.deadlines_fired),
             activations: get(&self.activations),
             passivations: get(&self.passivations),

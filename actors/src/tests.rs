@@ -194,7 +194,7 @@ async fn an_order_is_created_paid_and_read_back_with_stock_and_coupon_moved() {
     );
 
     let m = core.metrics();
-    assert_eq!((m.orders_created, m.orders_paid), (1, 1));
+    assert_eq!((m.outcomes.orders_created, m.outcomes.orders_paid), (1, 1));
     assert!(m.active_actors >= 1);
     core.shutdown().unwrap();
 }
@@ -261,7 +261,7 @@ async fn flash_sale_sells_exactly_the_stock() {
     assert_eq!(outcomes["sold out"], attempts - 100);
     let f1 = core.sku(&testkit::sku_code("F1")).unwrap().unwrap();
     assert_eq!((f1.available, f1.locked, f1.sold), (0, 100, 0));
-    assert_eq!(core.metrics().orders_created, 100);
+    assert_eq!(core.metrics().outcomes.orders_created, 100);
     core.shutdown().unwrap();
 }
 
@@ -481,8 +481,11 @@ async fn pay_cancel_and_deadline_race_on_ten_thousand_orders() {
         }
     }
     let m = core.metrics();
-    assert!(m.deadlines_fired > 0 && m.orders_timed_out > 0, "{m:?}");
-    assert_eq!(m.orders_timed_out, cases.timed_out as u64);
+    assert!(
+        m.deadlines_fired > 0 && m.outcomes.orders_timed_out > 0,
+        "{m:?}"
+    );
+    assert_eq!(m.outcomes.orders_timed_out, cases.timed_out as u64);
     for (name, count) in [
         ("paid", cases.paid),
         ("canceled before paid", cases.canceled_unpaid),
@@ -654,7 +657,7 @@ async fn idle_actors_keep_a_compact_family_and_read_the_rest_back() {
     clock.advance(testkit::PAY_TIMEOUT_MS + 1);
     assert_eq!(core.fire_due_deadlines().await, 1);
     assert!(
-        eventually(|| core.metrics().orders_timed_out == 1).await,
+        eventually(|| core.metrics().outcomes.orders_timed_out == 1).await,
         "the deadline fired"
     );
     let timed_out = core.order(&unpaid.order_id).await.unwrap();
@@ -776,7 +779,7 @@ async fn a_read_during_a_change_of_a_compact_family_waits_for_the_change() {
     assert_eq!(core.fire_due_deadlines().await, 0);
     let after = core.order(&created.order_id).await.unwrap();
     assert!(after.is_paid());
-    assert_eq!(core.metrics().orders_timed_out, 0);
+    assert_eq!(core.metrics().outcomes.orders_timed_out, 0);
     core.shutdown().unwrap();
 }
 
@@ -806,7 +809,7 @@ async fn a_failed_cancel_keeps_the_payment_deadline() {
     );
     clock.advance(testkit::PAY_TIMEOUT_MS + 1);
     assert_eq!(core.fire_due_deadlines().await, 1, "the deadline is armed");
-    assert!(eventually(|| core.metrics().orders_timed_out == 1).await);
+    assert!(eventually(|| core.metrics().outcomes.orders_timed_out == 1).await);
     let after = core.order(&created.order_id).await.unwrap();
     assert_eq!(after.cancel_type, Some(CancelType::TIMEOUT_CANCELED));
     core.shutdown().unwrap();
@@ -939,7 +942,7 @@ async fn a_restart_rearms_deadlines_and_keeps_acknowledged_states() {
         (100, 0),
         "the timeout released the stock"
     );
-    assert_eq!(core.metrics().orders_timed_out, 1);
+    assert_eq!(core.metrics().outcomes.orders_timed_out, 1);
     core.shutdown().unwrap();
 }
 
@@ -1217,7 +1220,10 @@ async fn todays_outcomes_start_again_at_utc_midnight() {
     );
     // The totals (for `/metrics`) keep counting across days.
     let total = core.metrics();
-    assert_eq!((total.orders_created, total.orders_paid), (2, 2));
+    assert_eq!(
+        (total.outcomes.orders_created, total.outcomes.orders_paid),
+        (2, 2)
+    );
     core.shutdown().unwrap();
 }
 
@@ -1258,6 +1264,9 @@ async fn relaxed_mode_answers_every_change_under_concurrency() {
     }
     assert_eq!(paid, orders);
     let m = core.metrics();
-    assert_eq!((m.orders_created, m.orders_paid), (orders, orders));
+    assert_eq!(
+        (m.outcomes.orders_created, m.outcomes.orders_paid),
+        (orders, orders)
+    );
     core.shutdown().unwrap();
 }

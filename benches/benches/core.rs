@@ -82,7 +82,10 @@ async fn run(n: usize) {
     let m = core.metrics();
     let sm = core.store().metrics();
 
-    assert_eq!((m.orders_created, m.orders_paid), (n as u64, n as u64));
+    assert_eq!(
+        (m.outcomes.orders_created, m.outcomes.orders_paid),
+        (n as u64, n as u64)
+    );
     let rate = n as f64 / sustained.as_secs_f64();
     let mode = match core.store().durability() {
         ordercore_storage::Durability::Durable => "durable",
