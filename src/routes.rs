@@ -257,10 +257,9 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<IdempotencyKey>, ApiError
 /// parameter there is refused rather than ignored, so a client that meant
 /// to change nothing never changes something.
 fn meta(req: &HttpRequest, actor: Actor) -> Result<CommandMeta, ApiError> {
-    let asks_dry_run = req
-        .query_string()
-        .split('&')
-        .any(|pair| pair.split('=').next() == Some("dry_run"));
+    // Keys decoded as `dry_run()` decodes them (`dry%5Frun` is `dry_run`).
+    let asks_dry_run = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+        .is_ok_and(|q| q.iter().any(|(key, _)| key == "dry_run"));
     if asks_dry_run {
         return Err(ApiError::invalid_request(
             "dry_run: this route has no dry run (cancel, after-sale apply, review and lack have)",
@@ -564,7 +563,7 @@ async fn metrics(st: State) -> HttpResponse {
 async fn dashboard(st: State, req: HttpRequest) -> Reply {
     admin(&st, &req)?;
     let now = st.core.now();
-    let today = st.core.today();
+    let today = st.core.day(now);
     let m = &today.outcomes;
     let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
     let errors: serde_json::Map<String, serde_json::Value> = st

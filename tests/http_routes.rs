@@ -1608,11 +1608,13 @@ fn reasons_reach_the_history_dry_runs_stay_where_they_are_and_ids_must_exist() {
         .json(&json!({"user_id": "mia", "province": "P", "city": "C", "area": "A", "detail_address": "D"}))
         .send()
         .expect_error(400, "INVALID_REQUEST");
-    s.post(&format!("/v1/orders/{id}/notes?dry_run=false"))
-        .admin()
-        .json(&json!({"text": "hello"}))
-        .send()
-        .expect_error(400, "INVALID_REQUEST");
+    for query in ["dry_run=false", "dry%5Frun=true", "dry_run"] {
+        s.post(&format!("/v1/orders/{id}/notes?{query}"))
+            .admin()
+            .json(&json!({"text": "hello"}))
+            .send()
+            .expect_error(400, "INVALID_REQUEST");
+    }
     assert_eq!(s.order(&id)["version"], version);
     // A dry run ignores the key: even one that would not do (65
     // characters), which the real request refuses.

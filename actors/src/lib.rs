@@ -206,9 +206,13 @@ impl OrderCore {
     /// Today's outcomes (the UTC day of the core's clock), counted since
     /// this process started or the day began, whichever is later.
     pub fn today(&self) -> DaySnapshot {
-        self.shared
-            .metrics
-            .day(metrics::day_of(self.shared.config.clock.now()))
+        self.day(self.shared.config.clock.now())
+    }
+
+    /// The outcomes of the UTC day `at` falls in (today's or yesterday's;
+    /// older days are not kept).
+    pub fn day(&self, at: Timestamp) -> DaySnapshot {
+        self.shared.metrics.day(metrics::day_of(at))
     }
 
     pub fn metrics(&self) -> CoreMetricsSnapshot {
