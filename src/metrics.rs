@@ -1,18 +1,13 @@
 //! `/metrics`: Prometheus text exposition of the edge's request counters
 //! and latencies, the core's order counters and the store's writer figures.
 
-use ordercore_actors::OrderCore;
+use ordercore_actors::{day_of, OrderCore};
 use ordercore_domain::{AlertLevel, ErrorCode, Timestamp};
 use ordercore_storage::metrics::COMMIT_LATENCY_BUCKETS_US;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
-
-/// The UTC day `at` falls in.
-fn day_of(at: Timestamp) -> i64 {
-    at.millis().div_euclid(ordercore_actors::DAY_MS)
-}
 
 /// Upper bounds (seconds) of the request latency histogram.
 const LATENCY_BUCKETS_S: [f64; 14] = [

@@ -28,7 +28,7 @@ mod tests;
 pub use catalog::Catalog;
 pub use config::CoreConfig;
 pub use error::CoreError;
-pub use metrics::{CoreMetrics, CoreMetricsSnapshot, DaySnapshot, DAY_MS};
+pub use metrics::{day_of, CoreMetrics, CoreMetricsSnapshot, DaySnapshot, DAY_MS};
 pub use order::{Idempotency, Outcome, Render, WriteOptions};
 
 use crate::order::{Exec, Op, OrderActor, Routed};
@@ -203,16 +203,10 @@ impl OrderCore {
         self.shared.ready.load(Ordering::SeqCst) && self.shared.store.is_healthy()
     }
 
-    /// Today's outcomes (the UTC day of the core's clock), counted since
-    /// this process started or the day began, whichever is later.
-    pub fn today(&self) -> DaySnapshot {
-        self.day(self.shared.config.clock.now())
-    }
-
     /// The outcomes of the UTC day `at` falls in (today's or yesterday's;
     /// older days are not kept).
     pub fn day(&self, at: Timestamp) -> DaySnapshot {
-        self.shared.metrics.day(metrics::day_of(at))
+        self.shared.metrics.day(day_of(at))
     }
 
     pub fn metrics(&self) -> CoreMetricsSnapshot {
@@ -607,10 +601,8 @@ impl OrderCore {
             }
             return Ok(Removed::Count(removed));
         };
-        let (mut status, mut body) = recorded
-            .clone()
-            .unwrap_or_else(|| (key.render)(removing.len()));
         let mut replayed = recorded.is_some();
+        let (mut status, mut body) = recorded.unwrap_or_else(|| (key.render)(removing.len()));
         let mut changed = false;
         for id in todo {
             let opts = WriteOptions {

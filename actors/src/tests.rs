@@ -1198,9 +1198,9 @@ async fn todays_outcomes_start_again_at_utc_midnight() {
     let yesterday = create(&core, shop.create_cmd("u1", &[("A1", 1)], None))
         .await
         .unwrap();
-    assert_eq!(core.today().outcomes.orders_created, 1);
+    assert_eq!(core.day(core.now()).outcomes.orders_created, 1);
     clock.advance(120_000);
-    let today = core.today();
+    let today = core.day(core.now());
     assert_eq!(
         (today.outcomes.orders_created, today.outcomes.orders_paid),
         (0, 0)
@@ -1212,7 +1212,7 @@ async fn todays_outcomes_start_again_at_utc_midnight() {
         .unwrap();
     pay(&core, &order, "T-TODAY").await.unwrap();
     pay(&core, &yesterday, "T-YESTERDAY").await.unwrap();
-    let today = core.today().outcomes;
+    let today = core.day(core.now()).outcomes;
     assert_eq!((today.orders_created, today.orders_paid), (1, 2));
     assert_eq!(
         today.amount_created,
