@@ -6,15 +6,19 @@
 //!     then pay), durable, sustained: the clock stops only when the
 //!     write-behind has caught up (nothing dirty).
 //!
+//! (c) sled alone inserting each shape of state row (family, user index,
+//!     expiry index) with the keys and bytes of (b)'s families.
+//!
 //! Prints lifecycles/s, µs of process CPU per lifecycle, records written per
-//! lifecycle (journal records + state rows) and the ratio of (b) to (a).
+//! lifecycle (journal records + state rows), the ratio of (b) to (a) and
+//! (c)'s µs per row.
 //!
 //! `cargo bench -p ordercore-benches --bench storage [-- LIFECYCLES]`
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
-use ordercore_benches::{cpu_us, raw_sled, submit_all, unit_bytes, Workload};
-use ordercore_storage::{Store, StoreConfig};
+use ordercore_benches::{cpu_us, raw_sled, sled_row_cpu_us, submit_all, unit_bytes, Workload};
+use ordercore_storage::{StateRows, Store, StoreConfig};
 use std::time::Instant;
 
 /// Tickets in flight: enough for group commit to fill its groups.
@@ -77,6 +81,19 @@ fn main() {
         }
     }
     let scan = scan_started.elapsed();
+    // Every stored family's rows, for (c).
+    let mut state_rows = Vec::with_capacity(n);
+    let mut cursor = None;
+    loop {
+        let (page, next) = store
+            .scan_families(cursor.as_ref(), 10_000, &mut |_| true)
+            .unwrap();
+        state_rows.extend(page.iter().map(|f| StateRows::of(f).unwrap()));
+        match next {
+            Some(id) if next != cursor => cursor = Some(id),
+            _ => break,
+        }
+    }
     let deadlines_started = Instant::now();
     let pending = store.pending_deadlines().unwrap().len();
     let deadlines = deadlines_started.elapsed();
@@ -112,5 +129,49 @@ fn main() {
     println!(
         "ratio (b) / (a) in lifecycles      {:.2}",
         lifecycles_per_s / (raw_records_per_s / 2.0)
+    );
+    row_costs(&state_rows);
+}
+
+/// A sled key and value.
+type Row = (Vec<u8>, Vec<u8>);
+
+/// (c) What sled alone charges for each shape of row the write-behind
+/// writes, with these families' own keys and bytes: the floor under the
+/// store's storage CPU per order.
+fn row_costs(rows: &[StateRows]) {
+    let family_bytes = rows.iter().map(|r| r.family_row.len()).sum::<usize>() / rows.len().max(1);
+    let shapes: [(&str, Vec<Row>); 3] = [
+        (
+            "family row (time-ordered key)",
+            rows.iter()
+                .map(|r| (r.family_key.clone(), r.family_row.clone()))
+                .collect(),
+        ),
+        (
+            "user index row (by user: random)",
+            rows.iter()
+                .map(|r| (r.user_key.clone(), Vec::new()))
+                .collect(),
+        ),
+        (
+            "expiry index row (by deadline)",
+            rows.iter()
+                .map(|r| (r.expiry_key.clone(), Vec::new()))
+                .collect(),
+        ),
+    ];
+    println!("(c) sled alone, µs of process CPU per row ({} rows each, the second half measured; family rows {family_bytes} bytes):", rows.len());
+    let mut costs = Vec::new();
+    for (name, shape) in shapes {
+        let dir = tempfile::tempdir().unwrap();
+        let cost = sled_row_cpu_us(dir.path(), &shape);
+        println!("    {name:34} {cost:.1}");
+        costs.push(cost);
+    }
+    println!(
+        "    an unpaid order's rows {:.1} µs; a lifecycle's (its expiry row coalesced away) {:.1} µs",
+        costs.iter().sum::<f64>(),
+        costs[0] + costs[1]
     );
 }

@@ -223,6 +223,33 @@ pub fn raw_sled(dir: &std::path::Path, records: &[Vec<u8>]) -> std::time::Durati
     started.elapsed()
 }
 
+/// µs of process CPU per row that sled alone spends inserting `rows`
+/// (key, value) into a fresh database at `dir`, one flush per
+/// [`RAW_BATCH_RECORDS`]: the first half fills the tree to the depth a
+/// store of that many rows has, the second half is measured.
+pub fn sled_row_cpu_us(dir: &std::path::Path, rows: &[(Vec<u8>, Vec<u8>)]) -> f64 {
+    let db = sled::Config::new()
+        .path(dir)
+        .mode(sled::Mode::HighThroughput)
+        .flush_every_ms(None)
+        .open()
+        .unwrap();
+    let tree = db.open_tree("rows").unwrap();
+    let (fill, measured) = rows.split_at(rows.len() / 2);
+    let insert = |part: &[(Vec<u8>, Vec<u8>)]| {
+        for chunk in part.chunks(RAW_BATCH_RECORDS) {
+            for (key, value) in chunk {
+                tree.insert(key.as_slice(), value.as_slice()).unwrap();
+            }
+            db.flush().unwrap();
+        }
+    };
+    insert(fill);
+    let cpu0 = cpu_us();
+    insert(measured);
+    (cpu_us() - cpu0) as f64 / measured.len().max(1) as f64
+}
+
 /// Encoded units of `work` (one per create and per payment), as the raw
 /// ceiling's records.
 pub fn unit_bytes(work: &[Lifecycle]) -> Vec<Vec<u8>> {

@@ -33,4 +33,4 @@ pub use segments::{AfterFailedSync, SegmentJournal};
 pub use store::{
     Completion, DurableHook, OnDurable, RecoveryReport, Store, Ticket, WriterWake, JOURNAL_DIR,
 };
-pub use view::Checkpoint;
+pub use view::{Checkpoint, StateRows};

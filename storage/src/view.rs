@@ -60,6 +60,28 @@ pub(crate) fn user_key(user: &UserId, id: &OrderId) -> Vec<u8> {
     [user_prefix(user).as_slice(), id.as_bytes()].concat()
 }
 
+/// The rows the write-behind keeps for an unpaid family, as sled keys and
+/// the family row's bytes: the family row, its user-index row and its
+/// expiry-index row (the benchmarks price each shape with sled alone).
+#[derive(Debug, Clone)]
+pub struct StateRows {
+    pub family_key: Vec<u8>,
+    pub family_row: Vec<u8>,
+    pub user_key: Vec<u8>,
+    pub expiry_key: Vec<u8>,
+}
+
+impl StateRows {
+    pub fn of(family: &OrderFamily) -> Result<StateRows, StorageError> {
+        Ok(StateRows {
+            family_key: family_key(&family.order_id),
+            family_row: crate::codec::encode_packed(family)?,
+            user_key: user_key(&family.user_id, &family.order_id),
+            expiry_key: expiry_key(family.expire_at, &family.order_id),
+        })
+    }
+}
+
 pub(crate) fn expiry_key(at: Timestamp, id: &OrderId) -> Vec<u8> {
     let ms = u64::try_from(at.millis()).unwrap_or(0);
     [&[EXPIRY][..], &ms.to_be_bytes(), id.as_bytes()].concat()
@@ -486,5 +508,28 @@ pub(crate) fn read_row<T: serde::de::DeserializeOwned>(
     match rows.get(key)? {
         Some(bytes) => decode(&bytes, what).map(Some),
         None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ordercore_domain::testkit::Shop;
+
+    #[test]
+    fn state_rows_are_the_rows_the_store_keeps() {
+        let mut shop = Shop::default();
+        let family = shop.create("u1", &[("A1", 1), ("A2", 2)], None);
+        let rows = StateRows::of(&family).expect("encodes");
+        let back: OrderFamily = decode(&rows.family_row, "family").expect("decodes");
+        assert_eq!(back.order_id, family.order_id);
+        assert_eq!(back.version, family.version);
+        assert_eq!(back.history.len(), family.history.len());
+        assert_eq!(
+            parse_expiry_key(&rows.expiry_key),
+            Some((family.expire_at, family.order_id.clone()))
+        );
+        assert!(rows.user_key.starts_with(&user_prefix(&family.user_id)));
+        assert!(rows.family_key.ends_with(family.order_id.as_bytes()));
     }
 }
