@@ -527,7 +527,7 @@ mod tests {
         assert_eq!(back.history.len(), family.history.len());
         assert_eq!(
             parse_expiry_key(&rows.expiry_key),
-            Some((family.expire_at, family.order_id.clone()))
+            Some((family.expire_at, family.order_id))
         );
         assert!(rows.user_key.starts_with(&user_prefix(&family.user_id)));
         assert!(rows.family_key.ends_with(family.order_id.as_bytes()));
