@@ -323,6 +323,15 @@ impl Store {
             view.apply_unit(&unit, &rows);
             true
         })?;
+        if let Some(seq) = view.failed_seq {
+            return Err(StorageError::corrupt(
+                "state",
+                format!(
+                    "the journalled change {seq} cannot be applied to the stored rows \
+                     (the log names the event and the cause); the journal still holds it"
+                ),
+            ));
+        }
         let last_seq = journal
             .last_seq()?
             .max(view.applied_seq)
@@ -1147,7 +1156,12 @@ fn apply_to_view(inner: &Inner, units: &[Arc<Unit>]) {
     }
     let dirty = view.families.len();
     let errors = view.apply_errors;
+    let failed = view.failed_seq;
     drop(view);
+    if failed.is_some() {
+        // Checkpoints stop (see `View::failed_seq`); not ready until a restart.
+        inner.write_behind_ok.store(false, Ordering::SeqCst);
+    }
     inner.view_cv.notify_all();
     inner.metrics.apply_errors.store(errors, Ordering::Relaxed);
     inner.dirty_families.store(dirty, Ordering::Relaxed);
@@ -1235,7 +1249,17 @@ impl<'a> Pace<'a> {
 fn checkpoint(inner: &Inner, paced: bool) -> Result<(), StorageError> {
     let _one_at_a_time = lock(&inner.checkpointing);
     let started = Instant::now();
-    let snapshot = lock(&inner.view).snapshot();
+    let mut view = lock(&inner.view);
+    if let Some(seq) = view.failed_seq {
+        drop(view);
+        inner.write_behind_ok.store(false, Ordering::SeqCst);
+        return Err(StorageError::Unavailable(format!(
+            "the journalled change {seq} could not be applied to the state; \
+             no checkpoint passes it until a restart replays it"
+        )));
+    }
+    let snapshot = view.snapshot();
+    drop(view);
     let previous = inner.metrics.checkpoint_seq.load(Ordering::Relaxed);
     if snapshot.is_empty() && snapshot.seq == previous {
         lock(&inner.view).clear_through(snapshot.seq);

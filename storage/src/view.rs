@@ -195,8 +195,14 @@ pub(crate) struct View {
     pub index: BTreeMap<Vec<u8>, Dirty<bool>>,
     /// The last sequence applied (or skipped after a failed write).
     pub applied_seq: u64,
-    /// Events that named a family, SKU or coupon the store does not hold.
+    /// Events that could not be applied: they named a family, SKU or
+    /// coupon the store does not hold, or its row could not be read.
     pub apply_errors: u64,
+    /// The first sequence whose events could not be applied. No checkpoint
+    /// may pass it: the view lacks that change, so rows written now would
+    /// lose it once the journal is trimmed. A restart replays it (and
+    /// refuses to open if it still cannot be applied).
+    pub failed_seq: Option<u64>,
     /// The sequence of the snapshot a checkpoint is writing, if one is.
     pub in_flight: Option<u64>,
     /// Index entries marked at or below this sequence may be on disk
@@ -225,6 +231,7 @@ impl View {
             }
             if let Err(e) = self.apply_event(event, rows, to_family, &mut decided) {
                 self.apply_errors += 1;
+                self.failed_seq.get_or_insert(event.seq);
                 tracing::error!(seq = event.seq, error = %e, "cannot apply a journalled event");
             }
             self.applied_seq = self.applied_seq.max(event.seq);
@@ -322,8 +329,9 @@ impl View {
     /// when the family (in the view, or its row) already holds the unit's
     /// version. Checkpoints write family rows in several batches before the
     /// checkpoint row, so after a crash a row can be ahead of the
-    /// checkpoint; replay then skips what it holds. A creation of a family
-    /// that exists re-marks its index rows from its state instead.
+    /// checkpoint; replay then skips what it holds, and marks its index
+    /// rows from its state instead (they may be behind it): both rows of a
+    /// creation, the deadline row's removal once it left CREATED.
     fn family_takes(
         &mut self,
         id: OrderId,
@@ -347,7 +355,18 @@ impl View {
                 self.mark_index(expiry_key(family.expire_at, &id), created, seq);
                 false
             }
-            (_, Some(family)) => family.version < event.version,
+            (_, Some(family)) if family.version >= event.version => {
+                // The row is ahead of the replay: a crash took the
+                // checkpoint that wrote it before its index rows, so a
+                // deadline row its payment or cancellation removed may
+                // still be on disk. The row is the truth: a family out of
+                // CREATED has no deadline.
+                if family.status != OrderStatus::CREATED {
+                    self.mark_index(expiry_key(family.expire_at, &id), false, event.seq);
+                }
+                false
+            }
+            (_, Some(_)) => true,
         };
         decided.push((id, takes));
         Ok(takes)

@@ -872,6 +872,13 @@ fn replay_over_family_rows_ahead_of_the_checkpoint_applies_each_change_once() {
     replay_over_rows_ahead(|k| matches!(k.first(), Some(b'S' | b'C' | b'M')));
 }
 
+/// ... here the family rows are ahead while the deadline rows are not (a
+/// crash between the two): the paid order's deadline row must go...
+#[test]
+fn replay_over_family_rows_ahead_of_their_deadline_rows_removes_a_paid_deadline() {
+    replay_over_rows_ahead(|k| matches!(k.first(), Some(b'S' | b'C' | b'M' | b'E')));
+}
+
 /// ... and here every row is ahead and only the checkpoint row is old.
 #[test]
 fn replay_over_catalog_rows_ahead_of_the_checkpoint_applies_each_change_once() {
@@ -977,6 +984,18 @@ fn replay_over_rows(restore: fn(&[u8]) -> bool, as_written: fn(&[u8], &[u8]) -> 
         1
     );
     assert!(store.family(&open_order).unwrap().is_some());
+    // Only the unpaid order keeps a deadline, before and after the next
+    // checkpoint writes the index rows.
+    let pending = |store: &Store| -> Vec<OrderId> {
+        let deadlines = store.pending_deadlines().unwrap();
+        deadlines.into_iter().map(|(_, id)| id).collect()
+    };
+    assert_eq!(pending(&store), vec![open_order]);
+    store.checkpoint_now().unwrap();
+    store.shutdown().unwrap();
+    drop(store);
+    let store = common::open_retrying(config(dir.path()));
+    assert_eq!(pending(&store), vec![open_order]);
     store.shutdown().unwrap();
 }
 
@@ -1203,4 +1222,53 @@ fn a_durable_hook_set_after_a_relaxed_unit_was_written_still_runs() {
         "set after queueing and writing: runs at once"
     );
     store.shutdown().unwrap();
+}
+
+/// A journalled change the state cannot take (here a payment of an order
+/// this store never held) stops the checkpoints, so no trim can lose it,
+/// marks the store unhealthy, and a restart refuses to open rather than
+/// drop it.
+#[test]
+fn a_change_the_state_cannot_take_stops_checkpoints_and_the_next_open() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let other = common::open_retrying(config(elsewhere.path()));
+    let mut model = Model::new(&other);
+    let order = model.create(&other, "u1", &[("A1", 1)]).unwrap();
+    let family = store_family(&model, order);
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open_retrying(config(dir.path()));
+    let _catalog = Model::new(&store);
+    store.checkpoint_now().unwrap();
+    assert!(model.run(
+        &store,
+        order,
+        testkit::provider(),
+        pay_action(&family, "T-UNKNOWN")
+    ));
+    let refused = store.checkpoint_now().unwrap_err();
+    assert!(matches!(refused, StorageError::Unavailable(_)), "{refused}");
+    assert!(!store.is_healthy());
+    assert!(store.metrics().apply_errors > 0);
+    let _ = store.shutdown();
+    drop(store);
+    other.shutdown().unwrap();
+
+    let reopened = loop {
+        match Store::open(config(dir.path())) {
+            Err(e) if e.to_string().contains("could not acquire lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => break other,
+        }
+    };
+    match reopened {
+        Err(StorageError::Corrupt { what, .. }) => assert_eq!(what, "state"),
+        Err(e) => panic!("another error: {e}"),
+        Ok(_) => panic!("opened over a change it cannot apply"),
+    }
+}
+
+fn store_family(model: &Model, id: OrderId) -> ordercore_domain::OrderFamily {
+    model.families.get(&id).unwrap().clone()
 }
