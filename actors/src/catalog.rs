@@ -40,13 +40,22 @@ impl Catalog {
             state: RwLock::new(State::default()),
             metrics_reloads: std::sync::atomic::AtomicU64::new(0),
         };
-        catalog.reload(store)?;
+        catalog.reload(store, false)?;
         Ok(catalog)
     }
 
-    fn reload(&self, store: &Store) -> Result<(), StorageError> {
+    /// Reloads the counters from the store; with `if_stale`, only if a
+    /// write failed since they were loaded, checked again under the write
+    /// lock: another thread may have reloaded and submitted a reservation
+    /// meanwhile, and a second reload would drop that reservation's effect
+    /// while its change is still on its way to the journal (the store's
+    /// rows show only acknowledged changes). Answers whether it reloaded.
+    pub(crate) fn reload(&self, store: &Store, if_stale: bool) -> Result<bool, StorageError> {
         let mut state = self.write();
         let epoch = store.epoch();
+        if if_stale && state.epoch == epoch {
+            return Ok(false);
+        }
         state.skus = store
             .all_skus()?
             .into_iter()
@@ -58,7 +67,7 @@ impl Catalog {
             .map(|c| (c.details.coupon_id.clone(), Mutex::new(c)))
             .collect();
         state.epoch = epoch;
-        Ok(())
+        Ok(true)
     }
 
     /// Times the catalog was reloaded after a failed write.
@@ -88,13 +97,14 @@ impl Catalog {
                 return Ok(state);
             }
             drop(state);
-            self.reload(store)?;
-            self.metrics_reloads
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::warn!(
-                epoch = store.epoch(),
-                "catalog reloaded after a failed write"
-            );
+            if self.reload(store, true)? {
+                self.metrics_reloads
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(
+                    epoch = store.epoch(),
+                    "catalog reloaded after a failed write"
+                );
+            }
         }
         Err(CoreError::StorageUnavailable(
             "the store keeps failing".into(),

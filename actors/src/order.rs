@@ -748,14 +748,17 @@ impl OrderActor {
     /// Leaves the registry and stops: the family is durable and the next
     /// message loads it again.
     fn retire(&mut self, ctx: &mut Context<Self>) {
+        // The watermark first: a reader that finds the family gone from the
+        // registry reads the view up to the watermark, which must then
+        // cover this actor's acknowledged changes.
+        self.shared
+            .retired_watermark
+            .fetch_max(self.last_seq, Ordering::SeqCst);
         let me = ctx.address();
         self.shared
             .registry
             .remove_if(&self.id, |_, addr| *addr == me);
         self.retired = true;
-        self.shared
-            .retired_watermark
-            .fetch_max(self.last_seq, Ordering::SeqCst);
         bump(&self.shared.metrics.passivations);
         ctx.run_later(RETIRE_GRACE, |_, ctx| ctx.stop());
     }

@@ -13,6 +13,7 @@ use crate::order::{Exec, Op, OrderActor, Outcome, Routed, WriteOptions};
 use crate::{lock, Shared};
 use actix::dev::SendError;
 use actix::{Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, WrapFuture};
+use ordercore_domain::codes::OrderStatus;
 use ordercore_domain::{Action, Actor as Caller, Command, CommandMeta, OrderId, Timestamp, UserId};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -215,6 +216,14 @@ impl ShardActor {
         let state = Arc::clone(&self.state);
         ctx.spawn(answer.into_actor(self).map(move |answer, act, _| {
             let retry_at = match answer {
+                // Still unpaid: the actor's clock read the deadline as not
+                // yet due (the clock stepped back after this tick), so the
+                // reminder the tick took goes back.
+                Ok(Routed::Done(Ok(Outcome::Applied { family, .. })))
+                    if family.status == OrderStatus::CREATED =>
+                {
+                    at
+                }
                 Ok(Routed::Done(Ok(Outcome::Applied { .. }))) => return,
                 // The family is gone or refused the deadline: nothing to do.
                 Ok(Routed::Done(Err(CoreError::Domain(_)))) => return,

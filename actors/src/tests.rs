@@ -1270,3 +1270,109 @@ async fn relaxed_mode_answers_every_change_under_concurrency() {
     );
     core.shutdown().unwrap();
 }
+
+/// A clock that reads as `late` once when told to, and as `base` otherwise:
+/// a wall clock stepping back right after one reading.
+#[derive(Debug)]
+struct SteppingClock {
+    base: ManualClock,
+    late_once: std::sync::Mutex<Option<ordercore_domain::Timestamp>>,
+}
+
+impl ordercore_storage::Clock for SteppingClock {
+    fn now(&self) -> ordercore_domain::Timestamp {
+        let late = crate::lock(&self.late_once).take();
+        late.unwrap_or_else(|| self.base.now())
+    }
+}
+
+/// The shard's tick reads the deadline as due, the order a moment later as
+/// not yet due (the clock stepped back): the order stays unpaid, so its
+/// reminder goes back and fires once the deadline really passes.
+#[actix::test]
+async fn a_deadline_the_order_reads_as_not_yet_due_stays_armed() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(testkit::t0());
+    let stepping = Arc::new(SteppingClock {
+        base: clock.clone(),
+        late_once: std::sync::Mutex::new(None),
+    });
+    let core = start(dir.path(), &clock, |c| c.clock = stepping.clone());
+    let mut shop = Shop::default();
+    seed(&core, &shop).await;
+    let created = create(&core, shop.create_cmd("d1", &[("A1", 1)], None))
+        .await
+        .unwrap();
+    assert_eq!(core.armed_deadlines(), 1);
+
+    let fired = core.metrics().deadlines_fired;
+    *crate::lock(&stepping.late_once) = Some(created.expire_at.plus_millis(1));
+    core.fire_due_deadlines().await;
+    assert!(
+        eventually(|| core.metrics().deadlines_fired > fired).await,
+        "a tick read the clock late and fired"
+    );
+    assert!(
+        eventually(|| core.armed_deadlines() == 1).await,
+        "the reminder went back"
+    );
+    let read = core.order(&created.order_id).await.unwrap();
+    assert_eq!(read.status, OrderStatus::CREATED);
+
+    clock.advance(testkit::PAY_TIMEOUT_MS + 1);
+    assert_eq!(core.fire_due_deadlines().await, 1);
+    let mut status = OrderStatus::CREATED;
+    for _ in 0..300 {
+        status = core.order(&created.order_id).await.unwrap().status;
+        if status != OrderStatus::CREATED {
+            break;
+        }
+        actix::clock::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(status, OrderStatus::CANCELED, "timed out once due");
+    core.shutdown().unwrap();
+}
+
+/// After a failed write every thread finds the catalog stale; one reloads
+/// and reserves, and the change waits for the disk. Another thread's
+/// reload that comes late must not drop that reservation from the
+/// counters (the store's rows do not hold it yet), or the SKU could be
+/// sold twice.
+#[actix::test]
+async fn a_late_second_reload_keeps_a_reservation_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(testkit::t0());
+    let (core, journal) = start_flaky(dir.path(), &clock, |_| {});
+    let mut shop = Shop::default();
+    seed(&core, &shop).await;
+    journal.failing.store(true, Ordering::SeqCst);
+    assert!(create(&core, shop.create_cmd("r1", &[("A1", 1)], None))
+        .await
+        .is_err());
+    journal.failing.store(false, Ordering::SeqCst);
+    assert!(eventually(|| core.is_ready()).await, "the writer recovered");
+
+    let catalog = &core.shared.catalog;
+    assert!(
+        catalog.reload(core.store(), true).unwrap(),
+        "stale: reloaded"
+    );
+    journal.stalled.store(true, Ordering::SeqCst);
+    let creating = {
+        let (core, cmd) = (core.clone(), shop.create_cmd("r2", &[("A1", 2)], None));
+        actix::spawn(async move { create(&core, cmd).await })
+    };
+    let a1 = testkit::sku_code("A1");
+    let locked = || catalog.skus(std::slice::from_ref(&a1))[0].locked;
+    assert!(eventually(|| locked() == 2).await, "reserved, in flight");
+    assert!(
+        !catalog.reload(core.store(), true).unwrap(),
+        "already current: nothing to reload"
+    );
+    assert_eq!(locked(), 2, "the reservation in flight is kept");
+    journal.stalled.store(false, Ordering::SeqCst);
+    creating.await.unwrap().unwrap();
+    assert_eq!(core.sku(&a1).unwrap().unwrap().locked, 2);
+    assert_eq!(locked(), 2, "the counters and the store agree");
+    core.shutdown().unwrap();
+}
