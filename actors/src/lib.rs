@@ -776,7 +776,15 @@ impl OrderCore {
                         metrics.mailbox_backlog.fetch_sub(1, Ordering::Relaxed);
                         match e {
                             SendError::Full(exec) => (true, exec),
-                            SendError::Closed(exec) => (false, exec),
+                            SendError::Closed(exec) => {
+                                // A stopped actor's entry: drop it, so the
+                                // next attempt goes to the shard, which
+                                // activates the family again.
+                                self.shared
+                                    .registry
+                                    .remove_if(&family, |_, a| !a.connected());
+                                (false, exec)
+                            }
                         }
                     })
                 }

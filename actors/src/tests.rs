@@ -1376,3 +1376,38 @@ async fn a_late_second_reload_keeps_a_reservation_in_flight() {
     assert_eq!(locked(), 2, "the counters and the store agree");
     core.shutdown().unwrap();
 }
+
+/// A registry entry whose actor stopped without leaving (its task ended
+/// outside the actor's own guard) is dropped by the next request, which
+/// then reaches the shard and a fresh actor.
+#[actix::test]
+async fn a_stopped_actor_left_in_the_registry_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(testkit::t0());
+    let core = start(dir.path(), &clock, |_| {});
+    let mut shop = Shop::default();
+    seed(&core, &shop).await;
+    let created = create(&core, shop.create_cmd("s1", &[("A1", 1)], None))
+        .await
+        .unwrap();
+    assert_eq!(core.passivate_idle(Duration::ZERO), 1);
+    assert!(eventually(|| core.metrics().active_actors == 0).await);
+    let (sender, receiver) = actix::dev::channel::channel(1);
+    drop(receiver);
+    let dead: actix::Addr<crate::order::OrderActor> = actix::Addr::new(sender);
+    assert!(!dead.connected());
+    core.shared.registry.insert(created.order_id, dead);
+
+    let paid = pay(&core, &created, "T-S1").await.unwrap();
+    assert!(paid.is_paid());
+    let live = core
+        .shared
+        .registry
+        .get(&created.order_id)
+        .map(|a| a.clone());
+    assert!(
+        live.is_some_and(|a| a.connected()),
+        "a live actor serves it"
+    );
+    core.shutdown().unwrap();
+}
