@@ -435,7 +435,16 @@ async fn run(args: Args) -> Result<bool, String> {
         }
     }
     let drain = async { while workers.join_next().await.is_some() {} };
-    let _ = tokio::time::timeout(DRAIN_TIMEOUT, drain).await;
+    if tokio::time::timeout(DRAIN_TIMEOUT, drain).await.is_err() {
+        // Sessions still running would change orders under the checks.
+        say(&format!(
+            "{} sessions still running after {} s: stopped",
+            workers.len(),
+            DRAIN_TIMEOUT.as_secs()
+        ));
+        workers.abort_all();
+        while workers.join_next().await.is_some() {}
+    }
     let seconds = ctx
         .stats
         .measured_for()

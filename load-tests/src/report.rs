@@ -156,7 +156,7 @@ pub fn table(r: &Report) -> String {
             let _ = writeln!(out, "             {e}");
         }
     }
-    let _ = writeln!(out, "\n{}", if r.passed { "PASSED" } else { "FAILED" });
+    let _ = writeln!(out, "\n{}", verdict(r));
     out
 }
 
@@ -294,7 +294,7 @@ pub fn html(r: &Report) -> String {
         r.errors,
         r.sessions_per_s,
         if r.passed { "" } else { "bad" },
-        if r.passed { "PASSED" } else { "FAILED" }
+        verdict(r)
     );
     page.push_str("<h2>Throughput</h2>");
     page.push_str(&throughput_svg(&r.per_second));
@@ -338,4 +338,14 @@ pub fn html(r: &Report) -> String {
     }
     page.push_str("</table></body></html>\n");
     page
+}
+
+/// The run's verdict: a run that checked nothing (`--no-verify`) says so
+/// instead of claiming a pass.
+fn verdict(r: &Report) -> &'static str {
+    match (r.passed, r.checks.is_empty()) {
+        (false, _) => "FAILED",
+        (true, true) => "NOT VERIFIED (--no-verify)",
+        (true, false) => "PASSED",
+    }
 }

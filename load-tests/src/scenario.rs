@@ -216,9 +216,14 @@ async fn create(
             )
             .await
         {
-            ctx.ledger.idempotent_replay(
-                again.status == created.status && again.body() == created.body() && again.replayed,
-            );
+            // A 5xx is the server being away (a crash cycle), not an answer.
+            if again.status < 500 {
+                ctx.ledger.idempotent_replay(
+                    again.status == created.status
+                        && again.body() == created.body()
+                        && again.replayed,
+                );
+            }
         }
     }
     Some((order_id, real_pay))
@@ -333,9 +338,12 @@ async fn lifecycle(ctx: &Ctx, intended: Instant, rng: &mut SmallRng) {
         let before = version(ctx, &order_id).await;
         let result = pay(ctx, &order_id, amount, &trade_no).await;
         let after = version(ctx, &order_id).await;
-        ctx.ledger.duplicate_callback(
-            result.as_deref() == Some("DUPLICATE") && before.is_some() && before == after,
-        );
+        // Counted only when all three were answered: a request that met a
+        // killed server saw nothing.
+        if let (Some(result), Some(_), Some(_)) = (&result, before, after) {
+            ctx.ledger
+                .duplicate_callback(result == "DUPLICATE" && before == after);
+        }
     }
     let next = rng.gen_range(0..100);
     let order_path = format!("/v1/orders/{order_id}");

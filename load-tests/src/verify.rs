@@ -105,10 +105,14 @@ pub async fn verify(ctx: Arc<Ctx>, expect: Expect, stock_of: &[(String, i64)]) -
                 })
             })
             .collect();
-        for read in reads {
-            if let Ok((id, rec, answer)) = read.await {
-                let body = answer.filter(|a| a.status == 200).map(Answer::into_body);
-                found.push((id, rec, body));
+        for (read, (id, rec)) in reads.into_iter().zip(chunk) {
+            match read.await {
+                Ok((id, rec, answer)) => {
+                    let body = answer.filter(|a| a.status == 200).map(Answer::into_body);
+                    found.push((id, rec, body));
+                }
+                // A read that failed is an order not seen: checked as lost.
+                Err(_) => found.push((id.clone(), rec.clone(), None)),
             }
         }
     }
@@ -143,17 +147,11 @@ pub async fn verify(ctx: Arc<Ctx>, expect: Expect, stock_of: &[(String, i64)]) -
         };
         lost.see(true, String::new);
         let status = order.get("status").and_then(Value::as_i64).unwrap_or(0);
-        let paid_ack = !rec.paid.is_empty();
+        let payments = trade_nos(order);
+        let timed_out = order.get("cancel_type").and_then(Value::as_i64) == Some(TIMEOUT_CANCELED);
         if rec.created {
-            let ok = if rec.canceled {
-                status == CANCELED
-            } else if paid_ack {
-                status != CREATED
-            } else {
-                true
-            };
-            states.see(ok, || {
-                format!("order {id}: status {status}, acknowledged {rec:?}")
+            states.see(holds_acknowledged(rec, order), || {
+                format!("order {id}: status {status}, payments {payments:?}, acknowledged {rec:?}")
             });
         }
         let items = order
@@ -189,7 +187,6 @@ pub async fn verify(ctx: Arc<Ctx>, expect: Expect, stock_of: &[(String, i64)]) -
                 _ => *sold.entry(sku).or_default() += qty - restocked,
             }
         }
-        let payments = trade_nos(order);
         if status == CANCELED {
             let after_sales = order
                 .get("after_sales")
@@ -205,7 +202,7 @@ pub async fn verify(ctx: Arc<Ctx>, expect: Expect, stock_of: &[(String, i64)]) -
                     format!("order {id}: payment {t} has {n} refunds")
                 });
             }
-            if order.get("cancel_type").and_then(Value::as_i64) == Some(TIMEOUT_CANCELED) {
+            if timed_out {
                 timeouts_fired.see(true, String::new);
             }
         }
@@ -295,6 +292,30 @@ pub async fn verify(ctx: Arc<Ctx>, expect: Expect, stock_of: &[(String, i64)]) -
     ]
 }
 
+/// Whether an order read back holds what the run was told about it — the
+/// ledger, not the server's word: every payment answered PAID or REFUND is
+/// on the order, an acknowledged cancel is the order's own (not a
+/// deadline's that a lost cancel left to fire), and a paid order neither
+/// went back to CREATED nor timed out.
+fn holds_acknowledged(rec: &OrderRecord, order: &Value) -> bool {
+    let status = order.get("status").and_then(Value::as_i64).unwrap_or(0);
+    let timed_out = order.get("cancel_type").and_then(Value::as_i64) == Some(TIMEOUT_CANCELED);
+    let payments = trade_nos(order);
+    let recorded = rec
+        .paid
+        .iter()
+        .chain(&rec.refunded)
+        .all(|t| payments.contains(t));
+    recorded
+        && if rec.canceled {
+            status == CANCELED && !timed_out
+        } else if !rec.paid.is_empty() {
+            status != CREATED && !timed_out
+        } else {
+            true
+        }
+}
+
 fn trade_nos(order: &Value) -> Vec<String> {
     let mut out = Vec::new();
     if let Some(t) = order.pointer("/payment/trade_no").and_then(Value::as_str) {
@@ -311,4 +332,55 @@ fn trade_nos(order: &Value) -> Vec<String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn record(paid: &[&str], refunded: &[&str], canceled: bool) -> OrderRecord {
+        OrderRecord {
+            created: true,
+            paid: paid.iter().map(|t| (*t).to_owned()).collect(),
+            refunded: refunded.iter().map(|t| (*t).to_owned()).collect(),
+            canceled,
+            ..OrderRecord::default()
+        }
+    }
+
+    #[test]
+    fn an_acknowledged_payment_must_be_on_the_order() {
+        let paid = json!({"status": 20, "payment": {"trade_no": "T1"}});
+        assert!(holds_acknowledged(&record(&["T1"], &[], false), &paid));
+        // Lost in a crash, then cancelled by the deadline: no payment on it.
+        let timed_out = json!({"status": CANCELED, "cancel_type": TIMEOUT_CANCELED});
+        assert!(!holds_acknowledged(
+            &record(&["T1"], &[], false),
+            &timed_out
+        ));
+        // Paid elsewhere: still not the acknowledged trade.
+        let other = json!({"status": 20, "payment": {"trade_no": "T2"}});
+        assert!(!holds_acknowledged(&record(&["T1"], &[], false), &other));
+    }
+
+    #[test]
+    fn an_acknowledged_refund_must_be_on_the_order() {
+        let canceled = json!({"status": CANCELED, "cancel_type": 0,
+            "extra_payments": [{"trade_no": "T9"}]});
+        assert!(holds_acknowledged(&record(&[], &["T9"], true), &canceled));
+        let without = json!({"status": CANCELED, "cancel_type": 0});
+        assert!(!holds_acknowledged(&record(&[], &["T9"], true), &without));
+    }
+
+    #[test]
+    fn an_acknowledged_cancel_is_not_the_deadlines() {
+        let by_user = json!({"status": CANCELED, "cancel_type": 0});
+        assert!(holds_acknowledged(&record(&[], &[], true), &by_user));
+        let by_deadline = json!({"status": CANCELED, "cancel_type": TIMEOUT_CANCELED});
+        assert!(!holds_acknowledged(&record(&[], &[], true), &by_deadline));
+        let open = json!({"status": CREATED});
+        assert!(!holds_acknowledged(&record(&[], &[], true), &open));
+        assert!(holds_acknowledged(&record(&[], &[], false), &open));
+    }
 }
