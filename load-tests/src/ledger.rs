@@ -42,6 +42,19 @@ struct Inner {
     idempotent_replays: Tally,
     flash_attempts: u64,
     flash_created: u64,
+    /// Creates refused with `PRODUCT_STOCK_NOT_ENOUGH`: a flash sale that
+    /// met its limit.
+    sold_out: u64,
+}
+
+/// The in-flow counts, read once the run is over.
+#[derive(Debug, Clone, Copy)]
+pub struct Tallies {
+    pub duplicates: Tally,
+    pub replays: Tally,
+    pub flash_attempts: u64,
+    pub flash_created: u64,
+    pub sold_out: u64,
 }
 
 /// Shared by every session.
@@ -122,14 +135,18 @@ impl Ledger {
         inner.flash_created += u64::from(created);
     }
 
-    /// (duplicate callbacks, idempotent replays, flash attempts, flash creates)
-    pub fn tallies(&self) -> (Tally, Tally, u64, u64) {
+    pub fn sold_out(&self) {
+        self.lock().sold_out += 1;
+    }
+
+    pub fn tallies(&self) -> Tallies {
         let inner = self.lock();
-        (
-            inner.duplicate_callbacks,
-            inner.idempotent_replays,
-            inner.flash_attempts,
-            inner.flash_created,
-        )
+        Tallies {
+            duplicates: inner.duplicate_callbacks,
+            replays: inner.idempotent_replays,
+            flash_attempts: inner.flash_attempts,
+            flash_created: inner.flash_created,
+            sold_out: inner.sold_out,
+        }
     }
 }

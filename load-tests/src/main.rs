@@ -471,6 +471,7 @@ async fn run(args: Args) -> Result<bool, String> {
         timeouts: lifecycles && server.is_some() && args.pay_timeout_secs <= 60,
         flash: mixed.iter().any(|(s, _)| *s == Scenario::FlashSale),
         refunds: lifecycles || races,
+        late_payments: races,
     };
     let checks = if args.no_verify {
         Vec::new()

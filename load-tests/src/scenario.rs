@@ -198,6 +198,9 @@ async fn create(
         )
         .await?;
     if !created.ok() {
+        if created.str("code") == Some("PRODUCT_STOCK_NOT_ENOUGH") {
+            ctx.ledger.sold_out();
+        }
         return None;
     }
     ctx.ledger.update(&order_id, |r| r.created = true);

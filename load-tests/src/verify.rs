@@ -75,6 +75,8 @@ pub struct Expect {
     pub timeouts: bool,
     pub flash: bool,
     pub refunds: bool,
+    /// Races: some payments arrive after their order's cancel.
+    pub late_payments: bool,
 }
 
 /// Reads every order the run tried to create and every SKU it touched,
@@ -135,6 +137,14 @@ pub async fn verify(ctx: Arc<Ctx>, expect: Expect, stock_of: &[(String, i64)]) -
         "payment deadlines fired (orders cancelled by timeout)",
         expect.timeouts,
     );
+    let mut late_payments = Check::new(
+        "every payment answered REFUND (it came after a cancel) has exactly one refund",
+        expect.late_payments,
+    );
+    let mut amounts = Check::new(
+        "amounts add up (Σ line pay + shipping = order pay = payment, Σ sub-orders = master, refunds ≤ their payment)",
+        expect.lifecycles,
+    );
     let mut flash_holding: i64 = 0;
     let mut locked: HashMap<String, i64> = HashMap::new();
     let mut sold: HashMap<String, i64> = HashMap::new();
@@ -147,6 +157,16 @@ pub async fn verify(ctx: Arc<Ctx>, expect: Expect, stock_of: &[(String, i64)]) -
         };
         lost.see(true, String::new);
         let status = order.get("status").and_then(Value::as_i64).unwrap_or(0);
+        for t in &rec.refunded {
+            let n = refunds_of(order, t);
+            late_payments.see(n == 1, || {
+                format!("order {id}: payment {t} answered REFUND has {n} refunds")
+            });
+        }
+        let added = amounts_add_up(order);
+        amounts.see(added.is_ok(), || {
+            format!("order {id}: {}", added.clone().err().unwrap_or_default())
+        });
         let payments = trade_nos(order);
         let timed_out = order.get("cancel_type").and_then(Value::as_i64) == Some(TIMEOUT_CANCELED);
         if rec.created {
@@ -188,16 +208,8 @@ pub async fn verify(ctx: Arc<Ctx>, expect: Expect, stock_of: &[(String, i64)]) -
             }
         }
         if status == CANCELED {
-            let after_sales = order
-                .get("after_sales")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
             for t in &payments {
-                let n = after_sales
-                    .iter()
-                    .filter(|a| a.get("trade_no").and_then(Value::as_str) == Some(t.as_str()))
-                    .count();
+                let n = refunds_of(order, t);
                 refunds.see(n == 1, || {
                     format!("order {id}: payment {t} has {n} refunds")
                 });
@@ -250,7 +262,9 @@ pub async fn verify(ctx: Arc<Ctx>, expect: Expect, stock_of: &[(String, i64)]) -
         });
     }
 
-    let (duplicates, replays, flash_attempts, flash_created) = ctx.ledger.tallies();
+    let tallies = ctx.ledger.tallies();
+    let (duplicates, replays) = (tallies.duplicates, tallies.replays);
+    let (flash_attempts, flash_created) = (tallies.flash_attempts, tallies.flash_created);
     // Unpaid flash-sale orders time out and give their unit back, so more
     // creates than units can succeed over a run; what may never happen is
     // more live orders holding the SKU than it has units.
@@ -258,7 +272,9 @@ pub async fn verify(ctx: Arc<Ctx>, expect: Expect, stock_of: &[(String, i64)]) -
         "flash sale: live orders never hold more than the stock",
         expect.flash,
     );
-    if flash_attempts > 0 {
+    // A case only once the sale met its limit (a create refused for stock):
+    // without contention there is nothing to hold back.
+    if flash_attempts > 0 && tallies.sold_out > 0 {
         let flash_stock = stock_of
             .iter()
             .find(|(s, _)| *s == ctx.flash_sku)
@@ -273,6 +289,7 @@ pub async fn verify(ctx: Arc<Ctx>, expect: Expect, stock_of: &[(String, i64)]) -
     vec![
         lost,
         states,
+        amounts,
         stock,
         oversold,
         Check::from_tally(
@@ -281,6 +298,7 @@ pub async fn verify(ctx: Arc<Ctx>, expect: Expect, stock_of: &[(String, i64)]) -
             expect.lifecycles,
         ),
         refunds,
+        late_payments,
         deadlines,
         timeouts_fired,
         Check::from_tally(
@@ -316,6 +334,88 @@ fn holds_acknowledged(rec: &OrderRecord, order: &Value) -> bool {
         }
 }
 
+/// Invariant 7 on one order read back (its master view): the lines'
+/// pay plus shipping is the order's pay, which the four amounts agree
+/// with and the payment is for; a split family's sub-orders add up to it;
+/// and what after-sales claim of each payment never passes it.
+fn amounts_add_up(order: &Value) -> Result<(), String> {
+    let int = |v: &Value, key: &str| v.get(key).and_then(Value::as_i64).unwrap_or(0);
+    let list = |key: &str| {
+        order
+            .get(key)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let amount = |kind: i64| {
+        list("amounts")
+            .iter()
+            .find(|a| int(a, "amount_type") == kind)
+            .map_or(0, |a| int(a, "amount"))
+    };
+    let (origin, discount, shipping, real) = (amount(10), amount(20), amount(30), amount(50));
+    let items = list("items");
+    let lines_pay: i64 = items.iter().map(|i| int(i, "pay_amount")).sum();
+    let lines_origin: i64 = items.iter().map(|i| int(i, "origin_amount")).sum();
+    let lines_discount: i64 = items.iter().map(|i| int(i, "discount_amount")).sum();
+    let payment = order.get("payment").map_or(0, |p| int(p, "pay_amount"));
+    if lines_pay + shipping != real
+        || origin - discount + shipping != real
+        || lines_origin != origin
+        || lines_discount != discount
+        || payment != real
+    {
+        return Err(format!(
+            "lines pay {lines_pay} + shipping {shipping} against pay {real} \
+             (origin {origin}/{lines_origin}, discount {discount}/{lines_discount}, payment {payment})"
+        ));
+    }
+    let subs = list("sub_orders");
+    let subs_pay: i64 = subs.iter().map(|s| int(s, "pay_amount")).sum();
+    if !subs.is_empty() && subs_pay != real {
+        return Err(format!(
+            "sub-orders pay {subs_pay} against the master's {real}"
+        ));
+    }
+    let paid_of = |trade: &str| {
+        if order.pointer("/payment/trade_no").and_then(Value::as_str) == Some(trade) {
+            return payment;
+        }
+        list("extra_payments")
+            .iter()
+            .find(|p| p.get("trade_no").and_then(Value::as_str) == Some(trade))
+            .map_or(0, |p| int(p, "pay_amount"))
+    };
+    let mut claimed: HashMap<String, i64> = HashMap::new();
+    for a in list("after_sales") {
+        // Rejected and revoked after-sales claim nothing.
+        if matches!(int(&a, "status"), 30 | 127) {
+            continue;
+        }
+        if let Some(t) = a.get("trade_no").and_then(Value::as_str) {
+            *claimed.entry(t.to_owned()).or_default() += int(&a, "apply_refund_amount");
+        }
+    }
+    for (trade, sum) in claimed {
+        let paid = paid_of(&trade);
+        if sum > paid {
+            return Err(format!("refunds of {trade} claim {sum}, paid {paid}"));
+        }
+    }
+    Ok(())
+}
+
+/// The after-sales that refund payment `trade`.
+fn refunds_of(order: &Value, trade: &str) -> usize {
+    order
+        .get("after_sales")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|a| a.get("trade_no").and_then(Value::as_str) == Some(trade))
+        .count()
+}
+
 fn trade_nos(order: &Value) -> Vec<String> {
     let mut out = Vec::new();
     if let Some(t) = order.pointer("/payment/trade_no").and_then(Value::as_str) {
@@ -338,6 +438,41 @@ fn trade_nos(order: &Value) -> Vec<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn priced(subs: &[i64], after_sales: Value) -> Value {
+        json!({
+            "amounts": [{"amount_type": 10, "amount": 9000}, {"amount_type": 20, "amount": 1000},
+                        {"amount_type": 30, "amount": 1000}, {"amount_type": 50, "amount": 9000}],
+            "items": [{"origin_amount": 6000, "discount_amount": 666, "pay_amount": 5334},
+                      {"origin_amount": 3000, "discount_amount": 334, "pay_amount": 2666}],
+            "payment": {"pay_amount": 9000, "trade_no": "T1"},
+            "sub_orders": subs.iter().map(|p| json!({"pay_amount": p})).collect::<Vec<_>>(),
+            "after_sales": after_sales,
+        })
+    }
+
+    #[test]
+    fn amounts_that_add_up_pass_and_each_way_of_not_is_caught() {
+        assert_eq!(amounts_add_up(&priced(&[], json!([]))), Ok(()));
+        assert_eq!(amounts_add_up(&priced(&[6334, 2666], json!([]))), Ok(()));
+        assert!(amounts_add_up(&priced(&[6334, 2000], json!([]))).is_err());
+        let mut off = priced(&[], json!([]));
+        off["items"][0]["pay_amount"] = json!(5333);
+        assert!(amounts_add_up(&off).is_err(), "a line off by one");
+        let mut unpaid = priced(&[], json!([]));
+        unpaid["payment"]["pay_amount"] = json!(8999);
+        assert!(
+            amounts_add_up(&unpaid).is_err(),
+            "the payment is not the pay"
+        );
+        let refunds = json!([{"trade_no": "T1", "apply_refund_amount": 5000, "status": 50},
+                             {"trade_no": "T1", "apply_refund_amount": 4000, "status": 10}]);
+        assert_eq!(amounts_add_up(&priced(&[], refunds)), Ok(()));
+        let too_much = json!([{"trade_no": "T1", "apply_refund_amount": 5000, "status": 50},
+                              {"trade_no": "T1", "apply_refund_amount": 4001, "status": 10},
+                              {"trade_no": "T1", "apply_refund_amount": 9000, "status": 127}]);
+        assert!(amounts_add_up(&priced(&[], too_much)).is_err());
+    }
 
     fn record(paid: &[&str], refunded: &[&str], canceled: bool) -> OrderRecord {
         OrderRecord {
