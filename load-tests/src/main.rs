@@ -473,7 +473,7 @@ async fn run(args: Args) -> Result<bool, String> {
         refunds: lifecycles || races,
         late_payments: races,
     };
-    let checks = if args.no_verify {
+    let mut checks = if args.no_verify {
         Vec::new()
     } else {
         if expect.timeouts {
@@ -484,6 +484,21 @@ async fn run(args: Args) -> Result<bool, String> {
         say("verifying through the API ...");
         verify::verify(Arc::clone(&ctx), expect, &stock_of).await
     };
+    if let (Some(s), false) = (&server, args.no_verify) {
+        // The survival checks above mean something only if the kills
+        // happened: each one restarted the server once.
+        let restarts = s.ready_after().len().saturating_sub(1);
+        let mut killed = verify::Check::new(
+            "the server was killed (SIGKILL) and restarted as often as asked",
+            args.crash_cycles > 0,
+        );
+        for cycle in 0..args.crash_cycles {
+            killed.see(cycle < restarts, || {
+                format!("{restarts} of {} crash cycles happened", args.crash_cycles)
+            });
+        }
+        checks.push(killed);
+    }
     let mut passed = checks.iter().all(verify::Check::passed);
     let server_rss_bytes = server.as_ref().and_then(|s| s.rss_bytes());
     let server_ready_ms: Vec<u64> = server

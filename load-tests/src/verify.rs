@@ -33,7 +33,7 @@ pub struct Check {
 }
 
 impl Check {
-    fn new(name: &'static str, required: bool) -> Check {
+    pub fn new(name: &'static str, required: bool) -> Check {
         Check {
             name,
             cases: 0,
@@ -43,7 +43,7 @@ impl Check {
         }
     }
 
-    fn see(&mut self, ok: bool, what: impl FnOnce() -> String) {
+    pub fn see(&mut self, ok: bool, what: impl FnOnce() -> String) {
         self.cases += 1;
         if !ok {
             self.violations += 1;
