@@ -31,6 +31,9 @@ use std::time::{Duration, Instant};
 
 /// Stock of each of the run's ordinary SKUs: more than any run sells.
 const SKU_STOCK: i64 = 1_000_000;
+/// SKUs of a second product type (ADVANCE_SALE): a lifecycle's basket
+/// takes one of them now and then, making a mixed family.
+const SECOND_TYPE_SKUS: usize = 8;
 /// How long sessions still in flight at the end get to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// The most orders the ledger is sized for up front (~1 GiB of records at
@@ -322,12 +325,21 @@ async fn run(args: Args) -> Result<bool, String> {
     for i in 0..args.skus.max(2) {
         let code = format!("LT{run_id}S{i}");
         let price = 1_000 + 100 * (i as i64 % 20);
-        put_sku(&api, &admin, &code, price, SKU_STOCK).await?;
+        put_sku(&api, &admin, &code, price, 1, SKU_STOCK).await?;
         stock_of.push((code, SKU_STOCK));
         prices.push(price);
     }
+    // A second product type, so some lifecycles make mixed families
+    // (a master and one sub-order per type).
+    let mut second_type_skus = Vec::new();
+    for i in 0..SECOND_TYPE_SKUS {
+        let code = format!("LT{run_id}T{i}");
+        put_sku(&api, &admin, &code, 2_000 + 100 * i as i64, 2, SKU_STOCK).await?;
+        stock_of.push((code.clone(), SKU_STOCK));
+        second_type_skus.push(code);
+    }
     let flash_sku = format!("LT{run_id}FLASH");
-    put_sku(&api, &admin, &flash_sku, 990, args.flash_stock).await?;
+    put_sku(&api, &admin, &flash_sku, 990, 1, args.flash_stock).await?;
     stock_of.push((flash_sku.clone(), args.flash_stock));
 
     let started = Instant::now();
@@ -347,6 +359,7 @@ async fn run(args: Args) -> Result<bool, String> {
             .take(args.skus.max(2))
             .map(|(c, _)| c.clone())
             .collect(),
+        second_type_skus,
         flash_sku,
         users: args.users.max(1),
         admin,
@@ -571,9 +584,16 @@ async fn run(args: Args) -> Result<bool, String> {
     Ok(passed)
 }
 
-async fn put_sku(api: &Api, admin: &str, code: &str, price: i64, stock: i64) -> Result<(), String> {
+async fn put_sku(
+    api: &Api,
+    admin: &str,
+    code: &str,
+    price: i64,
+    product_type: u8,
+    stock: i64,
+) -> Result<(), String> {
     let body = json!({"product_id": format!("P-{code}"), "product_name": format!("Load test {code}"),
-        "product_type": 1, "sale_price": price, "purchase_price": price / 2, "product_unit": "piece",
+        "product_type": product_type, "sale_price": price, "purchase_price": price / 2, "product_unit": "piece",
         "seller_id": "load-test", "stock": stock});
     let answer = api
         .call(

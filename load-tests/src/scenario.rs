@@ -43,6 +43,9 @@ pub struct Ctx {
     /// Names this run's users and SKUs apart from earlier runs'.
     pub run: String,
     pub skus: Vec<String>,
+    /// SKUs of a second product type: a basket with one of them makes a
+    /// mixed family (a master and a sub-order per type).
+    pub second_type_skus: Vec<String>,
     pub flash_sku: String,
     pub users: u64,
     pub admin: String,
@@ -128,14 +131,14 @@ pub async fn session(ctx: &Ctx, scenario: Scenario, intended: Instant, rng: &mut
 }
 
 /// An order id, a price and a create of `items` for `user`; answers the
-/// created order's id and real pay amount.
+/// created order's id, real pay amount and sub-orders.
 async fn create(
     ctx: &Ctx,
     intended: Instant,
     user: &str,
     items: &[(String, i64)],
     idempotent: bool,
-) -> Option<(String, i64)> {
+) -> Option<Created> {
     let token = ctx.token(user);
     let id = ctx
         .step(
@@ -229,7 +232,29 @@ async fn create(
             }
         }
     }
-    Some((order_id, real_pay))
+    let sub_order_ids = created
+        .body()
+        .get("sub_order_ids")
+        .and_then(Value::as_array)
+        .map(|ids| {
+            ids.iter()
+                .filter_map(|i| i.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(Created {
+        order_id,
+        real_pay,
+        sub_order_ids,
+    })
+}
+
+/// What a create answered.
+struct Created {
+    order_id: String,
+    real_pay: i64,
+    /// Empty for a single order; one per product type for a mixed family.
+    sub_order_ids: Vec<String>,
 }
 
 fn pay_body(order_id: &str, amount: i64, trade_no: &str) -> Value {
@@ -295,13 +320,31 @@ async fn version(ctx: &Ctx, order_id: &str) -> Option<i64> {
     .int("version")
 }
 
+/// Two lines of different SKUs; the second is of the second product type
+/// in [`MIXED_SHARE`] of baskets.
 fn basket(ctx: &Ctx, rng: &mut SmallRng) -> Vec<(String, i64)> {
     let a = rng.gen_range(0..ctx.skus.len());
-    let b = (a + rng.gen_range(1..ctx.skus.len().max(2))) % ctx.skus.len();
+    let second = if !ctx.second_type_skus.is_empty() && rng.gen_bool(MIXED_SHARE) {
+        ctx.second_type_skus[rng.gen_range(0..ctx.second_type_skus.len())].clone()
+    } else {
+        let b = (a + rng.gen_range(1..ctx.skus.len().max(2))) % ctx.skus.len();
+        ctx.skus[b].clone()
+    };
     vec![
         (ctx.skus[a].clone(), rng.gen_range(1..4)),
-        (ctx.skus[b].clone(), rng.gen_range(1..4)),
+        (second, rng.gen_range(1..4)),
     ]
+}
+
+/// The share of baskets that mix two product types.
+const MIXED_SHARE: f64 = 0.25;
+
+/// The sub-order of product type 1 (NORMAL), which holds a basket's first
+/// line: its id's extension is the type (README, "Order id format").
+fn first_type_part(sub_order_ids: &[String]) -> Option<&String> {
+    sub_order_ids
+        .iter()
+        .find(|id| id.get(21..24) == Some("001"))
 }
 
 async fn lifecycle(ctx: &Ctx, intended: Instant, rng: &mut SmallRng) {
@@ -309,7 +352,12 @@ async fn lifecycle(ctx: &Ctx, intended: Instant, rng: &mut SmallRng) {
     let user = ctx.user(n);
     let items = basket(ctx, rng);
     let idempotent = rng.gen_bool(0.1);
-    let Some((order_id, amount)) = create(ctx, intended, &user, &items, idempotent).await else {
+    let Some(Created {
+        order_id,
+        real_pay: amount,
+        sub_order_ids,
+    }) = create(ctx, intended, &user, &items, idempotent).await
+    else {
         return;
     };
     let token = ctx.token(&user);
@@ -370,29 +418,39 @@ async fn lifecycle(ctx: &Ctx, intended: Instant, rng: &mut SmallRng) {
         )
         .await;
     }
+    // A paid mixed family is fulfilled and returned part by part (its
+    // sub-orders); a single order as itself.
     if next < 30 {
+        let part = first_type_part(&sub_order_ids).unwrap_or(&order_id);
         let now = Instant::now();
-        ctx.step("after_sale", now, Method::POST, &format!("{order_path}/after-sales"), Some(&token),
+        ctx.step("after_sale", now, Method::POST, &format!("/v1/orders/{part}/after-sales"), Some(&token),
             Some(&json!({"user_id": user, "after_sale_type": 1,
                 "items": [{"sku_code": items[0].0, "return_quantity": 1}], "reason": "changed my mind"})), &[])
             .await;
         return;
     }
-    for event in ["FULFILLED", "OUT_STOCK", "DELIVERY", "SIGNED"] {
-        let now = Instant::now();
-        let answer = ctx
-            .step(
-                "fulfillment",
-                now,
-                Method::POST,
-                &format!("{order_path}/fulfillment"),
-                Some(&ctx.admin),
-                Some(&json!({"event": event})),
-                &[],
-            )
-            .await;
-        if !answer.is_some_and(|a| a.ok()) {
-            return;
+    let parts = if sub_order_ids.is_empty() {
+        vec![order_id]
+    } else {
+        sub_order_ids
+    };
+    for part in &parts {
+        for event in ["FULFILLED", "OUT_STOCK", "DELIVERY", "SIGNED"] {
+            let now = Instant::now();
+            let answer = ctx
+                .step(
+                    "fulfillment",
+                    now,
+                    Method::POST,
+                    &format!("/v1/orders/{part}/fulfillment"),
+                    Some(&ctx.admin),
+                    Some(&json!({"event": event})),
+                    &[],
+                )
+                .await;
+            if !answer.is_some_and(|a| a.ok()) {
+                return;
+            }
         }
     }
 }
@@ -401,15 +459,40 @@ async fn race(ctx: &Ctx, intended: Instant, rng: &mut SmallRng) {
     let n = ctx.next.fetch_add(1, Ordering::Relaxed);
     let user = ctx.user(n);
     let items = basket(ctx, rng);
-    let Some((order_id, amount)) = create(ctx, intended, &user, &items, false).await else {
+    let Some(Created {
+        order_id,
+        real_pay: amount,
+        ..
+    }) = create(ctx, intended, &user, &items, false).await
+    else {
         return;
     };
     let trade_no = format!("R{}-{n}", ctx.run);
+    if rng.gen_bool(LATE_PAYMENT_SHARE) {
+        // The payment lands after the cancel: refunded (REFUND), and the
+        // provider's retry of that callback changes nothing (DUPLICATE).
+        if cancel(ctx, &order_id, &user).await.is_some_and(|a| a.ok())
+            && pay(ctx, &order_id, amount, &trade_no).await.as_deref() == Some("REFUND")
+        {
+            let before = version(ctx, &order_id).await;
+            let again = pay(ctx, &order_id, amount, &trade_no).await;
+            let after = version(ctx, &order_id).await;
+            if let (Some(again), Some(_), Some(_)) = (&again, before, after) {
+                ctx.ledger
+                    .duplicate_callback(again == "DUPLICATE" && before == after);
+            }
+        }
+        return;
+    }
     tokio::join!(
         pay(ctx, &order_id, amount, &trade_no),
         cancel(ctx, &order_id, &user)
     );
 }
+
+/// The share of races whose payment is sent only after the cancel was
+/// answered, so every run meets payments of cancelled orders.
+const LATE_PAYMENT_SHARE: f64 = 0.3;
 
 async fn flash_sale(ctx: &Ctx, intended: Instant) {
     let n = ctx.next.fetch_add(1, Ordering::Relaxed);
