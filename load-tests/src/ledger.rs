@@ -9,6 +9,8 @@ use std::sync::Mutex;
 pub struct OrderRecord {
     pub user: String,
     pub items: Vec<(String, i64)>,
+    /// The coupon the create named.
+    pub coupon: Option<String>,
     /// The create was answered 2xx.
     pub created: bool,
     /// trade_nos answered `PAID`.
@@ -82,12 +84,13 @@ impl Ledger {
 
     /// Notes an order before its create is sent (a create that was made
     /// durable but never answered must still be found and accounted for).
-    pub fn attempt(&self, id: &str, user: &str, items: &[(String, i64)]) {
+    pub fn attempt(&self, id: &str, user: &str, items: &[(String, i64)], coupon: Option<&str>) {
         self.lock().orders.insert(
             id.to_owned(),
             OrderRecord {
                 user: user.to_owned(),
                 items: items.to_vec(),
+                coupon: coupon.map(str::to_owned),
                 ..OrderRecord::default()
             },
         );

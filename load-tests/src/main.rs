@@ -34,6 +34,10 @@ const SKU_STOCK: i64 = 1_000_000;
 /// SKUs of a second product type (ADVANCE_SALE): a lifecycle's basket
 /// takes one of them now and then, making a mixed family.
 const SECOND_TYPE_SKUS: usize = 8;
+/// Users that hold a coupon (the first ones of the run).
+const COUPON_USERS: u64 = 50;
+/// A load-test coupon's discount, with no threshold.
+const COUPON_AMOUNT: i64 = 300;
 /// How long sessions still in flight at the end get to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// The most orders the ledger is sized for up front (~1 GiB of records at
@@ -338,6 +342,15 @@ async fn run(args: Args) -> Result<bool, String> {
         stock_of.push((code.clone(), SKU_STOCK));
         second_type_skus.push(code);
     }
+    // One coupon for each of the first users: their lifecycles use it now
+    // and then, one live order at a time.
+    let coupon_users = args.users.clamp(1, COUPON_USERS);
+    let mut coupons = Vec::new();
+    for user in 0..coupon_users {
+        let id = scenario::coupon_id(&run_id, user);
+        put_coupon(&api, &admin, &id, &format!("lt{run_id}u{user}")).await?;
+        coupons.push(id);
+    }
     let flash_sku = format!("LT{run_id}FLASH");
     put_sku(&api, &admin, &flash_sku, 990, 1, args.flash_stock).await?;
     stock_of.push((flash_sku.clone(), args.flash_stock));
@@ -360,6 +373,7 @@ async fn run(args: Args) -> Result<bool, String> {
             .map(|(c, _)| c.clone())
             .collect(),
         second_type_skus,
+        coupon_users,
         flash_sku,
         users: args.users.max(1),
         admin,
@@ -495,7 +509,7 @@ async fn run(args: Args) -> Result<bool, String> {
             tokio::time::sleep(Duration::from_secs(args.pay_timeout_secs + 2)).await;
         }
         say("verifying through the API ...");
-        verify::verify(Arc::clone(&ctx), expect, &stock_of).await
+        verify::verify(Arc::clone(&ctx), expect, &stock_of, &coupons).await
     };
     if let (Some(s), false) = (&server, args.no_verify) {
         // The survival checks above mean something only if the kills
@@ -582,6 +596,27 @@ async fn run(args: Args) -> Result<bool, String> {
         args.out.display()
     ));
     Ok(passed)
+}
+
+async fn put_coupon(api: &Api, admin: &str, id: &str, user: &str) -> Result<(), String> {
+    let now = chrono::Utc::now();
+    let body = json!({"user_id": user, "amount": COUPON_AMOUNT, "threshold_amount": 0,
+        "valid_from": (now - chrono::Duration::hours(1)).to_rfc3339(),
+        "valid_to": (now + chrono::Duration::days(1)).to_rfc3339()});
+    let answer = api
+        .call(
+            Method::PUT,
+            &format!("/v1/coupons/{id}"),
+            Some(admin),
+            Some(&body),
+            &[],
+        )
+        .await?;
+    if answer.ok() {
+        Ok(())
+    } else {
+        Err(format!("cannot issue coupon {id}: {}", answer.status))
+    }
 }
 
 async fn put_sku(

@@ -47,6 +47,8 @@ pub struct Ctx {
     /// mixed family (a master and a sub-order per type).
     pub second_type_skus: Vec<String>,
     pub flash_sku: String,
+    /// Users `0..coupon_users` each hold one coupon ([`Ctx::coupon_of`]).
+    pub coupon_users: u64,
     pub users: u64,
     pub admin: String,
     pub next: AtomicU64,
@@ -61,6 +63,12 @@ pub struct Ctx {
 impl Ctx {
     fn user(&self, n: u64) -> String {
         format!("lt{}u{}", self.run, n % self.users.max(1))
+    }
+
+    /// The coupon issued to session `n`'s user, if it has one.
+    pub fn coupon_of(&self, n: u64) -> Option<String> {
+        let user = n % self.users.max(1);
+        (user < self.coupon_users).then(|| coupon_id(&self.run, user))
     }
 
     fn token(&self, user: &str) -> String {
@@ -137,6 +145,7 @@ async fn create(
     intended: Instant,
     user: &str,
     items: &[(String, i64)],
+    coupon: Option<&str>,
     idempotent: bool,
 ) -> Option<Created> {
     let token = ctx.token(user);
@@ -164,7 +173,7 @@ async fn create(
             Method::POST,
             "/v1/orders/price",
             Some(&token),
-            Some(&json!({"user_id": user, "items": lines})),
+            Some(&json!({"user_id": user, "items": lines, "coupon_id": coupon})),
             &[],
         )
         .await?;
@@ -180,8 +189,9 @@ async fn create(
         "delivery": {"delivery_type": 1, "receiver_name": "Load Test", "receiver_phone": "13800000000",
             "province": "Zhejiang", "city": "Hangzhou", "area": "Xihu", "detail_address": "1 Test Road"},
         "items": lines, "amounts": amounts, "payments": [{"pay_type": 10, "pay_amount": real_pay}],
+        "coupon_id": coupon,
     });
-    ctx.ledger.attempt(&order_id, user, items);
+    ctx.ledger.attempt(&order_id, user, items, coupon);
     let key = format!("create-{order_id}");
     let headers: Vec<(&str, String)> = if idempotent {
         vec![("idempotency-key", key)]
@@ -336,6 +346,16 @@ fn basket(ctx: &Ctx, rng: &mut SmallRng) -> Vec<(String, i64)> {
     ]
 }
 
+/// The share of a coupon holder's lifecycles that use the coupon: its
+/// other sessions may hold it (one live order at a time, so some creates
+/// are refused with `USER_COUPON_IS_USED`).
+const COUPON_SHARE: f64 = 0.5;
+
+/// The id of the coupon issued to user number `user` of run `run`.
+pub fn coupon_id(run: &str, user: u64) -> String {
+    format!("LT{run}C{user}")
+}
+
 /// The share of baskets that mix two product types.
 const MIXED_SHARE: f64 = 0.25;
 
@@ -352,11 +372,12 @@ async fn lifecycle(ctx: &Ctx, intended: Instant, rng: &mut SmallRng) {
     let user = ctx.user(n);
     let items = basket(ctx, rng);
     let idempotent = rng.gen_bool(0.1);
+    let coupon = ctx.coupon_of(n).filter(|_| rng.gen_bool(COUPON_SHARE));
     let Some(Created {
         order_id,
         real_pay: amount,
         sub_order_ids,
-    }) = create(ctx, intended, &user, &items, idempotent).await
+    }) = create(ctx, intended, &user, &items, coupon.as_deref(), idempotent).await
     else {
         return;
     };
@@ -463,7 +484,7 @@ async fn race(ctx: &Ctx, intended: Instant, rng: &mut SmallRng) {
         order_id,
         real_pay: amount,
         ..
-    }) = create(ctx, intended, &user, &items, false).await
+    }) = create(ctx, intended, &user, &items, None, false).await
     else {
         return;
     };
@@ -498,7 +519,9 @@ async fn flash_sale(ctx: &Ctx, intended: Instant) {
     let n = ctx.next.fetch_add(1, Ordering::Relaxed);
     let user = ctx.user(n);
     let items = vec![(ctx.flash_sku.clone(), 1)];
-    let created = create(ctx, intended, &user, &items, false).await.is_some();
+    let created = create(ctx, intended, &user, &items, None, false)
+        .await
+        .is_some();
     ctx.ledger.flash(created);
 }
 
@@ -608,7 +631,7 @@ async fn create_only(ctx: &Ctx, intended: Instant, rng: &mut SmallRng) {
     let Ok(body) = serde_json::to_vec(&body) else {
         return;
     };
-    ctx.ledger.attempt(&order_id, &user, &items);
+    ctx.ledger.attempt(&order_id, &user, &items, None);
     let token = ctx.token(&user);
     let answer = ctx
         .api

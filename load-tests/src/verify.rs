@@ -81,7 +81,12 @@ pub struct Expect {
 
 /// Reads every order the run tried to create and every SKU it touched,
 /// and checks them against the ledger.
-pub async fn verify(ctx: Arc<Ctx>, expect: Expect, stock_of: &[(String, i64)]) -> Vec<Check> {
+pub async fn verify(
+    ctx: Arc<Ctx>,
+    expect: Expect,
+    stock_of: &[(String, i64)],
+    coupons: &[String],
+) -> Vec<Check> {
     let orders = ctx.ledger.orders();
     let mut found: Vec<(String, OrderRecord, Option<Value>)> = Vec::with_capacity(orders.len());
     for chunk in orders.chunks(VERIFY_CONCURRENCY) {
@@ -145,6 +150,8 @@ pub async fn verify(ctx: Arc<Ctx>, expect: Expect, stock_of: &[(String, i64)]) -
         "amounts add up (Σ line pay + shipping = order pay = payment, Σ sub-orders = master, refunds ≤ their payment)",
         expect.lifecycles,
     );
+    // Each coupon's live holders: orders not cancelled or refused that name it.
+    let mut holders: HashMap<String, Vec<(String, i64)>> = HashMap::new();
     let mut flash_holding: i64 = 0;
     let mut locked: HashMap<String, i64> = HashMap::new();
     let mut sold: HashMap<String, i64> = HashMap::new();
@@ -180,6 +187,12 @@ pub async fn verify(ctx: Arc<Ctx>, expect: Expect, stock_of: &[(String, i64)]) -
             .cloned()
             .unwrap_or_default();
         let holds = status != CANCELED && status != REFUSED;
+        if let (true, Some(coupon)) = (holds, order.get("coupon_id").and_then(Value::as_str)) {
+            holders
+                .entry(coupon.to_owned())
+                .or_default()
+                .push((id.clone(), status));
+        }
         if holds
             && items
                 .iter()
@@ -262,6 +275,43 @@ pub async fn verify(ctx: Arc<Ctx>, expect: Expect, stock_of: &[(String, i64)]) -
         });
     }
 
+    // Invariant 5: a coupon is locked by its one CREATED holder, used by
+    // its one paid holder, or free; counted for every coupon a create named.
+    let named: std::collections::HashSet<String> = found
+        .iter()
+        .filter_map(|(_, rec, _)| rec.coupon.clone())
+        .collect();
+    let mut coupon_check = Check::new(
+        "every coupon is locked or used by at most one live order, as its status says",
+        expect.lifecycles,
+    );
+    for coupon in coupons.iter().filter(|c| named.contains(*c)) {
+        let path = format!("/v1/coupons/{coupon}");
+        let Ok(answer) = ctx
+            .api
+            .call(Method::GET, &path, Some(&ctx.admin), None, &[])
+            .await
+        else {
+            coupon_check.see(false, || format!("coupon {coupon} unreadable"));
+            continue;
+        };
+        let body = answer.into_body();
+        let state = body.get("status").and_then(Value::as_str).unwrap_or("");
+        let order = body.get("order_id").and_then(Value::as_str);
+        let live = holders.get(coupon).map_or(&[][..], Vec::as_slice);
+        let ok = match live {
+            [] => state == "UNUSED",
+            [(id, status)] => {
+                order == Some(id.as_str())
+                    && state == if *status == CREATED { "LOCKED" } else { "USED" }
+            }
+            _ => false,
+        };
+        coupon_check.see(ok, || {
+            format!("coupon {coupon}: {state} by {order:?}; live orders holding it {live:?}")
+        });
+    }
+
     let tallies = ctx.ledger.tallies();
     let (duplicates, replays) = (tallies.duplicates, tallies.replays);
     let (flash_attempts, flash_created) = (tallies.flash_attempts, tallies.flash_created);
@@ -292,6 +342,7 @@ pub async fn verify(ctx: Arc<Ctx>, expect: Expect, stock_of: &[(String, i64)]) -
         amounts,
         stock,
         oversold,
+        coupon_check,
         Check::from_tally(
             "duplicate pay callbacks changed nothing",
             duplicates,
@@ -311,10 +362,10 @@ pub async fn verify(ctx: Arc<Ctx>, expect: Expect, stock_of: &[(String, i64)]) -
 }
 
 /// Whether an order read back holds what the run was told about it — the
-/// ledger, not the server's word: every payment answered PAID or REFUND is
-/// on the order, an acknowledged cancel is the order's own (not a
-/// deadline's that a lost cancel left to fire), and a paid order neither
-/// went back to CREATED nor timed out.
+/// ledger, not the server's word: it holds the coupon its create named,
+/// every payment answered PAID or REFUND is on it, an acknowledged cancel
+/// is the order's own (not a deadline's that a lost cancel left to fire),
+/// and a paid order neither went back to CREATED nor timed out.
 fn holds_acknowledged(rec: &OrderRecord, order: &Value) -> bool {
     let status = order.get("status").and_then(Value::as_i64).unwrap_or(0);
     let timed_out = order.get("cancel_type").and_then(Value::as_i64) == Some(TIMEOUT_CANCELED);
@@ -324,7 +375,9 @@ fn holds_acknowledged(rec: &OrderRecord, order: &Value) -> bool {
         .iter()
         .chain(&rec.refunded)
         .all(|t| payments.contains(t));
+    let coupon = order.get("coupon_id").and_then(Value::as_str);
     recorded
+        && coupon == rec.coupon.as_deref()
         && if rec.canceled {
             status == CANCELED && !timed_out
         } else if !rec.paid.is_empty() {
@@ -506,6 +559,16 @@ mod tests {
         assert!(holds_acknowledged(&record(&[], &["T9"], true), &canceled));
         let without = json!({"status": CANCELED, "cancel_type": 0});
         assert!(!holds_acknowledged(&record(&[], &["T9"], true), &without));
+    }
+
+    #[test]
+    fn an_order_holds_the_coupon_its_create_named() {
+        let mut with = record(&[], &[], false);
+        with.coupon = Some("C1".to_owned());
+        let holding = json!({"status": CREATED, "coupon_id": "C1"});
+        assert!(holds_acknowledged(&with, &holding));
+        assert!(!holds_acknowledged(&with, &json!({"status": CREATED})));
+        assert!(!holds_acknowledged(&record(&[], &[], false), &holding));
     }
 
     #[test]
