@@ -292,6 +292,11 @@ async fn run(args: Args) -> Result<bool, String> {
         secret(&args.jwt_secret, &mut seeds),
         secret(&args.payment_secret, &mut seeds),
     );
+    if args.crash_cycles > 0 && args.durability != "durable" {
+        // Relaxed mode may lose what it acknowledged within its flush
+        // window by design: a kill would fail the survival checks.
+        return Err("--crash-cycles verifies durable mode only".into());
+    }
     let server = match &args.spawn {
         Some(path) => {
             let extra = vec![
@@ -485,9 +490,10 @@ async fn run(args: Args) -> Result<bool, String> {
     };
     let client_cpu_us = client_cpu_sampler.await.ok().flatten();
     progress.abort();
-    if let Some(c) = crashes {
-        let _ = c.await;
-    }
+    let kills = match crashes {
+        Some(c) => c.await.unwrap_or_default(),
+        None => Vec::new(),
+    };
 
     let lifecycles = mixed.iter().any(|(s, _)| *s == Scenario::Lifecycle);
     let races = mixed.iter().any(|(s, _)| *s == Scenario::Race);
@@ -509,7 +515,7 @@ async fn run(args: Args) -> Result<bool, String> {
             tokio::time::sleep(Duration::from_secs(args.pay_timeout_secs + 2)).await;
         }
         say("verifying through the API ...");
-        verify::verify(Arc::clone(&ctx), expect, &stock_of, &coupons).await
+        verify::verify(Arc::clone(&ctx), expect, &stock_of, &coupons, &kills).await
     };
     if let (Some(s), false) = (&server, args.no_verify) {
         // The survival checks above mean something only if the kills
@@ -658,7 +664,8 @@ async fn crash_cycles(
     started: Instant,
     end: Instant,
     seed: u64,
-) {
+) -> Vec<chrono::DateTime<chrono::Utc>> {
+    let mut kills = Vec::with_capacity(cycles);
     let mut rng = SmallRng::seed_from_u64(seed ^ 0xC0FFEE);
     let span = end.saturating_duration_since(started);
     for i in 0..cycles {
@@ -666,11 +673,13 @@ async fn crash_cycles(
         let at = started + slot.mul_f64(i as f64 + 0.5 + rng.gen::<f64>());
         tokio::time::sleep_until(at.into()).await;
         say(&format!("crash cycle {}: SIGKILL", i + 1));
+        kills.push(chrono::Utc::now());
         if let Err(e) = server.crash_and_restart().await {
             say(&format!("restart failed: {e}"));
-            return;
+            break;
         }
     }
+    kills
 }
 
 /// A process's CPU time (user + system) from /proc, in µs.

@@ -86,6 +86,7 @@ pub async fn verify(
     expect: Expect,
     stock_of: &[(String, i64)],
     coupons: &[String],
+    kills: &[chrono::DateTime<chrono::Utc>],
 ) -> Vec<Check> {
     let orders = ctx.ledger.orders();
     let mut found: Vec<(String, OrderRecord, Option<Value>)> = Vec::with_capacity(orders.len());
@@ -137,6 +138,10 @@ pub async fn verify(
     let mut deadlines = Check::new(
         "every unpaid order past its deadline is cancelled",
         expect.timeouts,
+    );
+    let mut across_kills = Check::new(
+        "every unpaid order whose deadline was armed before a kill is cancelled after it",
+        expect.timeouts && !kills.is_empty(),
     );
     let mut timeouts_fired = Check::new(
         "payment deadlines fired (orders cancelled by timeout)",
@@ -231,15 +236,28 @@ pub async fn verify(
                 timeouts_fired.see(true, String::new);
             }
         }
-        let expired = order
-            .get("expire_time")
-            .and_then(Value::as_str)
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-            .is_some_and(|t| t < now - chrono::Duration::seconds(2));
+        let time = |key: &str| {
+            order
+                .get(key)
+                .and_then(Value::as_str)
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        };
+        let expire = time("expire_time");
+        let expired = expire.is_some_and(|t| t < now - chrono::Duration::seconds(2));
         if expired && payments.is_empty() {
             deadlines.see(status == CANCELED, || {
                 format!("order {id}: unpaid past its deadline, status {status}")
             });
+            // Its deadline was armed, then the process died before it
+            // was due: the restart must have armed it again.
+            let straddled = time("created_at")
+                .zip(expire)
+                .is_some_and(|(created, expire)| kills.iter().any(|k| created < *k && *k < expire));
+            if straddled {
+                across_kills.see(status == CANCELED, || {
+                    format!("order {id}: deadline armed before a kill, status {status}")
+                });
+            }
         }
     }
 
@@ -351,6 +369,7 @@ pub async fn verify(
         refunds,
         late_payments,
         deadlines,
+        across_kills,
         timeouts_fired,
         Check::from_tally(
             "Idempotency-Key replays answered the recorded reply",
