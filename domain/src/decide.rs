@@ -1154,6 +1154,15 @@ fn lack(
             "report a second lack",
         ));
     }
+    // Every unit refunded already: nothing is left to lack (README).
+    if family.is_fully_refunded(part) {
+        return Err(part_error(
+            family,
+            part,
+            ErrorCode::ORDER_NOT_ALLOW_TO_LACK,
+            "report a lack on an order whose every unit was refunded",
+        ));
+    }
     let (items, shipping) = part_refund(family, part, items, &[])?;
     let amount = Money::sum(items.iter().map(|i| i.refund_amount))?.checked_add(shipping)?;
     let mut after_sale = system_refund(
@@ -1196,6 +1205,24 @@ fn review(
     let a = find_after_sale(family, id)?;
     match (a.status, approved) {
         (AfterSaleStatus::COMMITTED, true) => {
+            // A refund without return is for goods that have not left
+            // (API.md): checked when applied, and again now, as the part
+            // may have shipped since.
+            if a.after_sale_type == AfterSaleType::RETURN_MONEY
+                && a.detail == AfterSaleTypeDetail::PART_REFUND
+            {
+                if let Some(part) = family.part_of(a.order_id) {
+                    let status = family.part_status(part);
+                    if !matches!(status, OrderStatus::PAID | OrderStatus::FULFILLED) {
+                        return Err(part_error(
+                            family,
+                            part,
+                            ErrorCode::AFTER_SALE_CANNOT_APPLY,
+                            "approve a refund without return once the goods have left (reject it)",
+                        ));
+                    }
+                }
+            }
             let mut bodies = vec![EventBody::AfterSaleReviewed {
                 after_sale_id: *id,
                 approved,
@@ -1254,7 +1281,23 @@ fn retry(family: &OrderFamily, id: &AfterSaleId) -> Result<Vec<EventBody>, Domai
     let claimed = family.claimed_amount_of(a.trade_no.as_ref(), &[]);
     let money_fits = claimed.minor() + a.apply_refund_amount.minor() <= paid.minor();
     let shipping_fits = a.shipping_amount.is_zero() || !family.shipping_claimed(&[]);
-    if !(fits && money_fits && shipping_fits) {
+    // A share of lines (an application, a lack) was priced against the
+    // claims of its day; others completed, revoked or took the shipping fee
+    // since, and its amounts priced again now must be the same, or the
+    // line's refunds could pass the line's pay (or leave part of it unpaid).
+    let priced_alike = !matches!(
+        a.detail,
+        AfterSaleTypeDetail::PART_REFUND | AfterSaleTypeDetail::LACK_REFUND
+    ) || family.part_of(a.order_id).is_some_and(|part| {
+        let asked: Vec<(SkuCode, Quantity)> = a
+            .items
+            .iter()
+            .map(|i| (i.sku_code.clone(), i.quantity))
+            .collect();
+        part_refund(family, part, &asked, &[*id])
+            .is_ok_and(|(items, shipping)| items == a.items && shipping == a.shipping_amount)
+    });
+    if !(fits && money_fits && shipping_fits && priced_alike) {
         return Err(after_sale_error(
             a,
             a.status,

@@ -547,7 +547,7 @@ fn lacked(f: &OrderFamily, sku: &SkuCode) -> Quantity {
 
 /// Whether a failed refund may go back to REFUNDING: nothing it covers
 /// (units, money of its payment, the shipping fee) is claimed meanwhile by
-/// another after-sale.
+/// another after-sale, and a share of lines is priced now as it was.
 fn retry_fits(f: &OrderFamily, a: &AfterSale) -> bool {
     let units_fit = a.items.iter().all(|i| {
         claimed_qty(f, &i.sku_code) + i.quantity <= f.line(&i.sku_code).unwrap().sale_quantity
@@ -565,7 +565,20 @@ fn retry_fits(f: &OrderFamily, a: &AfterSale) -> bool {
     let money_fits =
         claimed_of_trade(f, trade, false) + a.apply_refund_amount.minor() <= paid.minor();
     let shipping_fits = a.shipping_amount.is_zero() || !shipping_claimed(f);
-    units_fit && money_fits && shipping_fits
+    // A share of lines priced again now must come to what it asks.
+    let priced_alike = !matches!(
+        a.detail,
+        AfterSaleTypeDetail::PART_REFUND | AfterSaleTypeDetail::LACK_REFUND
+    ) || {
+        let part = f.part_of(a.order_id).unwrap();
+        let asked: Vec<(SkuCode, Quantity)> = a
+            .items
+            .iter()
+            .map(|i| (i.sku_code.clone(), i.quantity))
+            .collect();
+        !units_fit || expected_refund(f, part, &asked) == (a.items.clone(), a.shipping_amount)
+    };
+    units_fit && money_fits && shipping_fits && priced_alike
 }
 
 fn all_parts(f: &OrderFamily) -> Vec<PartRef> {
@@ -1467,6 +1480,15 @@ impl World {
             .iter()
             .map(|(s, _)| self.shop.sku(s.as_str()).sold)
             .collect();
+        // A refund without return whose goods left since it was applied for.
+        let goods_left = a.after_sale_type == AfterSaleType::RETURN_MONEY
+            && a.detail == AfterSaleTypeDetail::PART_REFUND
+            && self.families[i].part_of(a.order_id).is_some_and(|part| {
+                !matches!(
+                    self.families[i].part_status(part),
+                    OrderStatus::PAID | OrderStatus::FULFILLED
+                )
+            });
         let action = Action::ReviewAfterSale {
             after_sale_id: a.after_sale_id,
             approved,
@@ -1481,6 +1503,12 @@ impl World {
                 | AfterSaleStatus::FAILED
         );
         match (a.status, approved) {
+            (AfterSaleStatus::COMMITTED, true) if goods_left => {
+                expect_code(&result, ErrorCode::AFTER_SALE_CANNOT_APPLY, "approve");
+                let after = self.families[i].after_sale(&a.after_sale_id).unwrap();
+                assert_eq!(after.status, AfterSaleStatus::COMMITTED);
+                counts.hit("approval_refused_once_the_goods_left");
+            }
             (AfterSaleStatus::COMMITTED, true) => {
                 expect_events(&result, "approve");
                 let after = self.families[i].after_sale(&a.after_sale_id).unwrap();
@@ -1523,6 +1551,8 @@ impl World {
                 Some(ErrorCode::ORDER_NOT_ALLOW_TO_LACK)
             } else if lacked_before {
                 counts.hit("second_lack_refused");
+                Some(ErrorCode::ORDER_NOT_ALLOW_TO_LACK)
+            } else if fully_refunded(f, part) {
                 Some(ErrorCode::ORDER_NOT_ALLOW_TO_LACK)
             } else if self.exceeding(i, &items).is_some() {
                 Some(ErrorCode::AFTER_SALE_QUANTITY_EXCEEDED)
@@ -1827,6 +1857,7 @@ fn random_command_sequences_keep_every_invariant() {
         "application_beyond_the_returnable_refused",
         "pending_application_held_its_units",
         "approved_return_of_money",
+        "approval_refused_once_the_goods_left",
         "approved_return_of_goods",
         "rejected",
         "revoked",

@@ -125,11 +125,80 @@ fn a_failed_refund_can_be_retried_while_nobody_else_claims_what_it_covers() {
     shop.run(&mut f, admin(), review(a, true)).unwrap();
     shop.run(&mut f, provider(), refund_result(a, A1_ONE_UNIT, false))
         .unwrap();
-    // Another application takes the other unit: there is still room for a.
-    applied(&mut shop, &mut f, &[("A1", 1)]);
+    // Another application takes another line: a's share is unchanged.
+    applied(&mut shop, &mut f, &[("A2", 1)]);
     let events = shop.run(&mut f, admin(), retry(a)).unwrap();
     assert_eq!(types(&events), ["RefundRequested"]);
     assert_eq!(f.after_sale(&a).unwrap().status, AfterSaleStatus::REFUNDING);
+}
+
+/// A failed refund released its units; another application took the
+/// line's other unit meanwhile, priced as the first of two (floor), so a's
+/// unit now completes the line and would refund the rest (one more minor
+/// unit than a asks): a retry at a's old price would leave the line short,
+/// so it is refused, and a new application for the unit refunds the rest.
+#[test]
+fn a_failed_refund_whose_share_was_priced_again_is_not_retried_at_its_old_price() {
+    let (mut shop, mut f) = fixture(OrderStatus::PAID);
+    let a = applied(&mut shop, &mut f, &[("A1", 1)]).after_sale_id;
+    shop.run(&mut f, admin(), review(a, true)).unwrap();
+    shop.run(&mut f, provider(), refund_result(a, A1_ONE_UNIT, false))
+        .unwrap();
+    let b = applied(&mut shop, &mut f, &[("A1", 1)]);
+    assert_eq!(b.items, [item("A1", 1, A1_ONE_UNIT)]);
+    let code = refused(&mut shop, &mut f, admin(), retry(a));
+    assert_eq!(code, ErrorCode::AFTER_SALE_STATUS_CHANGED);
+    let c = applied(&mut shop, &mut f, &[("A1", 1)]);
+    assert_eq!(c.items, [item("A1", 1, A1_PAY - A1_ONE_UNIT)]);
+}
+
+/// Four units: two single applications, then one for two that completes
+/// the line and takes the rest; its refund fails and the singles are
+/// revoked; a new application for two is priced at the floor of half. A
+/// retry of the failed one at its old price would refund more than the
+/// line's pay, so it is refused.
+#[test]
+fn a_retry_never_refunds_more_than_the_line_paid() {
+    // A line of four whose pay leaves 2 or 3 over a multiple of 4: half of
+    // it (floor) is then more than two single units' floor.
+    let (mut shop, mut f) = (1..=6)
+        .map(|a2| {
+            let mut shop = Shop::default();
+            let f = shop.create("u1", &[("A1", 4), ("A2", a2)], Some("C1"));
+            (shop, f)
+        })
+        .find(|(_, f)| f.line(&sku_code("A1")).unwrap().pay_amount.minor() % 4 >= 2)
+        .expect("a basket whose A1 line pay is 2 or 3 over a multiple of 4");
+    shop.pay(&mut f, "T1").unwrap();
+    let id = f.order_id;
+    let line_pay = f.line(&sku_code("A1")).unwrap().pay_amount.minor();
+    let one = applied(&mut shop, &mut f, &[("A1", 1)]).after_sale_id;
+    let two = applied(&mut shop, &mut f, &[("A1", 1)]).after_sale_id;
+    let rest = applied(&mut shop, &mut f, &[("A1", 2)]);
+    let rest_amount = rest.apply_refund_amount.minor();
+    assert_eq!(rest_amount, line_pay - 2 * (line_pay / 4));
+    let rest = rest.after_sale_id;
+    shop.run(&mut f, admin(), review(rest, true)).unwrap();
+    shop.run(&mut f, provider(), refund_result(rest, rest_amount, false))
+        .unwrap();
+    for a in [one, two] {
+        shop.run(&mut f, shopper("u1"), revoke(a)).unwrap();
+    }
+    let half = shop
+        .run(
+            &mut f,
+            shopper("u1"),
+            apply(id, AfterSaleType::RETURN_MONEY, &[("A1", 2)]),
+        )
+        .unwrap();
+    let half = committed(&half).apply_refund_amount.minor();
+    assert_eq!(half, line_pay * 2 / 4);
+    if half + rest_amount > line_pay {
+        let code = refused(&mut shop, &mut f, admin(), retry(rest));
+        assert_eq!(code, ErrorCode::AFTER_SALE_STATUS_CHANGED);
+    } else {
+        panic!("the fixture's line pay {line_pay} splits evenly: no case");
+    }
 }
 
 #[test]
@@ -435,4 +504,51 @@ fn a_return_of_goods_never_restocks_units_the_warehouse_lacked() {
     assert_eq!(stock_moves(&events), [("A1".into(), 1, 0, -1)]);
     assert_eq!(stock(&shop, "A1"), (99, 0, 1));
     assert_eq!(f.lines[0].restocked_quantity, 1);
+}
+
+/// A refund without return applied for before shipping cannot be approved
+/// once the goods have left (or arrived): it would refund goods the
+/// shopper keeps. It can still be rejected, which frees its units.
+#[test]
+fn a_refund_without_return_is_not_approved_once_the_goods_have_left() {
+    for moved in [
+        &[FulfillmentEvent::OUT_STOCK][..],
+        &[FulfillmentEvent::OUT_STOCK, FulfillmentEvent::DELIVERY],
+        &[
+            FulfillmentEvent::OUT_STOCK,
+            FulfillmentEvent::DELIVERY,
+            FulfillmentEvent::SIGNED,
+        ],
+    ] {
+        let (mut shop, mut f) = fixture(OrderStatus::FULFILLED);
+        let id = f.order_id;
+        let a = applied(&mut shop, &mut f, &[("A1", 1)]).after_sale_id;
+        for step in moved {
+            shop.run(&mut f, admin(), fulfill(id, *step)).unwrap();
+        }
+        let code = refused(&mut shop, &mut f, admin(), review(a, true));
+        assert_eq!(code, ErrorCode::AFTER_SALE_CANNOT_APPLY, "after {moved:?}");
+        shop.run(&mut f, admin(), review(a, false)).unwrap();
+        assert_eq!(
+            f.after_sale(&a).unwrap().status,
+            AfterSaleStatus::REVIEW_REJECTED
+        );
+    }
+    // Before the goods leave it is approved as ever.
+    let (mut shop, mut f) = fixture(OrderStatus::FULFILLED);
+    let a = applied(&mut shop, &mut f, &[("A1", 1)]).after_sale_id;
+    shop.run(&mut f, admin(), review(a, true)).unwrap();
+    assert_eq!(f.after_sale(&a).unwrap().status, AfterSaleStatus::REFUNDING);
+}
+
+/// Every unit refunded before it shipped: a lack finds nothing to take and
+/// answers 409, as fulfillment does (README, "Rules decided").
+#[test]
+fn a_lack_on_a_part_whose_every_unit_was_refunded_answers_409() {
+    let (mut shop, mut f) = fixture(OrderStatus::FULFILLED);
+    let id = f.order_id;
+    let a = applied(&mut shop, &mut f, &[("A1", 2), ("A2", 1)]).after_sale_id;
+    shop.run(&mut f, admin(), review(a, true)).unwrap();
+    let code = refused(&mut shop, &mut f, admin(), lack(id, &[("A1", 1)]));
+    assert_eq!(code, ErrorCode::ORDER_NOT_ALLOW_TO_LACK);
 }
