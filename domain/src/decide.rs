@@ -17,7 +17,7 @@ use crate::family::{AfterSale, AfterSaleItem, NewOrder, OrderFamily, PartRef};
 use crate::ids::{AfterSaleId, OrderId, OutTradeNo, SkuCode, TradeNo};
 use crate::limits::{
     AFTER_SALES_PER_FAMILY_MAX, AFTER_SALE_IMAGES_MAX, LOGISTICS_TEXT_LEN_MAX, NOTE_LEN_MAX,
-    PRODUCT_TEXT_LEN_MAX, REASON_LEN_MAX, USER_REMARK_LEN_MAX,
+    PRODUCT_TEXT_LEN_MAX, REASON_LEN_MAX, SHOPPER_AFTER_SALES_PER_FAMILY_MAX, USER_REMARK_LEN_MAX,
 };
 use crate::money::{Money, Quantity, Timestamp};
 use crate::order::{Amounts, OrderLine, Payment, SubOrder};
@@ -1105,6 +1105,20 @@ fn apply_after_sale(
             part,
             ErrorCode::AFTER_SALE_CANNOT_APPLY,
             "apply for this after-sale",
+        ));
+    }
+    let applications = family
+        .after_sales
+        .iter()
+        .filter(|a| a.detail == AfterSaleTypeDetail::PART_REFUND)
+        .count();
+    if applications >= SHOPPER_AFTER_SALES_PER_FAMILY_MAX {
+        return Err(DomainError::rule(
+            ErrorCode::AFTER_SALE_LIMIT,
+            format!(
+                "order {} holds {SHOPPER_AFTER_SALES_PER_FAMILY_MAX} applications",
+                family.order_id
+            ),
         ));
     }
     let (items, shipping) = part_refund(family, part, items, &[])?;

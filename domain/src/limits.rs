@@ -43,6 +43,11 @@ pub const IDEMPOTENCY_KEYS_PER_FAMILY_MAX: usize = 64;
 /// After-sales one order family may hold, system refunds included; the id
 /// format gives the after-sale number three digits.
 pub const AFTER_SALES_PER_FAMILY_MAX: usize = 999;
+/// Of those, the shopper's own applications, revoked and rejected ones
+/// included (900): the other 99 numbers stay for system refunds (cancel,
+/// refusal, lack, a payment that comes twice), which must never fail for
+/// want of a number, whatever a shopper applied for and revoked.
+pub const SHOPPER_AFTER_SALES_PER_FAMILY_MAX: usize = 900;
 /// Orders in one remove request.
 pub const REMOVE_BATCH_MAX: usize = 100;
 /// Page size of listings: default and maximum.

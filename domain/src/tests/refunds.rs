@@ -552,3 +552,32 @@ fn a_lack_on_a_part_whose_every_unit_was_refunded_answers_409() {
     let code = refused(&mut shop, &mut f, admin(), lack(id, &[("A1", 1)]));
     assert_eq!(code, ErrorCode::ORDER_NOT_ALLOW_TO_LACK);
 }
+
+/// A shopper who applies and revokes again and again runs out of
+/// applications, not of after-sale numbers: cancelling the paid order
+/// still creates its refund.
+#[test]
+fn applications_cannot_use_up_the_numbers_system_refunds_need() {
+    let (mut shop, mut f) = fixture(OrderStatus::PAID);
+    let id = f.order_id;
+    for _ in 0..crate::limits::SHOPPER_AFTER_SALES_PER_FAMILY_MAX {
+        let a = applied(&mut shop, &mut f, &[("A1", 1)]).after_sale_id;
+        shop.run(&mut f, shopper("u1"), revoke(a)).unwrap();
+    }
+    let code = refused(
+        &mut shop,
+        &mut f,
+        shopper("u1"),
+        apply(id, AfterSaleType::RETURN_MONEY, &[("A1", 1)]),
+    );
+    assert_eq!(code, ErrorCode::AFTER_SALE_LIMIT);
+    let events = shop
+        .run(&mut f, shopper("u1"), cancel(id, CancelType::USER_CANCELED))
+        .unwrap();
+    assert!(
+        types(&events).contains(&"RefundRequested"),
+        "{:?}",
+        types(&events)
+    );
+    assert_eq!(f.status, OrderStatus::CANCELED);
+}
