@@ -3,6 +3,7 @@
 //! every failure is an [`ApiError`] (`{code, message}` with its one status).
 
 use crate::auth::{verify_signature, Caller, TokenKeys, SIGNATURE_HEADER};
+use crate::dto::query::after as event_cursor;
 use crate::dto::{
     self, AddressRequest, AdminOrdersQuery, AfterSaleApplyRequest, AfterSaleCreated, AfterSaleList,
     AfterSaleView, CancelRequest, CouponIssueRequest, CouponView, CreateOrderRequest,
@@ -34,6 +35,14 @@ use std::time::Duration;
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 /// Events per poll of the live event stream.
 pub const STREAM_BATCH: usize = 256;
+/// Bytes of events in one stream chunk (128 KiB): a chunk is built whole
+/// before it is written, and a batch of the largest orders' events could
+/// otherwise take tens of MiB per catching-up stream. The chunk ends at the
+/// event that passes it; the next one resumes there.
+pub const STREAM_CHUNK_BYTES_MAX: usize = 128 * 1024;
+/// Bytes of events in one `GET /v1/events` page (1 MiB), for the same
+/// reason: the page ends early and `next` resumes after its last event.
+pub const EVENTS_PAGE_BYTES_MAX: usize = 1024 * 1024;
 /// How often the live event stream looks for new events.
 pub const STREAM_POLL: Duration = Duration::from_millis(200);
 /// A comment line keeps idle event streams open through proxies.
@@ -137,6 +146,11 @@ pub fn unmatched(req: &HttpRequest) -> ApiError {
     }
 }
 
+/// A path that exists with another method than the request's.
+async fn other_method(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(unmatched(&req))
+}
+
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
@@ -148,6 +162,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/order-ids", web::post().to(order_id))
                 .route("/orders/price", web::post().to(price))
                 .route("/orders/remove", web::post().to(remove))
+                // Any other method on these two: 405, before `/orders/{id}`
+                // takes them as a GET of an order named "price" or "remove".
+                .route("/orders/price", web::route().to(other_method))
+                .route("/orders/remove", web::route().to(other_method))
                 .route("/orders", web::post().to(create))
                 .route("/orders", web::get().to(admin_orders))
                 .route("/orders/{id}", web::get().to(order))
@@ -1695,12 +1713,45 @@ async fn coupon(st: State, req: HttpRequest, path: web::Path<String>) -> Reply {
 async fn events(st: State, req: HttpRequest) -> Reply {
     admin(&st, &req)?;
     let range = query::<EventsQuery>(&req)?.parse()?;
-    let (events, next) = st.core.events_after(range.after, range.limit)?;
-    let events = events
-        .iter()
-        .filter_map(|e| EventView::of(e, true))
-        .collect();
-    Ok(json(StatusCode::OK, &EventsPage { events, next }))
+    let (events, mut next) = st.core.events_after(range.after, range.limit)?;
+    let mut views = Vec::with_capacity(events.len());
+    let mut bytes = 0;
+    for event in &events {
+        let Some(view) = EventView::of(event, true) else {
+            continue;
+        };
+        bytes += json_len(&view);
+        if bytes > EVENTS_PAGE_BYTES_MAX && !views.is_empty() {
+            // Full: the next page starts at this event.
+            next = event.seq - 1;
+            break;
+        }
+        views.push(view);
+    }
+    Ok(json(
+        StatusCode::OK,
+        &EventsPage {
+            events: views,
+            next,
+        },
+    ))
+}
+
+/// The length of `value` as JSON, without keeping the text.
+fn json_len(value: &impl Serialize) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 /// Server-sent events from `after` (or `Last-Event-ID`), at least once:
@@ -1725,10 +1776,8 @@ async fn event_stream(st: State, req: HttpRequest) -> Reply {
     admin(&st, &req)?;
     let mut after = query::<StreamQuery>(&req)?.parse()?;
     if let Some(last) = header_str(&req, "last-event-id")? {
-        after = last
-            .trim()
-            .parse()
-            .map_err(|_| ApiError::invalid_request("Last-Event-ID: not a sequence number"))?;
+        // Checked as `?after` is: the same cursor in another place.
+        after = event_cursor(Some(&last.trim().to_owned()))?;
     }
     st.core.check_events_cursor(after)?;
     let core = st.core.clone();
@@ -1742,9 +1791,17 @@ async fn event_stream(st: State, req: HttpRequest) -> Reply {
                     return None;
                 }
                 match core.events_after(after, STREAM_BATCH) {
-                    Ok((events, next)) if next > after => {
+                    Ok((events, mut next)) if next > after => {
                         let mut chunk = String::new();
-                        for event in events.iter().filter_map(|e| EventView::of(e, true)) {
+                        for (seq, event) in events
+                            .iter()
+                            .filter_map(|e| EventView::of(e, true).map(|v| (e.seq, v)))
+                        {
+                            if chunk.len() >= STREAM_CHUNK_BYTES_MAX {
+                                // Full: the next chunk starts at this event.
+                                next = seq - 1;
+                                break;
+                            }
                             let data = serde_json::to_string(&event).unwrap_or_default();
                             chunk.push_str(&format!(
                                 "id: {}\nevent: {}\ndata: {data}\n\n",

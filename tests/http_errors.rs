@@ -1483,6 +1483,23 @@ fn unknown_ids_and_routes_are_404() {
             405,
             "METHOD_NOT_ALLOWED",
         ),
+        // Not a GET of an order named "price" or "remove".
+        case(
+            "GET",
+            "/v1/orders/price",
+            Who::Admin,
+            None,
+            405,
+            "METHOD_NOT_ALLOWED",
+        ),
+        case(
+            "GET",
+            "/v1/orders/remove",
+            a.clone(),
+            None,
+            405,
+            "METHOD_NOT_ALLOWED",
+        ),
     ];
     let checked = run(&s, &cases);
     assert!(checked >= 25);

@@ -675,7 +675,9 @@ fn stream_ids(
             Err(e) => panic!("stream read: {e}"),
         }
         let text = String::from_utf8_lossy(&raw);
-        ids = text
+        // Whole lines only: a read may end in the middle of one.
+        let whole = text.rfind('\n').map_or("", |end| &text[..end]);
+        ids = whole
             .lines()
             .filter_map(|l| l.strip_prefix("id: "))
             .map(|v| v.trim().parse::<u64>().unwrap())
@@ -685,6 +687,64 @@ fn stream_ids(
         }
     }
     (String::from_utf8_lossy(&raw).into_owned(), ids)
+}
+
+/// The stream sends a large feed in chunks cut at their byte budget
+/// (128 KiB) rather than at 256 events, and nothing is skipped or repeated
+/// where a chunk was cut.
+#[test]
+fn the_event_stream_cuts_large_batches_by_bytes_and_loses_nothing() {
+    let s = Server::start(Opts {
+        extra: vec!["--risk-max-orders-per-user-per-min".into(), "0".into()],
+        ..Opts::no_demo()
+    });
+    big_orders(&s, 20);
+    let mut all = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = s
+            .get(&format!("/v1/events?after={after}&limit=1000"))
+            .admin()
+            .send()
+            .json();
+        let events = page["events"].as_array().unwrap();
+        if events.is_empty() {
+            break;
+        }
+        all.extend(events.iter().map(|e| e["seq"].as_u64().unwrap()));
+        after = page["next"].as_u64().unwrap();
+    }
+    let last = *all.last().unwrap();
+    let (text, ids) = stream_ids(&s, "?after=0", None, Duration::from_secs(20), |ids| {
+        ids.last() == Some(&last)
+    });
+    assert_eq!(ids, all, "every event once, in order");
+    // The chunked body's data chunks: none much over the budget, and more
+    // of them than whole batches of 256 events would make.
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let mut sizes = Vec::new();
+    let mut rest = body;
+    while let Some((size, after_size)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || after_size.len() < n {
+            break;
+        }
+        sizes.push(n);
+        rest = after_size[n..].trim_start_matches("\r\n");
+    }
+    let data: Vec<usize> = sizes.into_iter().filter(|n| *n > 1_000).collect();
+    assert!(
+        data.iter().all(|n| *n < 256 * 1024),
+        "chunks over the budget: {data:?}"
+    );
+    assert!(
+        data.len() > all.len() / 256 + 1,
+        "{} chunks for {} events: not cut by bytes",
+        data.len(),
+        all.len()
+    );
 }
 
 #[test]

@@ -695,6 +695,19 @@ impl OrderCore {
     /// (`CURSOR_INVALID`, naming the sequence to resume from). Cursor 0
     /// is the start of what is held: a new consumer's first read.
     pub fn check_events_cursor(&self, after: u64) -> Result<(), CoreError> {
+        // Past the last acknowledged event: not a cursor this journal handed
+        // out (a store restored from an older copy, or a relaxed store that
+        // lost its last changes); reading on would skip the events that
+        // take those numbers next without a word.
+        let last = self.shared.store.last_seq();
+        if after > last {
+            return Err(DomainError::invalid(
+                ErrorCode::CURSOR_INVALID,
+                "after",
+                format!("no event {after} was ever acknowledged here; the last is {last}"),
+            )
+            .into());
+        }
         let first = self.shared.store.first_held_seq()?;
         if after > 0 && after.saturating_add(1) < first {
             return Err(DomainError::invalid(

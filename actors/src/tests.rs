@@ -891,6 +891,11 @@ async fn an_outbox_cursor_before_the_retained_journal_is_refused() {
     );
     let (events, _) = core.events_after(first - 1, 100).unwrap();
     assert_eq!(events.first().map(|e| e.seq), Some(first));
+    // A cursor past the last acknowledged event was never handed out.
+    let last = core.store().last_seq();
+    assert!(core.events_after(last, 100).unwrap().0.is_empty());
+    let beyond = core.events_after(last + 1, 100).unwrap_err();
+    assert_eq!(beyond.code(), ErrorCode::CURSOR_INVALID, "{beyond}");
     core.shutdown().unwrap();
 }
 

@@ -200,7 +200,8 @@ pub struct EventRange {
     pub limit: usize,
 }
 
-fn after(raw: Option<&String>) -> Result<u64, ApiError> {
+/// An event cursor (`?after` or a `Last-Event-ID` header): a sequence number.
+pub fn after(raw: Option<&String>) -> Result<u64, ApiError> {
     given(raw).map_or(Ok(0), |raw| {
         raw.parse::<u64>().map_err(|_| {
             ApiError::new(

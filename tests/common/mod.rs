@@ -812,6 +812,28 @@ pub fn refund_body(after_sale_id: &str, amount: i64, success: bool) -> Value {
     })
 }
 
+/// `n` orders of 100 lines, each SKU with the longest name and a long image
+/// URL: an event feed of ~3 MiB per 30 orders, for the byte budgets of
+/// event pages and stream chunks. The server must allow the orders (risk
+/// rules off).
+pub fn big_orders(s: &Server, n: usize) {
+    let codes: Vec<String> = (0..100).map(|i| format!("BIG-{i:03}")).collect();
+    for code in &codes {
+        let mut body = sku_body(1, 100, 10_000);
+        body["product_name"] = json!(format!("{code} {}", "n".repeat(240)));
+        body["product_img"] = json!(format!("https://img.example/{}.png", "i".repeat(200)));
+        s.put(&format!("/v1/skus/{code}"))
+            .admin()
+            .json(&body)
+            .send()
+            .expect(200);
+    }
+    let items: Vec<(&str, i64)> = codes.iter().map(|c| (c.as_str(), 1)).collect();
+    for _ in 0..n {
+        s.create("bulk", &items, None);
+    }
+}
+
 pub fn sku_body(product_type: i64, price: i64, stock: i64) -> Value {
     json!({
         "product_id": "P-1",
