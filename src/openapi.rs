@@ -548,6 +548,8 @@ mod tests {
             s[open + 1..close].to_owned()
         };
         let mut routes = BTreeSet::new();
+        // `web::route()`: any other method on a path, answered 405.
+        let mut other_methods = 0;
         let mut prefix = String::new();
         let mut at = 0;
         while let Some(next) = body[at..].find(".route(") {
@@ -562,11 +564,15 @@ mod tests {
                 .chars()
                 .take_while(char::is_ascii_alphabetic)
                 .collect();
-            routes.insert((method.to_uppercase(), format!("{prefix}{path}")));
+            if method == "route" {
+                other_methods += 1;
+            } else {
+                routes.insert((method.to_uppercase(), format!("{prefix}{path}")));
+            }
             at = pos + 1;
         }
         assert_eq!(
-            routes.len(),
+            routes.len() + other_methods,
             body.matches(".to(").count(),
             "configure registers routes in a form this test does not read"
         );

@@ -6,14 +6,14 @@ use crate::auth::{verify_signature, Caller, TokenKeys, SIGNATURE_HEADER};
 use crate::dto::query::after as event_cursor;
 use crate::dto::{
     self, AddressRequest, AdminOrdersQuery, AfterSaleApplyRequest, AfterSaleCreated, AfterSaleList,
-    AfterSaleView, CancelRequest, CouponIssueRequest, CouponView, CreateOrderRequest,
-    CreateOrderResponse, DryRunQuery, DryRunView, EventView, EventsPage, EventsQuery,
-    FulfillmentRequest, LackRequest, NoteRequest, OrderDetail, OrderEvents, OrderFilter,
-    OrderIdRequest, OrderIdResponse, OrderList, OrderSummary, Page, PageQuery, PayCallbackRequest,
-    PayCallbackResponse, PrepayRequest, PrepayResponse, PriceRequest, PriceResponse,
-    RefundCallbackRequest, RemoveRequest, RemovedResponse, ReviewRequest, RevokeRequest,
-    SkuUpsertRequest, SkuView, StockDeltaRequest, StockView, StreamQuery, UserOrdersQuery,
-    VersionResponse,
+    AfterSaleView, AfterSalesCursor, CancelRequest, CouponIssueRequest, CouponView,
+    CreateOrderRequest, CreateOrderResponse, DryRunQuery, DryRunView, EventView, EventsPage,
+    EventsQuery, FulfillmentRequest, LackRequest, NoteRequest, OrderDetail, OrderEvents,
+    OrderFilter, OrderIdRequest, OrderIdResponse, OrderList, OrderSummary, Page, PageQuery,
+    PayCallbackRequest, PayCallbackResponse, PrepayRequest, PrepayResponse, PriceRequest,
+    PriceResponse, RefundCallbackRequest, RemoveRequest, RemovedResponse, ReviewRequest,
+    RevokeRequest, SkuUpsertRequest, SkuView, StockDeltaRequest, StockView, StreamQuery,
+    UserOrdersQuery, VersionResponse,
 };
 use crate::error::{parse_json, ApiError};
 use crate::metrics::Metrics;
@@ -23,8 +23,8 @@ use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use ordercore_actors::{BatchKey, Idempotency, OrderCore, Outcome, Removed, WriteOptions};
 use ordercore_domain::ids::{IdempotencyKey, RequestId, TradeNo};
 use ordercore_domain::{
-    Action, Actor, AfterSaleId, Command, CommandMeta, ErrorCode, Event, EventBody, IfMatch,
-    OrderFamily, OrderId, Timestamp, UserId,
+    Action, Actor, AfterSale, AfterSaleId, Command, CommandMeta, ErrorCode, Event, EventBody,
+    IfMatch, OrderFamily, OrderId, Timestamp, UserId,
 };
 use serde::Serialize;
 use std::sync::Arc;
@@ -1487,21 +1487,90 @@ async fn user_after_sales(st: State, req: HttpRequest, path: web::Path<String>) 
     let caller = caller(&st, &req)?;
     let user = dto::parse_user_id(&path)?;
     caller.require_user(&user)?;
-    let page = query::<PageQuery>(&req)?.parse()?;
-    let (after_sales, next_cursor) = user_page(&st, &user, page, |f| {
-        f.after_sales
-            .iter()
-            .rev()
-            .map(AfterSaleView::from)
-            .collect()
-    })?;
-    Ok(json(
-        StatusCode::OK,
-        &AfterSaleList {
-            after_sales,
-            next_cursor,
-        },
-    ))
+    let (size, resume) = query::<PageQuery>(&req)?.parse_after_sales()?;
+    let mut page = AfterSalePage::new(size);
+    let mut before = None;
+    match resume {
+        AfterSalesCursor::Start => {}
+        AfterSalesCursor::Before(family) => before = Some(family),
+        AfterSalesCursor::After(last) => {
+            let unknown = || {
+                ApiError::new(
+                    ErrorCode::CURSOR_INVALID,
+                    "cursor: not a next_cursor of this listing",
+                )
+            };
+            let family = st
+                .core
+                .order(&last.family_id())
+                .await
+                .map_err(|_| unknown())?;
+            let at = family
+                .after_sales
+                .iter()
+                .position(|a| a.after_sale_id == last)
+                .filter(|_| family.user_id == user)
+                .ok_or_else(unknown)?;
+            if !page.take(family.after_sales[..at].iter().rev()) {
+                return Ok(page.reply());
+            }
+            before = Some(family.order_id);
+        }
+    }
+    loop {
+        let families = st.core.user_orders(&user, before.as_ref(), LISTING_BATCH)?;
+        let exhausted = families.len() < LISTING_BATCH;
+        for family in families {
+            before = Some(family.order_id);
+            if !page.take(family.after_sales.iter().rev()) {
+                return Ok(page.reply());
+            }
+        }
+        if exhausted {
+            return Ok(page.reply());
+        }
+    }
+}
+
+/// A page of after-sales being filled, newest first.
+struct AfterSalePage {
+    size: usize,
+    views: Vec<AfterSaleView>,
+    /// The last after-sale taken, once another is known to follow it.
+    next: Option<AfterSaleId>,
+}
+
+impl AfterSalePage {
+    fn new(size: usize) -> AfterSalePage {
+        AfterSalePage {
+            size,
+            views: Vec::with_capacity(size),
+            next: None,
+        }
+    }
+
+    /// Takes after-sales until the page is full; false once it is and one
+    /// more is waiting (the page then has a next).
+    fn take<'a>(&mut self, after_sales: impl Iterator<Item = &'a AfterSale>) -> bool {
+        for a in after_sales {
+            if self.views.len() == self.size {
+                self.next = self.views.last().map(|v| v.after_sale_id);
+                return false;
+            }
+            self.views.push(AfterSaleView::from(a));
+        }
+        true
+    }
+
+    fn reply(self) -> HttpResponse {
+        json(
+            StatusCode::OK,
+            &AfterSaleList {
+                after_sales: self.views,
+                next_cursor: self.next,
+            },
+        )
+    }
 }
 
 // ----- catalog and coupons -----

@@ -1687,3 +1687,69 @@ fn event_pages_stop_at_their_byte_budget_and_resume_exactly() {
     assert!(small.windows(2).all(|w| w[0] < w[1]));
     assert_eq!(large, small, "the same feed, nothing skipped or repeated");
 }
+
+/// A user's after-sales come `page_size` at a time even when one family
+/// holds more than a page: the cursor is the page's last after-sale, and
+/// the next page goes on within its family, then with older families.
+#[test]
+fn after_sale_pages_hold_page_size_even_within_one_family() {
+    let s = Server::start(Opts::demo());
+    let older = s.create("erin", &[(TEA, 1)], None);
+    let older_pay = older["pay_amount"].as_i64().unwrap();
+    let older = older["order_id"].as_str().unwrap().to_owned();
+    s.pay(&older, older_pay, "T-PG-0").expect(200);
+    let first = apply(&s, &older, "erin", 1, TEA, 1);
+    first.expect(201);
+    let c = s.create("erin", &[(TEA, 3)], None);
+    let id = c["order_id"].as_str().unwrap().to_owned();
+    let pay = c["pay_amount"].as_i64().unwrap();
+    s.pay(&id, pay, "T-PG-1").expect(200);
+    // Seven after-sales in the newer family: applied and revoked.
+    for _ in 0..7 {
+        let r = apply(&s, &id, "erin", 1, TEA, 1);
+        r.expect(201);
+        let a = r.json()["after_sale_id"].as_str().unwrap().to_owned();
+        s.post(&format!("/v1/after-sales/{a}/revoke"))
+            .user("erin")
+            .json(&json!({"user_id": "erin"}))
+            .send()
+            .expect(200);
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let path = match &cursor {
+            None => "/v1/users/erin/after-sales?page_size=2".to_owned(),
+            Some(c) => format!("/v1/users/erin/after-sales?page_size=2&cursor={c}"),
+        };
+        let r = s.get(&path).user("erin").send();
+        r.expect(200);
+        let page = r.json();
+        let ids: Vec<String> = page["after_sales"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["after_sale_id"].as_str().unwrap().to_owned())
+            .collect();
+        assert!(ids.len() <= 2, "a page of {}", ids.len());
+        pages += 1;
+        seen.extend(ids);
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 8, "{seen:?}");
+    assert_eq!(pages, 4);
+    let mut newest_first = seen.clone();
+    newest_first.sort();
+    newest_first.reverse();
+    assert_eq!(seen, newest_first, "newest first, each once");
+    // Another user's after-sale id is not a cursor of this listing.
+    let r = s
+        .get(&format!("/v1/users/alice/after-sales?cursor={}", seen[0]))
+        .user("alice")
+        .send();
+    r.expect_error(400, "CURSOR_INVALID");
+}

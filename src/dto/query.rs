@@ -8,7 +8,7 @@ use super::{code_of, parse_order_id};
 use crate::error::ApiError;
 use ordercore_domain::codes::OrderStatus;
 use ordercore_domain::limits::{PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX};
-use ordercore_domain::{ErrorCode, OrderId, Timestamp};
+use ordercore_domain::{AfterSaleId, ErrorCode, OrderId, Timestamp};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -189,6 +189,35 @@ impl PageQuery {
     pub fn parse(self) -> Result<Page, ApiError> {
         Page::parse(self.page_size.as_ref(), self.cursor.as_ref())
     }
+
+    /// The page of a user's after-sales: its size, and where it resumes —
+    /// after the after-sale a page ended with (a family's after-sales can
+    /// fill pages of their own), or before a family (a cursor of the
+    /// family-by-family listing).
+    pub fn parse_after_sales(self) -> Result<(usize, AfterSalesCursor), ApiError> {
+        let size = Page::parse(self.page_size.as_ref(), None)?.size;
+        let cursor = match given(self.cursor.as_ref()) {
+            None => AfterSalesCursor::Start,
+            Some(raw) => match AfterSaleId::parse(raw) {
+                Ok(id) => AfterSalesCursor::After(id),
+                Err(_) => match Page::parse(None, self.cursor.as_ref())?.cursor {
+                    Some(family) => AfterSalesCursor::Before(family),
+                    None => AfterSalesCursor::Start,
+                },
+            },
+        };
+        Ok((size, cursor))
+    }
+}
+
+/// Where a user's after-sales listing resumes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterSalesCursor {
+    Start,
+    /// After this after-sale: the older ones of its family, then older families.
+    After(AfterSaleId),
+    /// With the families older than this one.
+    Before(OrderId),
 }
 
 /// A range of the event feed.

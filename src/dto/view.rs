@@ -613,10 +613,11 @@ impl From<&AfterSale> for AfterSaleCreated {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct AfterSaleList {
     pub after_sales: Vec<AfterSaleView>,
-    /// Pass as `cursor` for the next page; absent on the last page.
+    /// Pass as `cursor` for the next page (the page's last after-sale);
+    /// absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
-    pub next_cursor: Option<OrderId>,
+    pub next_cursor: Option<AfterSaleId>,
 }
 
 /// `GET /v1/orders/{order_id}`: an order (a single order, a master with its
