@@ -43,6 +43,11 @@ pub const STREAM_CHUNK_BYTES_MAX: usize = 128 * 1024;
 /// Bytes of events in one `GET /v1/events` page (1 MiB), for the same
 /// reason: the page ends early and `next` resumes after its last event.
 pub const EVENTS_PAGE_BYTES_MAX: usize = 1024 * 1024;
+/// Event streams open at once (64): each holds a connection, a poll every
+/// [`STREAM_POLL`] and a chunk of up to [`STREAM_CHUNK_BYTES_MAX`]; the
+/// feed's consumers are a few services, and one beyond answers 503
+/// `OVERLOADED` rather than let memory grow with the connections.
+pub const EVENT_STREAMS_MAX: usize = 64;
 /// How often the live event stream looks for new events.
 pub const STREAM_POLL: Duration = Duration::from_millis(200);
 /// A comment line keeps idle event streams open through proxies.
@@ -63,9 +68,34 @@ pub struct AppState {
     /// stream) end, so that the graceful stop does not wait out
     /// `SHUTDOWN_TIMEOUT` for them.
     pub draining: Arc<std::sync::atomic::AtomicBool>,
+    /// Event streams open now (at most [`EVENT_STREAMS_MAX`]).
+    pub streams: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 type State = web::Data<AppState>;
+
+/// One open event stream, counted until the stream is dropped.
+struct StreamSlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl StreamSlot {
+    /// A slot, or `OVERLOADED` when [`EVENT_STREAMS_MAX`] are open.
+    fn take(open: &Arc<std::sync::atomic::AtomicUsize>) -> Result<StreamSlot, ApiError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if open.fetch_add(1, SeqCst) >= EVENT_STREAMS_MAX {
+            open.fetch_sub(1, SeqCst);
+            return Err(ApiError::overloaded(format!(
+                "{EVENT_STREAMS_MAX} event streams are open; read /v1/events by offset or retry later"
+            )));
+        }
+        Ok(StreamSlot(Arc::clone(open)))
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
 type Reply = Result<HttpResponse, ApiError>;
 /// Renders a change's response from the family after it and its events;
 /// the same function records the reply of an `Idempotency-Key`.
@@ -1838,6 +1868,7 @@ fn json_len(value: &impl Serialize) -> usize {
         (status = 400, description = "`INVALID_REQUEST`, `CURSOR_INVALID`"),
         (status = 401, description = "`UNAUTHORIZED`: no valid bearer token"),
         (status = 403, description = "`FORBIDDEN`: the token is not an admin's"),
+        (status = 503, description = "`OVERLOADED`: 64 event streams are open; `NOT_READY`, `STORAGE_UNAVAILABLE`"),
     ),
     security(("bearer_jwt" = ["admin"])),
 )]
@@ -1849,11 +1880,12 @@ async fn event_stream(st: State, req: HttpRequest) -> Reply {
         after = event_cursor(Some(&last.trim().to_owned()))?;
     }
     st.core.check_events_cursor(after)?;
+    let slot = StreamSlot::take(&st.streams)?;
     let core = st.core.clone();
     let draining = Arc::clone(&st.draining);
     let stream = futures_util::stream::unfold(
-        (core, after, std::time::Instant::now(), draining),
-        |(core, after, mut quiet_since, draining)| async move {
+        (core, after, std::time::Instant::now(), draining, slot),
+        |(core, after, mut quiet_since, draining, slot)| async move {
             loop {
                 if !core.is_running() || draining.load(std::sync::atomic::Ordering::SeqCst) {
                     // Shutting down: end the stream so the server can drain.
@@ -1884,7 +1916,7 @@ async fn event_stream(st: State, req: HttpRequest) -> Reply {
                         let bytes = web::Bytes::from(chunk);
                         return Some((
                             Ok::<_, actix_web::Error>(bytes),
-                            (core, next, std::time::Instant::now(), draining),
+                            (core, next, std::time::Instant::now(), draining, slot),
                         ));
                     }
                     Ok(_) => {}
@@ -1901,7 +1933,7 @@ async fn event_stream(st: State, req: HttpRequest) -> Reply {
                 if quiet_since.elapsed() >= STREAM_KEEPALIVE {
                     quiet_since = std::time::Instant::now();
                     let bytes = web::Bytes::from_static(b": keep-alive\n\n");
-                    return Some((Ok(bytes), (core, after, quiet_since, draining)));
+                    return Some((Ok(bytes), (core, after, quiet_since, draining, slot)));
                 }
                 actix_web::rt::time::sleep(STREAM_POLL).await;
             }

@@ -104,6 +104,7 @@ pub async fn run(
         metrics,
         started_at: core.now(),
         draining: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        streams: Arc::default(),
     });
     let draining = Arc::clone(&state.draining);
     // The signal handlers go in before the port is announced: actix polls

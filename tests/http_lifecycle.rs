@@ -747,6 +747,54 @@ fn the_event_stream_cuts_large_batches_by_bytes_and_loses_nothing() {
     );
 }
 
+/// At most 64 event streams are open at once: one more answers 503
+/// `OVERLOADED`, and a closed stream frees its place (noticed when the next
+/// events are written to it).
+#[test]
+fn event_streams_are_bounded_and_a_closed_one_frees_its_place() {
+    let s = Server::start(Opts::demo());
+    let open = |s: &Server| -> (std::net::TcpStream, String) {
+        let mut stream = std::net::TcpStream::connect(s.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let request = format!(
+            "GET /v1/events/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n",
+            admin_token("ops")
+        );
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+            head.push(byte[0]);
+        }
+        (stream, String::from_utf8_lossy(&head).into_owned())
+    };
+    let mut streams = Vec::new();
+    for _ in 0..64 {
+        let (stream, head) = open(&s);
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        streams.push(stream);
+    }
+    let (_, head) = open(&s);
+    assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+    assert!(head.to_ascii_lowercase().contains("retry-after"), "{head}");
+    // Close one; the next events written to it find it gone.
+    drop(streams.pop());
+    let mut reopened = false;
+    for _ in 0..30 {
+        s.create("alice", &[(TEA, 1)], None);
+        let (stream, head) = open(&s);
+        if head.starts_with("HTTP/1.1 200") {
+            streams.push(stream);
+            reopened = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(reopened, "the closed stream's place was never freed");
+}
+
 #[test]
 fn the_event_stream_resumes_with_after_and_last_event_id() {
     let s = Server::start(Opts::demo());
