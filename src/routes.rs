@@ -1530,11 +1530,12 @@ async fn user_after_sales(st: State, req: HttpRequest, path: web::Path<String>) 
                     "cursor: not a next_cursor of this listing",
                 )
             };
-            let family = st
-                .core
-                .order(&last.family_id())
-                .await
-                .map_err(|_| unknown())?;
+            // Only an order that is not there makes the cursor unknown; an
+            // overloaded or restarting core answers as it is.
+            let family = match st.core.order(&last.family_id()).await {
+                Err(e) if e.code() == ErrorCode::ORDER_NOT_FOUND => return Err(unknown()),
+                other => other?,
+            };
             let at = family
                 .after_sales
                 .iter()
@@ -1875,7 +1876,8 @@ fn json_len(value: &impl Serialize) -> usize {
 async fn event_stream(st: State, req: HttpRequest) -> Reply {
     admin(&st, &req)?;
     let mut after = query::<StreamQuery>(&req)?.parse()?;
-    if let Some(last) = header_str(&req, "last-event-id")? {
+    // An empty header is no cursor: `?after` stands.
+    if let Some(last) = header_str(&req, "last-event-id")?.filter(|l| !l.trim().is_empty()) {
         // Checked as `?after` is: the same cursor in another place.
         after = event_cursor(Some(&last.trim().to_owned()))?;
     }

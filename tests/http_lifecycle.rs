@@ -644,7 +644,7 @@ fn a_deadline_that_passed_while_down_fires_after_restart() {
 fn stream_ids(
     s: &Server,
     query: &str,
-    last_event_id: Option<u64>,
+    last_event_id: Option<&str>,
     bound: Duration,
     mut done: impl FnMut(&[u64]) -> bool,
 ) -> (String, Vec<u64>) {
@@ -848,7 +848,7 @@ fn the_event_stream_resumes_with_after_and_last_event_id() {
     let (_, ids) = stream_ids(
         &s,
         "?after=0",
-        Some(resume),
+        Some(&resume.to_string()),
         Duration::from_secs(10),
         |ids| ids.last() == Some(&last),
     );
@@ -859,6 +859,15 @@ fn the_event_stream_resumes_with_after_and_last_event_id() {
             .filter(|&i| i > resume)
             .collect::<Vec<_>>()
     );
+    // An empty Last-Event-ID is no cursor: `after` stands.
+    let (_, ids) = stream_ids(
+        &s,
+        &format!("?after={mid}"),
+        Some(""),
+        Duration::from_secs(10),
+        |ids| ids.last() == Some(&last),
+    );
+    assert_eq!(ids, expected);
 
     // Live: an event that happens while the stream is open arrives.
     let creator = {

@@ -45,8 +45,8 @@ pub const IDEMPOTENCY_KEYS_PER_FAMILY_MAX: usize = 64;
 pub const AFTER_SALES_PER_FAMILY_MAX: usize = 999;
 /// Of those, the shopper's own applications, revoked and rejected ones
 /// included (900): the other 99 numbers stay for system refunds (cancel,
-/// refusal, lack, a payment that comes twice), which must never fail for
-/// want of a number, whatever a shopper applied for and revoked.
+/// refusal, lack, a payment that comes twice), so whatever a shopper
+/// applied for and revoked, a family's system refunds have its last 99.
 pub const SHOPPER_AFTER_SALES_PER_FAMILY_MAX: usize = 900;
 /// Orders in one remove request.
 pub const REMOVE_BATCH_MAX: usize = 100;

@@ -192,7 +192,11 @@ pub async fn verify(
             .cloned()
             .unwrap_or_default();
         let holds = status != CANCELED && status != REFUSED;
-        if let (true, Some(coupon)) = (holds, order.get("coupon_id").and_then(Value::as_str)) {
+        // A refusal keeps the coupon used (a cancel frees it).
+        if let (true, Some(coupon)) = (
+            status != CANCELED,
+            order.get("coupon_id").and_then(Value::as_str),
+        ) {
             holders
                 .entry(coupon.to_owned())
                 .or_default()
@@ -336,9 +340,11 @@ pub async fn verify(
     // Unpaid flash-sale orders time out and give their unit back, so more
     // creates than units can succeed over a run; what may never happen is
     // more live orders holding the SKU than it has units.
+    // Required once the sale sold out: without contention there is nothing
+    // to hold back (give the run a `--flash-stock` its sessions exceed).
     let mut flash = Check::new(
         "flash sale: live orders never hold more than the stock",
-        expect.flash,
+        expect.flash && tallies.sold_out > 0,
     );
     // A case only once the sale met its limit (a create refused for stock):
     // without contention there is nothing to hold back.
@@ -460,8 +466,8 @@ fn amounts_add_up(order: &Value) -> Result<(), String> {
     };
     let mut claimed: HashMap<String, i64> = HashMap::new();
     for a in list("after_sales") {
-        // Rejected and revoked after-sales claim nothing.
-        if matches!(int(&a, "status"), 30 | 127) {
+        // Rejected, failed and revoked after-sales claim nothing.
+        if matches!(int(&a, "status"), 30 | 60 | 127) {
             continue;
         }
         if let Some(t) = a.get("trade_no").and_then(Value::as_str) {
@@ -540,6 +546,10 @@ mod tests {
         let refunds = json!([{"trade_no": "T1", "apply_refund_amount": 5000, "status": 50},
                              {"trade_no": "T1", "apply_refund_amount": 4000, "status": 10}]);
         assert_eq!(amounts_add_up(&priced(&[], refunds)), Ok(()));
+        // A failed refund claims nothing: a new application may take its units.
+        let failed = json!([{"trade_no": "T1", "apply_refund_amount": 9000, "status": 60},
+                            {"trade_no": "T1", "apply_refund_amount": 9000, "status": 40}]);
+        assert_eq!(amounts_add_up(&priced(&[], failed)), Ok(()));
         let too_much = json!([{"trade_no": "T1", "apply_refund_amount": 5000, "status": 50},
                               {"trade_no": "T1", "apply_refund_amount": 4001, "status": 10},
                               {"trade_no": "T1", "apply_refund_amount": 9000, "status": 127}]);

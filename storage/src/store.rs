@@ -1280,8 +1280,10 @@ fn checkpoint(inner: &Inner, paced: bool) -> Result<(), StorageError> {
             inner
                 .dirty_families
                 .store(view.families.len(), Ordering::Relaxed);
+            // Healthy again, unless a change failed to apply meanwhile.
+            let healthy = view.failed_seq.is_none();
             drop(view);
-            inner.write_behind_ok.store(true, Ordering::SeqCst);
+            inner.write_behind_ok.store(healthy, Ordering::SeqCst);
             let m = &inner.metrics;
             m.rows_written.fetch_add(rows, Ordering::Relaxed);
             m.checkpoints.fetch_add(1, Ordering::Relaxed);
