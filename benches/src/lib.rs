@@ -199,18 +199,24 @@ pub fn submit_all(store: &ordercore_storage::Store, work: &[Lifecycle], window: 
 /// Records per `flush` in the raw sled ceiling.
 pub const RAW_BATCH_RECORDS: usize = 1_024;
 
+/// A fresh sled database at `dir`, configured as the store's (high
+/// throughput, flushed only when asked).
+fn open_sled(dir: &std::path::Path) -> sled::Db {
+    sled::Config::new()
+        .path(dir)
+        .mode(sled::Mode::HighThroughput)
+        .flush_every_ms(None)
+        .open()
+        .unwrap()
+}
+
 /// The raw ceiling: sled inserts of `records` with one `flush` per
 /// [`RAW_BATCH_RECORDS`], in a fresh database at `dir`. Inserts, not
 /// `apply_batch`: the first batch in a process switches sled 0.34 to a
 /// process-wide lock for every later operation, and would slow down
 /// whatever this process measures next.
 pub fn raw_sled(dir: &std::path::Path, records: &[Vec<u8>]) -> std::time::Duration {
-    let db = sled::Config::new()
-        .path(dir)
-        .mode(sled::Mode::HighThroughput)
-        .flush_every_ms(None)
-        .open()
-        .unwrap();
+    let db = open_sled(dir);
     let tree = db.open_tree("raw").unwrap();
     let started = std::time::Instant::now();
     for (b, chunk) in records.chunks(RAW_BATCH_RECORDS).enumerate() {
@@ -228,12 +234,7 @@ pub fn raw_sled(dir: &std::path::Path, records: &[Vec<u8>]) -> std::time::Durati
 /// [`RAW_BATCH_RECORDS`]: the first half fills the tree to the depth a
 /// store of that many rows has, the second half is measured.
 pub fn sled_row_cpu_us(dir: &std::path::Path, rows: &[(Vec<u8>, Vec<u8>)]) -> f64 {
-    let db = sled::Config::new()
-        .path(dir)
-        .mode(sled::Mode::HighThroughput)
-        .flush_every_ms(None)
-        .open()
-        .unwrap();
+    let db = open_sled(dir);
     let tree = db.open_tree("rows").unwrap();
     let (fill, measured) = rows.split_at(rows.len() / 2);
     let insert = |part: &[(Vec<u8>, Vec<u8>)]| {

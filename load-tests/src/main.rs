@@ -21,7 +21,7 @@ use ordercore_load::stats::Stats;
 use ordercore_load::verify::{self, Expect};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -609,20 +609,7 @@ async fn put_coupon(api: &Api, admin: &str, id: &str, user: &str) -> Result<(), 
     let body = json!({"user_id": user, "amount": COUPON_AMOUNT, "threshold_amount": 0,
         "valid_from": (now - chrono::Duration::hours(1)).to_rfc3339(),
         "valid_to": (now + chrono::Duration::days(1)).to_rfc3339()});
-    let answer = api
-        .call(
-            Method::PUT,
-            &format!("/v1/coupons/{id}"),
-            Some(admin),
-            Some(&body),
-            &[],
-        )
-        .await?;
-    if answer.ok() {
-        Ok(())
-    } else {
-        Err(format!("cannot issue coupon {id}: {}", answer.status))
-    }
+    put_catalog(api, admin, &format!("/v1/coupons/{id}"), &body).await
 }
 
 async fn put_sku(
@@ -636,20 +623,19 @@ async fn put_sku(
     let body = json!({"product_id": format!("P-{code}"), "product_name": format!("Load test {code}"),
         "product_type": product_type, "sale_price": price, "purchase_price": price / 2, "product_unit": "piece",
         "seller_id": "load-test", "stock": stock});
+    put_catalog(api, admin, &format!("/v1/skus/{code}"), &body).await
+}
+
+/// An admin's `PUT` of a catalog entry (a SKU, a coupon) for the run.
+async fn put_catalog(api: &Api, admin: &str, path: &str, body: &Value) -> Result<(), String> {
     let answer = api
-        .call(
-            Method::PUT,
-            &format!("/v1/skus/{code}"),
-            Some(admin),
-            Some(&body),
-            &[],
-        )
+        .call(Method::PUT, path, Some(admin), Some(body), &[])
         .await?;
     if answer.ok() {
         Ok(())
     } else {
         Err(format!(
-            "cannot create SKU {code}: {} {}",
+            "cannot put {path}: {} {}",
             answer.status,
             answer.body()
         ))
