@@ -54,6 +54,10 @@ pub const STREAM_POLL: Duration = Duration::from_millis(200);
 pub const STREAM_KEEPALIVE: Duration = Duration::from_secs(15);
 /// Families a user listing reads per storage call.
 const LISTING_BATCH: usize = 100;
+/// Families one user listing request reads at most (2,000, a multiple of
+/// [`LISTING_BATCH`]): a filter that matches few of a user's many orders
+/// answers a short page with a cursor instead of reading them all at once.
+pub const USER_LISTING_SCAN_MAX: usize = 2_000;
 
 /// What every handler shares.
 #[derive(Debug)]
@@ -1419,7 +1423,8 @@ async fn user_orders(st: State, req: HttpRequest, path: web::Path<String>) -> Re
 }
 
 /// A page of what `rows` shows of a user's families, newest first, cut at a
-/// family boundary once it holds `page.size` rows; answers the rows and the
+/// family boundary once it holds `page.size` rows, or short once
+/// [`USER_LISTING_SCAN_MAX`] families were read; answers the rows and the
 /// cursor to continue from (none on the last page).
 fn user_page<T>(
     st: &AppState,
@@ -1429,9 +1434,11 @@ fn user_page<T>(
 ) -> Result<(Vec<T>, Option<OrderId>), ApiError> {
     let mut out = Vec::new();
     let mut cursor = page.cursor;
+    let mut read = 0;
     loop {
         let families = st.core.user_orders(user, cursor.as_ref(), LISTING_BATCH)?;
         let exhausted = families.len() < LISTING_BATCH;
+        read += families.len();
         for family in families {
             cursor = Some(family.order_id);
             out.extend(rows(&family));
@@ -1441,6 +1448,9 @@ fn user_page<T>(
         }
         if exhausted {
             return Ok((out, None));
+        }
+        if read >= USER_LISTING_SCAN_MAX {
+            return Ok((out, cursor));
         }
     }
 }
@@ -1548,9 +1558,11 @@ async fn user_after_sales(st: State, req: HttpRequest, path: web::Path<String>) 
             before = Some(family.order_id);
         }
     }
+    let mut read = 0;
     loop {
         let families = st.core.user_orders(&user, before.as_ref(), LISTING_BATCH)?;
         let exhausted = families.len() < LISTING_BATCH;
+        read += families.len();
         for family in families {
             before = Some(family.order_id);
             if !page.take(family.after_sales.iter().rev()) {
@@ -1560,6 +1572,11 @@ async fn user_after_sales(st: State, req: HttpRequest, path: web::Path<String>) 
         if exhausted {
             return Ok(page.reply());
         }
+        if read >= USER_LISTING_SCAN_MAX {
+            // Short, going on with the families older than the last read.
+            page.next = before.map(|f| f.to_string());
+            return Ok(page.reply());
+        }
     }
 }
 
@@ -1567,8 +1584,10 @@ async fn user_after_sales(st: State, req: HttpRequest, path: web::Path<String>) 
 struct AfterSalePage {
     size: usize,
     views: Vec<AfterSaleView>,
-    /// The last after-sale taken, once another is known to follow it.
-    next: Option<AfterSaleId>,
+    /// Where the next page resumes: the last after-sale taken, once
+    /// another is known to follow it, or the last family read when the
+    /// scan stopped at [`USER_LISTING_SCAN_MAX`].
+    next: Option<String>,
 }
 
 impl AfterSalePage {
@@ -1585,7 +1604,7 @@ impl AfterSalePage {
     fn take<'a>(&mut self, after_sales: impl Iterator<Item = &'a AfterSale>) -> bool {
         for a in after_sales {
             if self.views.len() == self.size {
-                self.next = self.views.last().map(|v| v.after_sale_id);
+                self.next = self.views.last().map(|v| v.after_sale_id.to_string());
                 return false;
             }
             self.views.push(AfterSaleView::from(a));

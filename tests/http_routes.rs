@@ -1753,3 +1753,78 @@ fn after_sale_pages_hold_page_size_even_within_one_family() {
         .send();
     r.expect_error(400, "CURSOR_INVALID");
 }
+
+/// A user listing reads at most 2,000 of the user's orders per request: a
+/// filter that matches only an old order answers short pages with a cursor
+/// until it gets there, and nothing is skipped.
+#[test]
+fn user_listings_read_a_bounded_number_of_orders_per_request() {
+    let s = Server::start(Opts {
+        extra: vec!["--risk-max-orders-per-user-per-min".into(), "0".into()],
+        ..Opts::no_demo()
+    });
+    s.upsert_sku("SCAN-1", 1, 100, 100_000);
+    let amounts = json!([{"amount_type": 50, "amount": 1_100}]);
+    let mut first = None;
+    for _ in 0..2_050 {
+        let id = s.new_order_id("scan");
+        let body = create_body(&id, "scan", &[("SCAN-1", 1)], None, &amounts);
+        s.post("/v1/orders")
+            .user("scan")
+            .json(&body)
+            .send()
+            .expect(201);
+        first.get_or_insert(id);
+    }
+    let oldest = first.unwrap();
+    s.post(&format!("/v1/orders/{oldest}/cancel"))
+        .user("scan")
+        .json(&json!({"user_id": "scan"}))
+        .send()
+        .expect(200);
+
+    let (mut cursor, mut found, mut short) = (None::<String>, Vec::new(), 0);
+    for _ in 0..10 {
+        let path = match &cursor {
+            None => "/v1/users/scan/orders?status=70&page_size=5".to_owned(),
+            Some(c) => format!("/v1/users/scan/orders?status=70&page_size=5&cursor={c}"),
+        };
+        let page = s.get(&path).user("scan").send().json();
+        let orders = page["orders"].as_array().unwrap();
+        found.extend(
+            orders
+                .iter()
+                .map(|o| o["order_id"].as_str().unwrap().to_owned()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(next) => {
+                if orders.len() < 5 {
+                    short += 1;
+                }
+                cursor = Some(next.to_owned());
+            }
+            None => break,
+        }
+    }
+    assert!(short > 0, "no page stopped at the scan bound");
+    assert_eq!(found, vec![oldest.clone()]);
+
+    // The after-sales listing reads with the same bound.
+    let page = s
+        .get("/v1/users/scan/after-sales")
+        .user("scan")
+        .send()
+        .json();
+    assert_eq!(page["after_sales"], json!([]));
+    let next = page["next_cursor"]
+        .as_str()
+        .expect("a short page goes on")
+        .to_owned();
+    let page = s
+        .get(&format!("/v1/users/scan/after-sales?cursor={next}"))
+        .user("scan")
+        .send()
+        .json();
+    assert_eq!(page["after_sales"], json!([]));
+    assert!(page.get("next_cursor").is_none(), "{page}");
+}

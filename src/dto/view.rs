@@ -613,11 +613,10 @@ impl From<&AfterSale> for AfterSaleCreated {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct AfterSaleList {
     pub after_sales: Vec<AfterSaleView>,
-    /// Pass as `cursor` for the next page (the page's last after-sale);
-    /// absent on the last page.
+    /// Pass as `cursor` for the next page (the page's last after-sale, or
+    /// the last order read when a page stops short); absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>)]
-    pub next_cursor: Option<AfterSaleId>,
+    pub next_cursor: Option<String>,
 }
 
 /// `GET /v1/orders/{order_id}`: an order (a single order, a master with its
