@@ -1156,12 +1156,12 @@ fn apply_to_view(inner: &Inner, units: &[Arc<Unit>]) {
     }
     let dirty = view.families.len();
     let errors = view.apply_errors;
-    let failed = view.failed_seq;
-    drop(view);
-    if failed.is_some() {
-        // Checkpoints stop (see `View::failed_seq`); not ready until a restart.
+    if view.failed_seq.is_some() {
+        // Checkpoints stop (see `View::failed_seq`); not ready until a
+        // restart. Stored under the view's lock, as a checkpoint stores it.
         inner.write_behind_ok.store(false, Ordering::SeqCst);
     }
+    drop(view);
     inner.view_cv.notify_all();
     inner.metrics.apply_errors.store(errors, Ordering::Relaxed);
     inner.dirty_families.store(dirty, Ordering::Relaxed);
@@ -1280,10 +1280,13 @@ fn checkpoint(inner: &Inner, paced: bool) -> Result<(), StorageError> {
             inner
                 .dirty_families
                 .store(view.families.len(), Ordering::Relaxed);
-            // Healthy again, unless a change failed to apply meanwhile.
-            let healthy = view.failed_seq.is_none();
+            // Healthy again, unless a change failed to apply meanwhile;
+            // stored under the view's lock, so an apply failing after it
+            // stores its `false` later.
+            inner
+                .write_behind_ok
+                .store(view.failed_seq.is_none(), Ordering::SeqCst);
             drop(view);
-            inner.write_behind_ok.store(healthy, Ordering::SeqCst);
             let m = &inner.metrics;
             m.rows_written.fetch_add(rows, Ordering::Relaxed);
             m.checkpoints.fetch_add(1, Ordering::Relaxed);
