@@ -1396,7 +1396,7 @@ async fn retry(
     path = "/v1/users/{user_id}/orders",
     tag = "orders",
     summary = "List a user's orders",
-    description = "Newest first, keyset pagination, `page_size` 1..100 (default 20); removed and INVALID orders hidden, so a shopper sees one order before paying and its parts after.",
+    description = "Newest first, keyset pagination, `page_size` 1..100 (default 20); removed and INVALID orders hidden, so a shopper sees one order before paying and its parts after. A request reads at most 2,000 of the user's orders: with a filter that matches few, a page may come back short, even empty, with a `next_cursor` to go on.",
     params(("user_id" = String, Path, description = "The user; a shopper may name only itself"), UserOrdersQuery),
     responses(
         (status = 200, description = "A page of order summaries", body = OrderList),
@@ -1512,7 +1512,7 @@ async fn admin_orders(st: State, req: HttpRequest) -> Reply {
     path = "/v1/users/{user_id}/after-sales",
     tag = "after-sales",
     summary = "List a user's after-sales",
-    description = "Newest order first, keyset pagination over the user's orders, `page_size` 1..100 (default 20).",
+    description = "Newest order first, keyset pagination, `page_size` 1..100 (default 20); the cursor is the page's last after-sale, so one order's many after-sales fill pages of their own. A request reads at most 2,000 of the user's orders: a page may then come back short, even empty, with a `next_cursor` to go on.",
     params(("user_id" = String, Path, description = "The user; a shopper may name only itself"), PageQuery),
     responses(
         (status = 200, description = "A page of after-sales", body = AfterSaleList),
