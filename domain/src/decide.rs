@@ -1097,7 +1097,7 @@ fn apply_after_sale(
     let status = family.part_status(part);
     let allowed = match after_sale_type {
         AfterSaleType::RETURN_GOODS => status == OrderStatus::SIGNED,
-        AfterSaleType::RETURN_MONEY => matches!(status, OrderStatus::PAID | OrderStatus::FULFILLED),
+        AfterSaleType::RETURN_MONEY => goods_not_left(status),
     };
     if !allowed {
         return Err(part_error(
@@ -1226,8 +1226,7 @@ fn review(
                 && a.detail == AfterSaleTypeDetail::PART_REFUND
             {
                 if let Some(part) = family.part_of(a.order_id) {
-                    let status = family.part_status(part);
-                    if !matches!(status, OrderStatus::PAID | OrderStatus::FULFILLED) {
+                    if !goods_not_left(family.part_status(part)) {
                         return Err(part_error(
                             family,
                             part,
@@ -1264,6 +1263,12 @@ fn review(
         (AfterSaleStatus::REVIEW_REJECTED, false) => Ok(Vec::new()),
         (status, _) => Err(after_sale_error(a, status, "review")),
     }
+}
+
+/// A part whose goods have not left the warehouse: the only ones a refund
+/// without return (RETURN_MONEY) may be applied for or approved on.
+fn goods_not_left(status: OrderStatus) -> bool {
+    matches!(status, OrderStatus::PAID | OrderStatus::FULFILLED)
 }
 
 /// A FAILED refund goes back to REFUNDING, if what it refunds has not been
