@@ -1433,24 +1433,38 @@ fn user_page<T>(
     rows: impl Fn(&OrderFamily) -> Vec<T>,
 ) -> Result<(Vec<T>, Option<OrderId>), ApiError> {
     let mut out = Vec::new();
-    let mut cursor = page.cursor;
+    let ended = walk_user_families(st, user, page.cursor, |family| {
+        out.extend(rows(family));
+        out.len() < page.size
+    })?;
+    Ok((out, ended))
+}
+
+/// Hands a user's families older than `before`, newest first, to `visit`
+/// until it answers false or [`USER_LISTING_SCAN_MAX`] were read; answers
+/// where a next page goes on (the last family read), none when all were.
+fn walk_user_families(
+    st: &AppState,
+    user: &UserId,
+    mut before: Option<OrderId>,
+    mut visit: impl FnMut(&OrderFamily) -> bool,
+) -> Result<Option<OrderId>, ApiError> {
     let mut read = 0;
     loop {
-        let families = st.core.user_orders(user, cursor.as_ref(), LISTING_BATCH)?;
+        let families = st.core.user_orders(user, before.as_ref(), LISTING_BATCH)?;
         let exhausted = families.len() < LISTING_BATCH;
         read += families.len();
         for family in families {
-            cursor = Some(family.order_id);
-            out.extend(rows(&family));
-            if out.len() >= page.size {
-                return Ok((out, Some(family.order_id)));
+            before = Some(family.order_id);
+            if !visit(&family) {
+                return Ok(before);
             }
         }
         if exhausted {
-            return Ok((out, None));
+            return Ok(None);
         }
         if read >= USER_LISTING_SCAN_MAX {
-            return Ok((out, cursor));
+            return Ok(before);
         }
     }
 }
@@ -1558,26 +1572,17 @@ async fn user_after_sales(st: State, req: HttpRequest, path: web::Path<String>) 
             before = Some(family.order_id);
         }
     }
-    let mut read = 0;
-    loop {
-        let families = st.core.user_orders(&user, before.as_ref(), LISTING_BATCH)?;
-        let exhausted = families.len() < LISTING_BATCH;
-        read += families.len();
-        for family in families {
-            before = Some(family.order_id);
-            if !page.take(family.after_sales.iter().rev()) {
-                return Ok(page.reply());
-            }
-        }
-        if exhausted {
-            return Ok(page.reply());
-        }
-        if read >= USER_LISTING_SCAN_MAX {
-            // Short, going on with the families older than the last read.
-            page.next = before.map(|f| f.to_string());
-            return Ok(page.reply());
-        }
+    let mut full = false;
+    let ended = walk_user_families(&st, &user, before, |family| {
+        full = !page.take(family.after_sales.iter().rev());
+        !full
+    })?;
+    if !full {
+        // Short at the read bound: going on with the families older than
+        // the last read (a full page names its last after-sale instead).
+        page.next = ended.map(|f| f.to_string());
     }
+    Ok(page.reply())
 }
 
 /// A page of after-sales being filled, newest first.
