@@ -1155,7 +1155,12 @@ fn apply_to_view(inner: &Inner, units: &[Arc<Unit>]) {
         view.apply_unit(unit, &inner.rows);
     }
     let dirty = view.families.len();
-    let errors = view.apply_errors;
+    // Stored under the view's lock, so whoever sees the failure a checkpoint
+    // reports (it reads the view under this lock) also sees it counted.
+    inner
+        .metrics
+        .apply_errors
+        .store(view.apply_errors, Ordering::Relaxed);
     if view.failed_seq.is_some() {
         // Checkpoints stop (see `View::failed_seq`); not ready until a
         // restart. Stored under the view's lock, as a checkpoint stores it.
@@ -1163,7 +1168,6 @@ fn apply_to_view(inner: &Inner, units: &[Arc<Unit>]) {
     }
     drop(view);
     inner.view_cv.notify_all();
-    inner.metrics.apply_errors.store(errors, Ordering::Relaxed);
     inner.dirty_families.store(dirty, Ordering::Relaxed);
     if dirty >= DIRTY_FAMILIES_WAKE {
         inner.wake_write_behind.notify_one();
