@@ -808,9 +808,19 @@ fn after_sales_apply_review_refund_revoke_retry() {
         .send();
     r.expect(200);
     assert_eq!(r.json()["status"], 40);
+    // The failure's callback sent again after the retry: the outcome
+    // already recorded, no change (the retried refund is still on its way).
+    let r = s.callback(
+        "/v1/refunds/callback",
+        &refund_body(&retry_id, 3_900, false),
+    );
+    r.expect(200);
+    assert_eq!(r.json()["status"], 40);
+    assert!(r.json()["refunded_at"].is_null(), "{}", r.json());
     let r = s.callback("/v1/refunds/callback", &refund_body(&retry_id, 3_900, true));
     r.expect(200);
     assert_eq!(r.json()["status"], 50);
+    assert_eq!(r.json()["refunded_at"], "2025-11-25T09:00:00.000Z");
 
     // The shopper's after-sale listing, and the history's events.
     let r = s.get("/v1/users/dave/after-sales").user("dave").send();

@@ -171,7 +171,11 @@ fn row_costs(rows: &[StateRows]) {
         sled_row_cpu_us(dir.path(), rows)
     };
     let first: Vec<f64> = shapes.iter().map(|(_, shape)| measure(shape)).collect();
-    let second: Vec<f64> = shapes.iter().rev().map(|(_, shape)| measure(shape)).collect();
+    let second: Vec<f64> = shapes
+        .iter()
+        .rev()
+        .map(|(_, shape)| measure(shape))
+        .collect();
     let mut costs = Vec::new();
     for (i, (name, _)) in shapes.iter().enumerate() {
         let (a, b) = (first[i], second[shapes.len() - 1 - i]);

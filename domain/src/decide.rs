@@ -263,9 +263,17 @@ fn decide_bodies(
                     refund_amount: *refund_amount,
                     refunded_at: *refunded_at,
                 }]),
-                (AfterSaleStatus::REFUNDING, false) => Ok(vec![EventBody::RefundFailed {
+                // The failure recorded before a retry, its callback sent
+                // again: the same callback, no change. Recorded as a failure
+                // of the retried refund, it would let a later retry refund
+                // twice if the retried refund went through.
+                (AfterSaleStatus::REFUNDING, false) if a.refunded_at == Some(*refunded_at) => {
+                    Ok(Vec::new())
+                }
+                (AfterSaleStatus::REFUNDING, false) => Ok(vec![EventBody::RefundFailure {
                     after_sale_id: *after_sale_id,
                     refund_amount: *refund_amount,
+                    refunded_at: *refunded_at,
                 }]),
                 (AfterSaleStatus::REFUNDED, true) | (AfterSaleStatus::FAILED, false) => {
                     Ok(Vec::new())

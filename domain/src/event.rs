@@ -185,6 +185,17 @@ pub enum EventBody {
     IdempotencyRecorded(Box<IdempotencyEntry>),
     SkuUpserted(Box<SkuDetails>),
     CouponIssued(Box<CouponDetails>),
+    /// A refund the provider reports failed, with the time its callback
+    /// gives (type `RefundFailed`): the time tells a repeat of that callback,
+    /// arriving after a retry, from a failure of the retried refund.
+    /// Emitted instead of `RefundFailed`, which journals and rows written
+    /// before still hold (new variants go last: the stored encoding numbers
+    /// them in order).
+    RefundFailure {
+        after_sale_id: AfterSaleId,
+        refund_amount: Money,
+        refunded_at: Timestamp,
+    },
 }
 
 /// What an event changes: the aggregate a journal replay applies it to.
@@ -218,7 +229,7 @@ impl EventBody {
             EventBody::AfterSaleReviewed { .. } => "AfterSaleReviewed",
             EventBody::AfterSaleRevoked { .. } => "AfterSaleRevoked",
             EventBody::RefundCompleted { .. } => "RefundCompleted",
-            EventBody::RefundFailed { .. } => "RefundFailed",
+            EventBody::RefundFailed { .. } | EventBody::RefundFailure { .. } => "RefundFailed",
             EventBody::StockChanged(_) => "StockChanged",
             EventBody::CouponChanged(_) => "CouponChanged",
             EventBody::OrderNoteAdded { .. } => "OrderNoteAdded",
@@ -256,7 +267,8 @@ impl EventBody {
             EventBody::AfterSaleReviewed { after_sale_id, .. }
             | EventBody::AfterSaleRevoked { after_sale_id }
             | EventBody::RefundCompleted { after_sale_id, .. }
-            | EventBody::RefundFailed { after_sale_id, .. } => Some(after_sale_id.family_id()),
+            | EventBody::RefundFailed { after_sale_id, .. }
+            | EventBody::RefundFailure { after_sale_id, .. } => Some(after_sale_id.family_id()),
             EventBody::StockChanged(d) => d.order_id,
             EventBody::CouponChanged(c) => Some(c.order_id),
             EventBody::IdempotencyRecorded(e) => Some(e.family_id),

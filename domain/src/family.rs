@@ -80,6 +80,10 @@ pub struct AfterSale {
     pub review_remark: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// The time the provider's last refund callback gave: the refund's once
+    /// REFUNDED; before that, the last failure's (kept across a retry to
+    /// tell that failure's repeated callback from a new one; API views show
+    /// it only when REFUNDED).
     pub refunded_at: Option<Timestamp>,
 }
 
@@ -424,6 +428,16 @@ impl OrderFamily {
             }
             EventBody::RefundFailed { after_sale_id, .. } => {
                 self.set_after_sale_status(after_sale_id, AfterSaleStatus::FAILED, event.at);
+            }
+            EventBody::RefundFailure {
+                after_sale_id,
+                refunded_at,
+                ..
+            } => {
+                self.set_after_sale_status(after_sale_id, AfterSaleStatus::FAILED, event.at);
+                if let Some(i) = self.after_sale_index(after_sale_id) {
+                    self.after_sales[i].refunded_at = Some(*refunded_at);
+                }
             }
             EventBody::IdempotencyRecorded(entry) => self.idempotency.push((**entry).clone()),
             EventBody::StockChanged(_)

@@ -1029,6 +1029,13 @@ impl World {
                         assert_eq!(status(self), AfterSaleStatus::REFUNDED);
                         counts.hit("refunded");
                     }
+                    // The failure recorded before a retry, sent again (the
+                    // clock has not moved since): the same callback.
+                    (AfterSaleStatus::REFUNDING, false) if a.refunded_at == Some(now) => {
+                        expect_no_op(&result, "refund failure repeated after a retry");
+                        assert_eq!(status(self), AfterSaleStatus::REFUNDING);
+                        counts.hit("refund_failure_repeated_after_retry");
+                    }
                     (AfterSaleStatus::REFUNDING, false) => {
                         expect_events(&result, "refund");
                         assert_eq!(status(self), AfterSaleStatus::FAILED);
@@ -1864,6 +1871,7 @@ fn random_command_sequences_keep_every_invariant() {
         "refunded",
         "refund_failed",
         "refund_result_repeated",
+        "refund_failure_repeated_after_retry",
         "refund_amount_mismatch",
         "retried",
         "retry_probe_accepted",

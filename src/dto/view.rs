@@ -582,7 +582,11 @@ impl From<&AfterSale> for AfterSaleView {
             review_remark: a.review_remark.clone(),
             created_at: a.created_at,
             updated_at: a.updated_at,
-            refunded_at: a.refunded_at,
+            // Before REFUNDED it holds the last failure's time (see
+            // `AfterSale::refunded_at`): not a refund time.
+            refunded_at: a
+                .refunded_at
+                .filter(|_| a.status == AfterSaleStatus::REFUNDED),
         }
     }
 }

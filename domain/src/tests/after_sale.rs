@@ -154,6 +154,44 @@ fn refund_results_record_their_time_and_the_review_its_remark() {
     assert_eq!(f.pay_status(), crate::codes::PayStatus::REFUNDING);
 }
 
+/// A failure callback the provider sends again after the admin retried
+/// (webhooks come at least once) is the failure already recorded: no
+/// change. Taken as a failure of the retried refund, it would leave the
+/// after-sale FAILED while that refund goes through, and a second retry
+/// would refund twice.
+#[test]
+fn a_failure_callback_repeated_after_a_retry_changes_nothing() {
+    let (mut shop, mut f, a) = after_sale_in(AfterSaleStatus::REFUNDING);
+    let result = |success: bool, at: crate::Timestamp| Action::RefundResult {
+        after_sale_id: a,
+        refund_amount: m(A1_ONE_UNIT),
+        success,
+        refunded_at: at,
+    };
+    let first_failure = shop.now.plus_millis(1_000);
+    let events = shop.run(&mut f, provider(), result(false, first_failure));
+    assert_eq!(types(&events.unwrap()), ["RefundFailed"]);
+    shop.now = shop.now.plus_millis(60_000);
+    let retried = shop.run(&mut f, admin(), Action::RetryRefund { after_sale_id: a });
+    assert_eq!(types(&retried.unwrap()), ["RefundRequested"]);
+
+    let repeated = shop.run(&mut f, provider(), result(false, first_failure));
+    assert_eq!(repeated.unwrap(), Vec::new());
+    assert_eq!(f.after_sale(&a).unwrap().status, AfterSaleStatus::REFUNDING);
+
+    // The retried refund's own failure is recorded, then its retry's success.
+    let second_failure = shop.now.plus_millis(2_000);
+    let events = shop.run(&mut f, provider(), result(false, second_failure));
+    assert_eq!(types(&events.unwrap()), ["RefundFailed"]);
+    assert_eq!(f.after_sale(&a).unwrap().status, AfterSaleStatus::FAILED);
+    shop.run(&mut f, admin(), Action::RetryRefund { after_sale_id: a })
+        .unwrap();
+    let refunded = shop.now.plus_millis(3_000);
+    let events = shop.run(&mut f, provider(), result(true, refunded));
+    assert_eq!(types(&events.unwrap()), ["RefundCompleted"]);
+    assert_eq!(f.after_sale(&a).unwrap().refunded_at, Some(refunded));
+}
+
 #[test]
 fn unknown_after_sale_ids_are_not_found() {
     let (mut shop, mut f, a) = after_sale_in(AfterSaleStatus::COMMITTED);
