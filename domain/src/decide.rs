@@ -263,11 +263,14 @@ fn decide_bodies(
                     refund_amount: *refund_amount,
                     refunded_at: *refunded_at,
                 }]),
-                // The failure recorded before a retry, its callback sent
-                // again: the same callback, no change. Recorded as a failure
-                // of the retried refund, it would let a later retry refund
-                // twice if the retried refund went through.
-                (AfterSaleStatus::REFUNDING, false) if a.refunded_at == Some(*refunded_at) => {
+                // A failure recorded before a retry, its callback sent again
+                // (the last one, or an earlier one: reported no later than
+                // the last): the same callback, no change. Recorded as a
+                // failure of the retried refund, it would let a later retry
+                // refund twice if the retried refund went through.
+                (AfterSaleStatus::REFUNDING, false)
+                    if a.refunded_at.is_some_and(|last| *refunded_at <= last) =>
+                {
                     Ok(Vec::new())
                 }
                 (AfterSaleStatus::REFUNDING, false) => Ok(vec![EventBody::RefundFailure {
@@ -1279,6 +1282,14 @@ fn goods_not_left(status: OrderStatus) -> bool {
     matches!(status, OrderStatus::PAID | OrderStatus::FULFILLED)
 }
 
+/// A part whose goods are with the carrier or the shopper.
+fn goods_out(status: OrderStatus) -> bool {
+    matches!(
+        status,
+        OrderStatus::OUT_STOCK | OrderStatus::DELIVERY | OrderStatus::SIGNED
+    )
+}
+
 /// A FAILED refund goes back to REFUNDING, if what it refunds has not been
 /// claimed by another after-sale meanwhile (a FAILED after-sale releases
 /// its claim, API.md).
@@ -1291,9 +1302,43 @@ fn retry(family: &OrderFamily, id: &AfterSaleId) -> Result<Vec<EventBody>, Domai
             "retry a refund that has not failed",
         ));
     }
+    // A refund without return pays for goods that have not left: the part
+    // may have shipped while it was FAILED (its claim released), as review
+    // checks for one that waited. Cancelled or refused goods are back (or
+    // never went), and what the cancel or refusal refunded is counted below.
+    if a.after_sale_type == AfterSaleType::RETURN_MONEY
+        && a.detail == AfterSaleTypeDetail::PART_REFUND
+    {
+        if let Some(part) = family.part_of(a.order_id) {
+            if goods_out(family.part_status(part)) {
+                return Err(part_error(
+                    family,
+                    part,
+                    ErrorCode::AFTER_SALE_CANNOT_APPLY,
+                    "retry a refund without return once the goods have left",
+                ));
+            }
+        }
+    }
+    // FAILED refunds after this one were priced with its claim released
+    // and may cover what it refunds (a cancel after a failed return
+    // refunds the returned units too): they still count here. Retried
+    // first, this one would leave the rest of theirs unpayable, and a
+    // cancelled order has no other way to refund it.
+    let later_failed: Vec<&AfterSale> = family
+        .after_sales
+        .iter()
+        .skip_while(|x| x.after_sale_id != *id)
+        .skip(1)
+        .filter(|x| x.status == AfterSaleStatus::FAILED)
+        .collect();
     let fits = a.items.iter().all(|i| {
         family.line(&i.sku_code).is_some_and(|line| {
-            family.claimed_quantity(&i.sku_code, &[]) + i.quantity <= line.sale_quantity
+            let later: Quantity = later_failed
+                .iter()
+                .map(|x| x.quantity_of(&i.sku_code))
+                .sum();
+            family.claimed_quantity(&i.sku_code, &[]) + later + i.quantity <= line.sale_quantity
         })
     });
     let paid = match &a.trade_no {
@@ -1305,9 +1350,16 @@ fn retry(family: &OrderFamily, id: &AfterSaleId) -> Result<Vec<EventBody>, Domai
             .map_or(Money::ZERO, |p| p.pay_amount),
         None => Money::ZERO,
     };
-    let claimed = family.claimed_amount_of(a.trade_no.as_ref(), &[]);
-    let money_fits = claimed.minor() + a.apply_refund_amount.minor() <= paid.minor();
-    let shipping_fits = a.shipping_amount.is_zero() || !family.shipping_claimed(&[]);
+    let claimed = family.claimed_amount_of(a.trade_no.as_ref(), &[]).minor()
+        + later_failed
+            .iter()
+            .filter(|x| x.trade_no == a.trade_no)
+            .map(|x| x.apply_refund_amount.minor())
+            .sum::<i64>();
+    let money_fits = claimed + a.apply_refund_amount.minor() <= paid.minor();
+    let shipping_fits = a.shipping_amount.is_zero()
+        || !(family.shipping_claimed(&[])
+            || later_failed.iter().any(|x| !x.shipping_amount.is_zero()));
     // A share of lines (an application, a lack) was priced against the
     // claims of its day; others completed, revoked or took the shipping fee
     // since, and its amounts priced again now must be the same, or the

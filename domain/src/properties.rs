@@ -375,6 +375,8 @@ enum Op {
         sale: u8,
         success: bool,
         wrong_amount: bool,
+        /// Sends again the last failure's callback, when there was one.
+        resend: bool,
     },
     Retry {
         fam: u8,
@@ -424,14 +426,22 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (b(), b(), prop::bool::weighted(0.75))
             .prop_map(|(fam, sale, approved)| Op::Review { fam, sale, approved }),
         1 => (b(), b()).prop_map(|(fam, sale)| Op::Revoke { fam, sale }),
-        5 => (b(), b(), prop::bool::weighted(0.4), prop::bool::weighted(0.08)).prop_map(
-            |(fam, sale, success, wrong_amount)| Op::RefundResult {
-                fam,
-                sale,
-                success,
-                wrong_amount
-            }
-        ),
+        5 => (
+            b(),
+            b(),
+            prop::bool::weighted(0.4),
+            prop::bool::weighted(0.08),
+            prop::bool::weighted(0.3)
+        )
+            .prop_map(
+                |(fam, sale, success, wrong_amount, resend)| Op::RefundResult {
+                    fam,
+                    sale,
+                    success,
+                    wrong_amount,
+                    resend,
+                }
+            ),
         2 => (b(), b()).prop_map(|(fam, sale)| Op::Retry { fam, sale }),
         3 => (b(), b(), few()).prop_map(|(fam, part, items)| Op::Lack { fam, part, items }),
         1 => (b(), b()).prop_map(|(fam, part)| Op::Remove { fam, part }),
@@ -548,9 +558,31 @@ fn lacked(f: &OrderFamily, sku: &SkuCode) -> Quantity {
 /// Whether a failed refund may go back to REFUNDING: nothing it covers
 /// (units, money of its payment, the shipping fee) is claimed meanwhile by
 /// another after-sale, and a share of lines is priced now as it was.
+/// Whether a retry of refund without return comes after its goods left.
+fn retry_after_goods_left(f: &OrderFamily, a: &AfterSale) -> bool {
+    a.after_sale_type == AfterSaleType::RETURN_MONEY
+        && a.detail == AfterSaleTypeDetail::PART_REFUND
+        && matches!(
+            f.part_status(f.part_of(a.order_id).unwrap()),
+            OrderStatus::OUT_STOCK | OrderStatus::DELIVERY | OrderStatus::SIGNED
+        )
+}
+
 fn retry_fits(f: &OrderFamily, a: &AfterSale) -> bool {
+    // FAILED after-sales created after `a` count as claims.
+    let at = f
+        .after_sales
+        .iter()
+        .position(|x| x.after_sale_id == a.after_sale_id)
+        .unwrap();
+    let later: Vec<&AfterSale> = f.after_sales[at + 1..]
+        .iter()
+        .filter(|x| x.status == AfterSaleStatus::FAILED)
+        .collect();
     let units_fit = a.items.iter().all(|i| {
-        claimed_qty(f, &i.sku_code) + i.quantity <= f.line(&i.sku_code).unwrap().sale_quantity
+        let later_qty: Quantity = later.iter().map(|x| x.quantity_of(&i.sku_code)).sum();
+        claimed_qty(f, &i.sku_code) + later_qty + i.quantity
+            <= f.line(&i.sku_code).unwrap().sale_quantity
     });
     let trade = a.trade_no.as_ref().unwrap();
     let paid = if f.payment.trade_no.as_ref() == Some(trade) {
@@ -562,9 +594,16 @@ fn retry_fits(f: &OrderFamily, a: &AfterSale) -> bool {
             .unwrap()
             .pay_amount
     };
+    let later_money: i64 = later
+        .iter()
+        .filter(|x| x.trade_no.as_ref() == Some(trade))
+        .map(|x| x.apply_refund_amount.minor())
+        .sum();
     let money_fits =
-        claimed_of_trade(f, trade, false) + a.apply_refund_amount.minor() <= paid.minor();
-    let shipping_fits = a.shipping_amount.is_zero() || !shipping_claimed(f);
+        claimed_of_trade(f, trade, false) + later_money + a.apply_refund_amount.minor()
+            <= paid.minor();
+    let shipping_fits = a.shipping_amount.is_zero()
+        || !(shipping_claimed(f) || later.iter().any(|x| !x.shipping_amount.is_zero()));
     // A share of lines priced again now must come to what it asks.
     let priced_alike = !matches!(
         a.detail,
@@ -734,6 +773,11 @@ struct World {
     journals: Vec<Vec<Event>>,
     /// Commands the compact state was checked against.
     compact_checks: std::cell::Cell<u64>,
+    /// The time of each after-sale's last recorded refund failure, as the
+    /// model saw it recorded.
+    failed_at: BTreeMap<crate::AfterSaleId, crate::Timestamp>,
+    /// Refund callbacks sent: each fresh one reports a time of its own.
+    callbacks: i64,
 }
 
 impl World {
@@ -743,6 +787,8 @@ impl World {
             families: Vec::new(),
             journals: Vec::new(),
             compact_checks: std::cell::Cell::new(0),
+            failed_at: BTreeMap::new(),
+            callbacks: 0,
         }
     }
 
@@ -1005,17 +1051,25 @@ impl World {
                 sale,
                 success,
                 wrong_amount,
+                resend,
             } => {
                 let i = self.family_index(*fam);
                 let Some(a) = self.after_sale(i, *sale, AfterSaleStatus::REFUNDING) else {
                     return;
                 };
                 let amount = a.apply_refund_amount.minor() + i64::from(*wrong_amount);
+                let last_failure = self.failed_at.get(&a.after_sale_id).copied();
+                // A fresh callback reports a time after every earlier one.
+                self.callbacks += 1;
+                let refunded_at = match last_failure {
+                    Some(at) if *resend && !*success => at,
+                    _ => now.plus_millis(self.callbacks),
+                };
                 let action = Action::RefundResult {
                     after_sale_id: a.after_sale_id,
                     refund_amount: m(amount),
                     success: *success,
-                    refunded_at: now,
+                    refunded_at,
                 };
                 let (_, result) = self.run(i, provider(), action, Class::Other);
                 let status = |w: &World| w.families[i].after_sale(&a.after_sale_id).unwrap().status;
@@ -1029,9 +1083,11 @@ impl World {
                         assert_eq!(status(self), AfterSaleStatus::REFUNDED);
                         counts.hit("refunded");
                     }
-                    // The failure recorded before a retry, sent again (the
-                    // clock has not moved since): the same callback.
-                    (AfterSaleStatus::REFUNDING, false) if a.refunded_at == Some(now) => {
+                    // The failure recorded before a retry, sent again: the
+                    // same callback.
+                    (AfterSaleStatus::REFUNDING, false)
+                        if last_failure.is_some_and(|at| refunded_at <= at) =>
+                    {
                         expect_no_op(&result, "refund failure repeated after a retry");
                         assert_eq!(status(self), AfterSaleStatus::REFUNDING);
                         counts.hit("refund_failure_repeated_after_retry");
@@ -1039,6 +1095,7 @@ impl World {
                     (AfterSaleStatus::REFUNDING, false) => {
                         expect_events(&result, "refund");
                         assert_eq!(status(self), AfterSaleStatus::FAILED);
+                        self.failed_at.insert(a.after_sale_id, refunded_at);
                         counts.hit("refund_failed");
                     }
                     (AfterSaleStatus::REFUNDED, true) | (AfterSaleStatus::FAILED, false) => {
@@ -1058,6 +1115,10 @@ impl World {
                 };
                 let (before, result) = self.run(i, admin(), action, Class::Other);
                 match (a.status, &result) {
+                    (AfterSaleStatus::FAILED, _) if retry_after_goods_left(&before, &a) => {
+                        expect_code(&result, ErrorCode::AFTER_SALE_CANNOT_APPLY, "retry");
+                        counts.hit("retry_refused_once_the_goods_left");
+                    }
                     (AfterSaleStatus::FAILED, Ok(events)) => {
                         assert!(
                             retry_fits(&before, &a),
@@ -1067,10 +1128,27 @@ impl World {
                         let after = self.families[i].after_sale(&a.after_sale_id).unwrap();
                         assert_eq!(after.status, AfterSaleStatus::REFUNDING);
                         counts.hit("retried");
+                        // The failure's callback sent again now is the same
+                        // callback (decided, not applied).
+                        if let Some(at) = self.failed_at.get(&a.after_sale_id) {
+                            let command = Command {
+                                meta: provider(),
+                                action: Action::RefundResult {
+                                    after_sale_id: a.after_sale_id,
+                                    refund_amount: a.apply_refund_amount,
+                                    success: false,
+                                    refunded_at: *at,
+                                },
+                            };
+                            let repeat = crate::decide(&self.families[i], &command, now);
+                            expect_no_op(&repeat, "refund failure repeated after a retry");
+                            counts.hit("refund_failure_repeat_probed_after_retry");
+                        }
                     }
                     (AfterSaleStatus::FAILED, Err(_)) => {
                         assert!(!retry_fits(&before, &a), "a retry that fits was refused");
                         expect_code(&result, ErrorCode::AFTER_SALE_STATUS_CHANGED, "retry");
+                        counts.hit("retry_refused");
                     }
                     _ => expect_code(&result, ErrorCode::AFTER_SALE_STATUS_CHANGED, "retry"),
                 }
@@ -1662,7 +1740,10 @@ impl World {
                 },
             };
             let result = crate::decide(f, &command, self.shop.now);
-            if retry_fits(f, a) {
+            if retry_after_goods_left(f, a) {
+                expect_code(&result, ErrorCode::AFTER_SALE_CANNOT_APPLY, "retry probe");
+                counts.hit("retry_probe_refused_once_the_goods_left");
+            } else if retry_fits(f, a) {
                 let events = expect_events(&result, "retry probe");
                 assert_eq!(types(events), ["RefundRequested"]);
                 let mut retried = f.clone();
@@ -1871,7 +1952,7 @@ fn random_command_sequences_keep_every_invariant() {
         "refunded",
         "refund_failed",
         "refund_result_repeated",
-        "refund_failure_repeated_after_retry",
+        "refund_failure_repeat_probed_after_retry",
         "refund_amount_mismatch",
         "retried",
         "retry_probe_accepted",

@@ -192,6 +192,31 @@ fn a_failure_callback_repeated_after_a_retry_changes_nothing() {
     assert_eq!(f.after_sale(&a).unwrap().refunded_at, Some(refunded));
 }
 
+/// A failure journalled by an earlier build (`RefundFailed`, without the
+/// callback's time) still applies: FAILED, and no failure time to compare
+/// a repeat with.
+#[test]
+fn a_refund_failure_of_an_earlier_build_still_applies() {
+    let (shop, mut f, a) = after_sale_in(AfterSaleStatus::REFUNDING);
+    let event = Event {
+        seq: 0,
+        at: shop.now,
+        actor: provider().actor,
+        request_id: None,
+        reason: None,
+        version: f.version + 1,
+        body: EventBody::RefundFailed {
+            after_sale_id: a,
+            refund_amount: m(A1_ONE_UNIT),
+        },
+    };
+    f.apply(&event);
+    let after = f.after_sale(&a).unwrap();
+    assert_eq!(after.status, AfterSaleStatus::FAILED);
+    assert_eq!(after.refunded_at, None);
+    assert_eq!(f.history.last().unwrap().body.type_name(), "RefundFailed");
+}
+
 #[test]
 fn unknown_after_sale_ids_are_not_found() {
     let (mut shop, mut f, a) = after_sale_in(AfterSaleStatus::COMMITTED);

@@ -132,6 +132,69 @@ fn a_failed_refund_can_be_retried_while_nobody_else_claims_what_it_covers() {
     assert_eq!(f.after_sale(&a).unwrap().status, AfterSaleStatus::REFUNDING);
 }
 
+/// A refund without return that failed is not retried once its goods
+/// have left: the part could ship while the refund's claim was released,
+/// and paying it now would refund goods the shopper keeps.
+#[test]
+fn a_failed_refund_without_return_is_not_retried_once_the_goods_left() {
+    let (mut shop, mut f) = fixture(OrderStatus::PAID);
+    let id = f.order_id;
+    let a = applied(&mut shop, &mut f, &[("A1", 2)]).after_sale_id;
+    shop.run(&mut f, admin(), review(a, true)).unwrap();
+    shop.run(&mut f, provider(), refund_result(a, A1_PAY, false))
+        .unwrap();
+    shop.run(&mut f, admin(), fulfill(id, FulfillmentEvent::FULFILLED))
+        .unwrap();
+    // FULFILLED: still in the warehouse, the retry goes.
+    let mut still_here = f.clone();
+    let events = shop.run(&mut still_here, admin(), retry(a)).unwrap();
+    assert_eq!(types(&events), ["RefundRequested"]);
+    shop.run(&mut f, admin(), fulfill(id, FulfillmentEvent::OUT_STOCK))
+        .unwrap();
+    let code = refused(&mut shop, &mut f, admin(), retry(a));
+    assert_eq!(code, ErrorCode::AFTER_SALE_CANNOT_APPLY);
+    assert_eq!(f.after_sale(&a).unwrap().status, AfterSaleStatus::FAILED);
+}
+
+/// A failed return, then a cancel whose refund covers the returned units
+/// too (the return's claim was released) and fails as well: retrying the
+/// return first would leave the cancel's refund unpayable (a cancelled
+/// order has no other way to refund it), so the return is refused while
+/// the later failed refund covers its units, and the cancel's is retried.
+#[test]
+fn a_failed_refund_is_not_retried_over_a_later_failed_one_that_covers_it() {
+    let (mut shop, mut f) = fixture(OrderStatus::PAID);
+    let id = f.order_id;
+    let a = applied(&mut shop, &mut f, &[("A1", 1)]).after_sale_id;
+    shop.run(&mut f, admin(), review(a, true)).unwrap();
+    shop.run(&mut f, provider(), refund_result(a, A1_ONE_UNIT, false))
+        .unwrap();
+    shop.run(&mut f, shopper("u1"), cancel(id, CancelType::USER_CANCELED))
+        .unwrap();
+    let whole = last_after_sale(&f).clone();
+    assert_eq!(whole.apply_refund_amount, m(PAY));
+    shop.run(
+        &mut f,
+        provider(),
+        refund_result(whole.after_sale_id, PAY, false),
+    )
+    .unwrap();
+
+    let code = refused(&mut shop, &mut f, admin(), retry(a));
+    assert_eq!(code, ErrorCode::AFTER_SALE_STATUS_CHANGED);
+    let events = shop
+        .run(&mut f, admin(), retry(whole.after_sale_id))
+        .unwrap();
+    assert_eq!(types(&events), ["RefundRequested"]);
+    shop.run(
+        &mut f,
+        provider(),
+        refund_result(whole.after_sale_id, PAY, true),
+    )
+    .unwrap();
+    assert_eq!(f.pay_status(), crate::codes::PayStatus::REFUNDED);
+}
+
 /// A failed refund released its units; another application took the
 /// line's other unit meanwhile, priced as the first of two (floor), so a's
 /// unit now completes the line and would refund the rest (one more minor
