@@ -1047,12 +1047,20 @@ fn part_refund(
                 ),
             ));
         }
+        let left = line
+            .pay_amount
+            .checked_sub(family.claimed_line_amount(sku, skip))?;
         let refund_amount = if claimed + quantity == line.sale_quantity {
-            line.pay_amount
-                .checked_sub(family.claimed_line_amount(sku, skip))?
+            left
         } else {
+            // At most what the line has left: a claim that completed the
+            // line took the rest over floors of claims revoked since, and
+            // on a line of many cheap units the floor of a larger share
+            // could pass what is left (and the last unit's refund go
+            // below zero).
             line.pay_amount
                 .mul_div_floor(i64::from(*quantity), i64::from(line.sale_quantity))?
+                .min(left)
         };
         out.push(AfterSaleItem {
             sku_code: sku.clone(),

@@ -692,14 +692,16 @@ fn expected_refund(
         .map(|(sku, q)| {
             let line = f.line(sku).unwrap();
             let claimed = claimed_qty(f, sku);
+            let left = line.pay_amount.minor() - claimed_money(f, sku);
             let refund = if claimed + q == line.sale_quantity {
-                line.pay_amount.minor() - claimed_money(f, sku)
+                left
             } else {
                 i64::try_from(
                     i128::from(line.pay_amount.minor()) * i128::from(*q)
                         / i128::from(line.sale_quantity),
                 )
                 .unwrap()
+                .min(left)
             };
             AfterSaleItem {
                 sku_code: sku.clone(),

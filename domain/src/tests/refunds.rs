@@ -132,6 +132,41 @@ fn a_failed_refund_can_be_retried_while_nobody_else_claims_what_it_covers() {
     assert_eq!(f.after_sale(&a).unwrap().status, AfterSaleStatus::REFUNDING);
 }
 
+/// On a line of many cheap units, the application that completed the line
+/// took the rest over the floors of claims revoked since: a later share's
+/// floor is capped at what the line has left, so the line's refunds never
+/// pass its pay and no refund goes below zero.
+#[test]
+fn a_share_never_refunds_more_than_its_line_has_left() {
+    let mut shop = Shop::default();
+    shop.skus.push(sku(
+        "P1",
+        crate::codes::ProductType::NORMAL_PRODUCT,
+        2,
+        1_000,
+    ));
+    let mut f = shop.create("u1", &[("P1", 5)], None);
+    shop.pay(&mut f, "T-P1").unwrap();
+    // A line of 5 units paying 9 (a discount's share taken off).
+    f.lines[0].pay_amount = m(9);
+    let singles: Vec<AfterSaleId> = (0..4)
+        .map(|_| applied(&mut shop, &mut f, &[("P1", 1)]).after_sale_id)
+        .collect();
+    let last = applied(&mut shop, &mut f, &[("P1", 1)]);
+    assert_eq!(
+        last.items[0].refund_amount,
+        m(9 - 4),
+        "the rest of the line"
+    );
+    for a in singles {
+        shop.run(&mut f, shopper("u1"), revoke(a)).unwrap();
+    }
+    // floor(9 × 3 / 5) = 5, but the line has 4 left.
+    let three = applied(&mut shop, &mut f, &[("P1", 3)]);
+    assert_eq!(three.items[0].refund_amount, m(4));
+    assert_eq!(f.claimed_line_amount(&sku_code("P1"), &[]), m(9));
+}
+
 /// A refund without return that failed is not retried once its goods
 /// have left: the part could ship while the refund's claim was released,
 /// and paying it now would refund goods the shopper keeps.
