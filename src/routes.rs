@@ -1195,7 +1195,7 @@ async fn pay_callback(st: State, req: HttpRequest, payload: web::Payload) -> Rep
     path = "/v1/refunds/callback",
     tag = "after-sales",
     summary = "Refund callback (payment provider)",
-    description = "Signed with `X-Signature`. Completes a REFUNDING after-sale: success → REFUNDED, failure → FAILED. Repeating the outcome already recorded answers 200 with no change, and so does a failure sent again after a retry (its `refunded_at` no later than the last recorded failure's).",
+    description = "Signed with `X-Signature`. Completes a REFUNDING after-sale: success → REFUNDED, failure → FAILED. Repeating the outcome already recorded answers 200 with no change, and so does a failure sent again after a retry (its `refunded_at` no later than the last recorded failure's, or before the refund's once REFUNDED).",
     params(crate::openapi::IdempotencyKeyHeader, crate::openapi::IfMatchHeader),
     request_body = RefundCallbackRequest,
     responses(

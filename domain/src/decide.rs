@@ -281,6 +281,15 @@ fn decide_bodies(
                 (AfterSaleStatus::REFUNDED, true) | (AfterSaleStatus::FAILED, false) => {
                     Ok(Vec::new())
                 }
+                // A failure recorded before the retry that went through, its
+                // callback sent again (reported before the refund): the
+                // same callback. Answered 409, the provider would send it
+                // again and again.
+                (AfterSaleStatus::REFUNDED, false)
+                    if a.refunded_at.is_some_and(|refund| *refunded_at < refund) =>
+                {
+                    Ok(Vec::new())
+                }
                 (status, _) => Err(after_sale_error(a, status, "record a refund result")),
             }
         }

@@ -1104,6 +1104,12 @@ impl World {
                         expect_no_op(&result, "refund repeat");
                         counts.hit("refund_result_repeated");
                     }
+                    // An earlier failure's callback after the refund went
+                    // through (its time before the refund's).
+                    (AfterSaleStatus::REFUNDED, false) if last_failure == Some(refunded_at) => {
+                        expect_no_op(&result, "refund failure repeated after the refund");
+                        counts.hit("refund_failure_repeated_after_the_refund");
+                    }
                     _ => expect_code(&result, ErrorCode::AFTER_SALE_STATUS_CHANGED, "refund"),
                 }
             }

@@ -190,6 +190,21 @@ fn a_failure_callback_repeated_after_a_retry_changes_nothing() {
     let events = shop.run(&mut f, provider(), result(true, refunded));
     assert_eq!(types(&events.unwrap()), ["RefundCompleted"]);
     assert_eq!(f.after_sale(&a).unwrap().refunded_at, Some(refunded));
+
+    // Either failure sent again now: the same callback, 200 with no change;
+    // a failure reported after the refund is not one recorded: 409.
+    for at in [first_failure, second_failure] {
+        let repeated = shop.run(&mut f, provider(), result(false, at));
+        assert_eq!(repeated.unwrap(), Vec::new());
+    }
+    let code = refused(
+        &mut shop,
+        &mut f,
+        provider(),
+        result(false, refunded.plus_millis(1)),
+    );
+    assert_eq!(code, ErrorCode::AFTER_SALE_STATUS_CHANGED);
+    assert_eq!(f.after_sale(&a).unwrap().status, AfterSaleStatus::REFUNDED);
 }
 
 /// A failure journalled by an earlier build (`RefundFailed`, without the
