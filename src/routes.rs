@@ -1195,7 +1195,7 @@ async fn pay_callback(st: State, req: HttpRequest, payload: web::Payload) -> Rep
     path = "/v1/refunds/callback",
     tag = "after-sales",
     summary = "Refund callback (payment provider)",
-    description = "Signed with `X-Signature`. Completes a REFUNDING after-sale: success → REFUNDED, failure → FAILED. Repeating the outcome already recorded answers 200 with no change, and so does a failure sent again after a retry (its `refunded_at` no later than the last recorded failure's, or before the refund's once REFUNDED).",
+    description = "Signed with `X-Signature`. Completes a REFUNDING after-sale: success → REFUNDED, failure → FAILED. Repeating the outcome already recorded answers 200 with no change, and so does a failure sent again after a retry (its `refunded_at` no later than the last recorded failure's), and, once REFUNDED, any failure dated before the refund.",
     params(crate::openapi::IdempotencyKeyHeader, crate::openapi::IfMatchHeader),
     request_body = RefundCallbackRequest,
     responses(
@@ -1362,7 +1362,7 @@ async fn review(
         (status = 401, description = "`UNAUTHORIZED`: no valid bearer token"),
         (status = 403, description = "`FORBIDDEN`: the token is not an admin's"),
         (status = 404, description = "`AFTER_SALE_NOT_FOUND`"),
-        (status = 409, description = "`AFTER_SALE_STATUS_CHANGED`: not FAILED, or what it refunds was claimed or priced again since, or a later FAILED refund covers it; `AFTER_SALE_CANNOT_APPLY`: a refund without return whose goods have left; `IDEMPOTENCY_KEY_LIMIT`"),
+        (status = 409, description = "`AFTER_SALE_STATUS_CHANGED`: not FAILED, or what it refunds was claimed or priced again since, or a later FAILED refund that could be retried covers it; `IDEMPOTENCY_KEY_LIMIT`"),
         (status = 412, description = "`ORDER_VERSION_MISMATCH`: `If-Match` names a version the family has moved on from; nothing changed"),
         (status = 413, description = "`PAYLOAD_TOO_LARGE`: the body is larger than 64 KiB"),
         (status = 422, description = "`IDEMPOTENCY_KEY_REUSED`"),

@@ -1299,12 +1299,54 @@ fn goods_not_left(status: OrderStatus) -> bool {
     matches!(status, OrderStatus::PAID | OrderStatus::FULFILLED)
 }
 
-/// A part whose goods are with the carrier or the shopper.
-fn goods_out(status: OrderStatus) -> bool {
-    matches!(
-        status,
-        OrderStatus::OUT_STOCK | OrderStatus::DELIVERY | OrderStatus::SIGNED
-    )
+/// Whether a share of lines (an application, a lack) comes to the same
+/// amounts priced again now: it was priced against the claims of its day,
+/// others completed, revoked or took the shipping fee since, and at its old
+/// price the line's refunds could pass the line's pay (or leave part of it
+/// unpaid). Other refunds are not shares.
+fn priced_alike(family: &OrderFamily, a: &AfterSale) -> bool {
+    !matches!(
+        a.detail,
+        AfterSaleTypeDetail::PART_REFUND | AfterSaleTypeDetail::LACK_REFUND
+    ) || family.part_of(a.order_id).is_some_and(|part| {
+        let asked: Vec<(SkuCode, Quantity)> = a
+            .items
+            .iter()
+            .map(|i| (i.sku_code.clone(), i.quantity))
+            .collect();
+        part_refund(family, part, &asked, &[a.after_sale_id])
+            .is_ok_and(|(items, shipping)| items == a.items && shipping == a.shipping_amount)
+    })
+}
+
+/// Whether the units, money and shipping fee `a` refunds fit beside what
+/// after-sales claim now and `extra` besides.
+fn claims_fit(family: &OrderFamily, a: &AfterSale, extra: &[&AfterSale]) -> bool {
+    let units = a.items.iter().all(|i| {
+        family.line(&i.sku_code).is_some_and(|line| {
+            let more: Quantity = extra.iter().map(|x| x.quantity_of(&i.sku_code)).sum();
+            family.claimed_quantity(&i.sku_code, &[]) + more + i.quantity <= line.sale_quantity
+        })
+    });
+    let paid = match &a.trade_no {
+        Some(t) if family.payment.trade_no.as_ref() == Some(t) => family.payment.pay_amount,
+        Some(t) => family
+            .extra_payments
+            .iter()
+            .find(|p| &p.trade_no == t)
+            .map_or(Money::ZERO, |p| p.pay_amount),
+        None => Money::ZERO,
+    };
+    let claimed = family.claimed_amount_of(a.trade_no.as_ref(), &[]).minor()
+        + extra
+            .iter()
+            .filter(|x| x.trade_no == a.trade_no)
+            .map(|x| x.apply_refund_amount.minor())
+            .sum::<i64>();
+    let money = claimed + a.apply_refund_amount.minor() <= paid.minor();
+    let shipping = a.shipping_amount.is_zero()
+        || !(family.shipping_claimed(&[]) || extra.iter().any(|x| !x.shipping_amount.is_zero()));
+    units && money && shipping
 }
 
 /// A FAILED refund goes back to REFUNDING, if what it refunds has not been
@@ -1319,81 +1361,24 @@ fn retry(family: &OrderFamily, id: &AfterSaleId) -> Result<Vec<EventBody>, Domai
             "retry a refund that has not failed",
         ));
     }
-    // A refund without return pays for goods that have not left: the part
-    // may have shipped while it was FAILED (its claim released), as review
-    // checks for one that waited. Cancelled or refused goods are back (or
-    // never went), and what the cancel or refusal refunded is counted below.
-    if a.after_sale_type == AfterSaleType::RETURN_MONEY
-        && a.detail == AfterSaleTypeDetail::PART_REFUND
-    {
-        if let Some(part) = family.part_of(a.order_id) {
-            if goods_out(family.part_status(part)) {
-                return Err(part_error(
-                    family,
-                    part,
-                    ErrorCode::AFTER_SALE_CANNOT_APPLY,
-                    "retry a refund without return once the goods have left",
-                ));
-            }
-        }
-    }
     // FAILED refunds after this one were priced with its claim released
-    // and may cover what it refunds (a cancel after a failed return
-    // refunds the returned units too): they still count here. Retried
-    // first, this one would leave the rest of theirs unpayable, and a
-    // cancelled order has no other way to refund it.
+    // and may cover what it refunds (a cancel after a failed return refunds
+    // the returned units too). Those that could be retried now still count
+    // here: retried first, this one would leave the rest of theirs
+    // unpayable, and a cancelled order has no other way to refund it. One
+    // that cannot be retried (what it covers is claimed again) is no claim.
     let later_failed: Vec<&AfterSale> = family
         .after_sales
         .iter()
         .skip_while(|x| x.after_sale_id != *id)
         .skip(1)
-        .filter(|x| x.status == AfterSaleStatus::FAILED)
-        .collect();
-    let fits = a.items.iter().all(|i| {
-        family.line(&i.sku_code).is_some_and(|line| {
-            let later: Quantity = later_failed
-                .iter()
-                .map(|x| x.quantity_of(&i.sku_code))
-                .sum();
-            family.claimed_quantity(&i.sku_code, &[]) + later + i.quantity <= line.sale_quantity
+        .filter(|x| {
+            x.status == AfterSaleStatus::FAILED
+                && claims_fit(family, x, &[])
+                && priced_alike(family, x)
         })
-    });
-    let paid = match &a.trade_no {
-        Some(t) if family.payment.trade_no.as_ref() == Some(t) => family.payment.pay_amount,
-        Some(t) => family
-            .extra_payments
-            .iter()
-            .find(|p| &p.trade_no == t)
-            .map_or(Money::ZERO, |p| p.pay_amount),
-        None => Money::ZERO,
-    };
-    let claimed = family.claimed_amount_of(a.trade_no.as_ref(), &[]).minor()
-        + later_failed
-            .iter()
-            .filter(|x| x.trade_no == a.trade_no)
-            .map(|x| x.apply_refund_amount.minor())
-            .sum::<i64>();
-    let money_fits = claimed + a.apply_refund_amount.minor() <= paid.minor();
-    let shipping_fits = a.shipping_amount.is_zero()
-        || !(family.shipping_claimed(&[])
-            || later_failed.iter().any(|x| !x.shipping_amount.is_zero()));
-    // A share of lines (an application, a lack) was priced against the
-    // claims of its day; others completed, revoked or took the shipping fee
-    // since, and its amounts priced again now must be the same, or the
-    // line's refunds could pass the line's pay (or leave part of it unpaid).
-    let priced_alike = !matches!(
-        a.detail,
-        AfterSaleTypeDetail::PART_REFUND | AfterSaleTypeDetail::LACK_REFUND
-    ) || family.part_of(a.order_id).is_some_and(|part| {
-        let asked: Vec<(SkuCode, Quantity)> = a
-            .items
-            .iter()
-            .map(|i| (i.sku_code.clone(), i.quantity))
-            .collect();
-        part_refund(family, part, &asked, &[*id])
-            .is_ok_and(|(items, shipping)| items == a.items && shipping == a.shipping_amount)
-    });
-    if !(fits && money_fits && shipping_fits && priced_alike) {
+        .collect();
+    if !(claims_fit(family, a, &later_failed) && priced_alike(family, a)) {
         return Err(after_sale_error(
             a,
             a.status,

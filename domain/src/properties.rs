@@ -557,19 +557,9 @@ fn lacked(f: &OrderFamily, sku: &SkuCode) -> Quantity {
 
 /// Whether a failed refund may go back to REFUNDING: nothing it covers
 /// (units, money of its payment, the shipping fee) is claimed meanwhile by
-/// another after-sale, and a share of lines is priced now as it was.
-/// Whether a retry of refund without return comes after its goods left.
-fn retry_after_goods_left(f: &OrderFamily, a: &AfterSale) -> bool {
-    a.after_sale_type == AfterSaleType::RETURN_MONEY
-        && a.detail == AfterSaleTypeDetail::PART_REFUND
-        && matches!(
-            f.part_status(f.part_of(a.order_id).unwrap()),
-            OrderStatus::OUT_STOCK | OrderStatus::DELIVERY | OrderStatus::SIGNED
-        )
-}
-
+/// another after-sale, or by a later FAILED refund that could itself be
+/// retried now, and a share of lines is priced now as it was.
 fn retry_fits(f: &OrderFamily, a: &AfterSale) -> bool {
-    // FAILED after-sales created after `a` count as claims.
     let at = f
         .after_sales
         .iter()
@@ -577,11 +567,17 @@ fn retry_fits(f: &OrderFamily, a: &AfterSale) -> bool {
         .unwrap();
     let later: Vec<&AfterSale> = f.after_sales[at + 1..]
         .iter()
-        .filter(|x| x.status == AfterSaleStatus::FAILED)
+        .filter(|x| x.status == AfterSaleStatus::FAILED && fits_beside(f, x, &[]))
         .collect();
+    fits_beside(f, a, &later)
+}
+
+/// Whether `a` fits beside the claims of now and `extra`, and, a share of
+/// lines, is priced now as it was.
+fn fits_beside(f: &OrderFamily, a: &AfterSale, extra: &[&AfterSale]) -> bool {
     let units_fit = a.items.iter().all(|i| {
-        let later_qty: Quantity = later.iter().map(|x| x.quantity_of(&i.sku_code)).sum();
-        claimed_qty(f, &i.sku_code) + later_qty + i.quantity
+        let more: Quantity = extra.iter().map(|x| x.quantity_of(&i.sku_code)).sum();
+        claimed_qty(f, &i.sku_code) + more + i.quantity
             <= f.line(&i.sku_code).unwrap().sale_quantity
     });
     let trade = a.trade_no.as_ref().unwrap();
@@ -594,16 +590,15 @@ fn retry_fits(f: &OrderFamily, a: &AfterSale) -> bool {
             .unwrap()
             .pay_amount
     };
-    let later_money: i64 = later
+    let more_money: i64 = extra
         .iter()
         .filter(|x| x.trade_no.as_ref() == Some(trade))
         .map(|x| x.apply_refund_amount.minor())
         .sum();
-    let money_fits =
-        claimed_of_trade(f, trade, false) + later_money + a.apply_refund_amount.minor()
-            <= paid.minor();
+    let money_fits = claimed_of_trade(f, trade, false) + more_money + a.apply_refund_amount.minor()
+        <= paid.minor();
     let shipping_fits = a.shipping_amount.is_zero()
-        || !(shipping_claimed(f) || later.iter().any(|x| !x.shipping_amount.is_zero()));
+        || !(shipping_claimed(f) || extra.iter().any(|x| !x.shipping_amount.is_zero()));
     // A share of lines priced again now must come to what it asks.
     let priced_alike = !matches!(
         a.detail,
@@ -615,7 +610,10 @@ fn retry_fits(f: &OrderFamily, a: &AfterSale) -> bool {
             .iter()
             .map(|i| (i.sku_code.clone(), i.quantity))
             .collect();
-        !units_fit || expected_refund(f, part, &asked) == (a.items.clone(), a.shipping_amount)
+        let fit_now = a.items.iter().all(|i| {
+            claimed_qty(f, &i.sku_code) + i.quantity <= f.line(&i.sku_code).unwrap().sale_quantity
+        });
+        !fit_now || expected_refund(f, part, &asked) == (a.items.clone(), a.shipping_amount)
     };
     units_fit && money_fits && shipping_fits && priced_alike
 }
@@ -1123,10 +1121,6 @@ impl World {
                 };
                 let (before, result) = self.run(i, admin(), action, Class::Other);
                 match (a.status, &result) {
-                    (AfterSaleStatus::FAILED, _) if retry_after_goods_left(&before, &a) => {
-                        expect_code(&result, ErrorCode::AFTER_SALE_CANNOT_APPLY, "retry");
-                        counts.hit("retry_refused_once_the_goods_left");
-                    }
                     (AfterSaleStatus::FAILED, Ok(events)) => {
                         assert!(
                             retry_fits(&before, &a),
@@ -1748,10 +1742,7 @@ impl World {
                 },
             };
             let result = crate::decide(f, &command, self.shop.now);
-            if retry_after_goods_left(f, a) {
-                expect_code(&result, ErrorCode::AFTER_SALE_CANNOT_APPLY, "retry probe");
-                counts.hit("retry_probe_refused_once_the_goods_left");
-            } else if retry_fits(f, a) {
+            if retry_fits(f, a) {
                 let events = expect_events(&result, "retry probe");
                 assert_eq!(types(events), ["RefundRequested"]);
                 let mut retried = f.clone();
