@@ -1722,6 +1722,7 @@ impl World {
         for f in &self.families {
             self.check_family(f, counts);
             self.probe_retries(f, counts);
+            self.check_nothing_stranded(f, counts);
         }
     }
 
@@ -1756,6 +1757,52 @@ impl World {
                 counts.hit("retry_probe_refused");
             }
         }
+    }
+
+    /// A paid, cancelled family: retrying its failed refunds, the newest
+    /// first (README), until none goes, leaves the whole payment claimed.
+    /// Nothing else can refund a cancelled family, so any money left over
+    /// would be stranded.
+    fn check_nothing_stranded(&self, f: &OrderFamily, counts: &Counts) {
+        let Some(trade) = &f.payment.trade_no else {
+            return;
+        };
+        if f.status != OrderStatus::CANCELED {
+            return;
+        }
+        let mut g = f.clone();
+        loop {
+            let failed: Vec<crate::AfterSaleId> = g
+                .after_sales
+                .iter()
+                .rev()
+                .filter(|a| a.status == AfterSaleStatus::FAILED)
+                .map(|a| a.after_sale_id)
+                .collect();
+            let mut retried = false;
+            for after_sale_id in failed {
+                let command = Command {
+                    meta: admin(),
+                    action: Action::RetryRefund { after_sale_id },
+                };
+                if let Ok(events) = crate::decide(&g, &command, self.shop.now) {
+                    for e in &events {
+                        g.apply(e);
+                    }
+                    retried = true;
+                }
+            }
+            if !retried {
+                break;
+            }
+        }
+        assert_eq!(
+            claimed_of_trade(&g, trade, false),
+            f.payment.pay_amount.minor(),
+            "a refund of cancelled family {} is stranded",
+            f.order_id
+        );
+        counts.hit("cancelled_family_retried_to_its_whole_payment");
     }
 
     fn check_family(&self, f: &OrderFamily, counts: &Counts) {
@@ -1932,6 +1979,7 @@ fn random_command_sequences_keep_every_invariant() {
         "cancel_unpaid",
         "cancel_paid",
         "cancelled_and_paid_family_checked",
+        "cancelled_family_retried_to_its_whole_payment",
         "deadline_cancel",
         "fulfillment_step",
         "signed",
