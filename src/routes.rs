@@ -1362,7 +1362,7 @@ async fn review(
         (status = 401, description = "`UNAUTHORIZED`: no valid bearer token"),
         (status = 403, description = "`FORBIDDEN`: the token is not an admin's"),
         (status = 404, description = "`AFTER_SALE_NOT_FOUND`"),
-        (status = 409, description = "`AFTER_SALE_STATUS_CHANGED`: not FAILED, or what it refunds was claimed or priced again since, or a later FAILED refund that could be retried covers it; `IDEMPOTENCY_KEY_LIMIT`"),
+        (status = 409, description = "`AFTER_SALE_STATUS_CHANGED`: not FAILED, or what it refunds was claimed or priced again since, or a later FAILED refund covers it (unless REFUNDED after-sales took what that one covers); `IDEMPOTENCY_KEY_LIMIT`"),
         (status = 412, description = "`ORDER_VERSION_MISMATCH`: `If-Match` names a version the family has moved on from; nothing changed"),
         (status = 413, description = "`PAYLOAD_TOO_LARGE`: the body is larger than 64 KiB"),
         (status = 422, description = "`IDEMPOTENCY_KEY_REUSED`"),
@@ -1863,7 +1863,6 @@ async fn events(st: State, req: HttpRequest) -> Reply {
     Ok(raw_json(200, body))
 }
 
-/// The length of `value` as JSON, without keeping the text.
 /// Server-sent events from `after` (or `Last-Event-ID`), at least once:
 /// each event's `id` is its sequence number, so a client that reconnects
 /// with it resumes where it stopped.

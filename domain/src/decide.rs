@@ -1319,6 +1319,44 @@ fn priced_alike(family: &OrderFamily, a: &AfterSale) -> bool {
     })
 }
 
+/// The amount of the payment `trade_no` names (0 for none).
+fn paid_by(family: &OrderFamily, trade_no: Option<&TradeNo>) -> Money {
+    match trade_no {
+        Some(t) if family.payment.trade_no.as_ref() == Some(t) => family.payment.pay_amount,
+        Some(t) => family
+            .extra_payments
+            .iter()
+            .find(|p| &p.trade_no == t)
+            .map_or(Money::ZERO, |p| p.pay_amount),
+        None => Money::ZERO,
+    }
+}
+
+/// Whether the units, money and shipping fee `a` refunds fit beside what
+/// REFUNDED after-sales took: the claims that can never go away.
+fn fits_beside_refunded(family: &OrderFamily, a: &AfterSale) -> bool {
+    let refunded = || {
+        family
+            .after_sales
+            .iter()
+            .filter(|r| r.status == AfterSaleStatus::REFUNDED)
+    };
+    let units = a.items.iter().all(|i| {
+        family.line(&i.sku_code).is_some_and(|line| {
+            let taken: Quantity = refunded().map(|r| r.quantity_of(&i.sku_code)).sum();
+            taken + i.quantity <= line.sale_quantity
+        })
+    });
+    let taken: i64 = refunded()
+        .filter(|r| r.trade_no == a.trade_no)
+        .map(|r| r.apply_refund_amount.minor())
+        .sum();
+    let money =
+        taken + a.apply_refund_amount.minor() <= paid_by(family, a.trade_no.as_ref()).minor();
+    let shipping = a.shipping_amount.is_zero() || !refunded().any(|r| !r.shipping_amount.is_zero());
+    units && money && shipping
+}
+
 /// Whether the units, money and shipping fee `a` refunds fit beside what
 /// after-sales claim now and `extra` besides.
 fn claims_fit(family: &OrderFamily, a: &AfterSale, extra: &[&AfterSale]) -> bool {
@@ -1328,15 +1366,7 @@ fn claims_fit(family: &OrderFamily, a: &AfterSale, extra: &[&AfterSale]) -> bool
             family.claimed_quantity(&i.sku_code, &[]) + more + i.quantity <= line.sale_quantity
         })
     });
-    let paid = match &a.trade_no {
-        Some(t) if family.payment.trade_no.as_ref() == Some(t) => family.payment.pay_amount,
-        Some(t) => family
-            .extra_payments
-            .iter()
-            .find(|p| &p.trade_no == t)
-            .map_or(Money::ZERO, |p| p.pay_amount),
-        None => Money::ZERO,
-    };
+    let paid = paid_by(family, a.trade_no.as_ref());
     let claimed = family.claimed_amount_of(a.trade_no.as_ref(), &[]).minor()
         + extra
             .iter()
@@ -1363,20 +1393,17 @@ fn retry(family: &OrderFamily, id: &AfterSaleId) -> Result<Vec<EventBody>, Domai
     }
     // FAILED refunds after this one were priced with its claim released
     // and may cover what it refunds (a cancel after a failed return refunds
-    // the returned units too). Those that could be retried now still count
-    // here: retried first, this one would leave the rest of theirs
-    // unpayable, and a cancelled order has no other way to refund it. One
-    // that cannot be retried (what it covers is claimed again) is no claim.
+    // the returned units too). They still count here: retried first, this
+    // one would leave the rest of theirs unpayable, and a cancelled order
+    // has no other way to refund it. Only one that can never be retried is
+    // no claim: what it covers was refunded since (a claim still pending
+    // may yet go away, and it would then be owed).
     let later_failed: Vec<&AfterSale> = family
         .after_sales
         .iter()
         .skip_while(|x| x.after_sale_id != *id)
         .skip(1)
-        .filter(|x| {
-            x.status == AfterSaleStatus::FAILED
-                && claims_fit(family, x, &[])
-                && priced_alike(family, x)
-        })
+        .filter(|x| x.status == AfterSaleStatus::FAILED && fits_beside_refunded(family, x))
         .collect();
     if !(claims_fit(family, a, &later_failed) && priced_alike(family, a)) {
         return Err(after_sale_error(

@@ -557,17 +557,47 @@ fn lacked(f: &OrderFamily, sku: &SkuCode) -> Quantity {
 
 /// Whether a failed refund may go back to REFUNDING: nothing it covers
 /// (units, money of its payment, the shipping fee) is claimed meanwhile by
-/// another after-sale, or by a later FAILED refund that could itself be
-/// retried now, and a share of lines is priced now as it was.
+/// another after-sale, or by a later FAILED refund that REFUNDED ones have
+/// not made impossible, and a share of lines is priced now as it was.
 fn retry_fits(f: &OrderFamily, a: &AfterSale) -> bool {
     let at = f
         .after_sales
         .iter()
         .position(|x| x.after_sale_id == a.after_sale_id)
         .unwrap();
+    let refunded: Vec<&AfterSale> = f
+        .after_sales
+        .iter()
+        .filter(|r| r.status == AfterSaleStatus::REFUNDED)
+        .collect();
+    let possible = |x: &AfterSale| {
+        let units = x.items.iter().all(|i| {
+            let taken: Quantity = refunded.iter().map(|r| r.quantity_of(&i.sku_code)).sum();
+            taken + i.quantity <= f.line(&i.sku_code).unwrap().sale_quantity
+        });
+        let trade = x.trade_no.as_ref();
+        let taken: i64 = refunded
+            .iter()
+            .filter(|r| r.trade_no.as_ref() == trade)
+            .map(|r| r.apply_refund_amount.minor())
+            .sum();
+        let paid = if f.payment.trade_no.as_ref() == trade {
+            f.payment.pay_amount.minor()
+        } else {
+            f.extra_payments
+                .iter()
+                .find(|p| Some(&p.trade_no) == trade)
+                .unwrap()
+                .pay_amount
+                .minor()
+        };
+        let shipping =
+            x.shipping_amount.is_zero() || !refunded.iter().any(|r| !r.shipping_amount.is_zero());
+        units && taken + x.apply_refund_amount.minor() <= paid && shipping
+    };
     let later: Vec<&AfterSale> = f.after_sales[at + 1..]
         .iter()
-        .filter(|x| x.status == AfterSaleStatus::FAILED && fits_beside(f, x, &[]))
+        .filter(|x| x.status == AfterSaleStatus::FAILED && possible(x))
         .collect();
     fits_beside(f, a, &later)
 }
@@ -1795,6 +1825,7 @@ impl World {
             if !retried {
                 break;
             }
+            counts.hit("cancelled_family_failed_refund_retried");
         }
         assert_eq!(
             claimed_of_trade(&g, trade, false),
@@ -1980,6 +2011,7 @@ fn random_command_sequences_keep_every_invariant() {
         "cancel_paid",
         "cancelled_and_paid_family_checked",
         "cancelled_family_retried_to_its_whole_payment",
+        "cancelled_family_failed_refund_retried",
         "deadline_cancel",
         "fulfillment_step",
         "signed",

@@ -203,6 +203,63 @@ fn a_later_failed_refund_that_cannot_be_retried_does_not_block_an_earlier_one() 
     assert_eq!(types(&events), ["RefundRequested"]);
 }
 
+/// A later FAILED refund blocked only by a claim that may still go away
+/// (an application under review) still counts: retrying the earlier one
+/// would leave the later one unpayable for good once the application is
+/// rejected.
+#[test]
+fn a_later_failed_refund_blocked_by_a_pending_claim_still_counts() {
+    let (mut shop, mut f) = fixture(OrderStatus::FULFILLED);
+    let id = f.order_id;
+    let a = applied(&mut shop, &mut f, &[("A2", 1)]);
+    shop.run(&mut f, admin(), review(a.after_sale_id, true))
+        .unwrap();
+    let amount = a.apply_refund_amount.minor();
+    shop.run(
+        &mut f,
+        provider(),
+        refund_result(a.after_sale_id, amount, false),
+    )
+    .unwrap();
+    // The warehouse lacks everything; that refund fails too.
+    shop.run(&mut f, admin(), lack(id, &[("A1", 2), ("A2", 1)]))
+        .unwrap();
+    let x = last_after_sale(&f).clone();
+    assert_eq!(x.apply_refund_amount, m(PAY));
+    shop.run(
+        &mut f,
+        provider(),
+        refund_result(x.after_sale_id, PAY, false),
+    )
+    .unwrap();
+    // An application for A1 waits for review.
+    let y = applied(&mut shop, &mut f, &[("A1", 1)]);
+
+    let code = refused(&mut shop, &mut f, admin(), retry(a.after_sale_id));
+    assert_eq!(code, ErrorCode::AFTER_SALE_STATUS_CHANGED);
+    shop.run(&mut f, admin(), review(y.after_sale_id, false))
+        .unwrap();
+    let events = shop.run(&mut f, admin(), retry(x.after_sale_id)).unwrap();
+    assert_eq!(types(&events), ["RefundRequested"]);
+}
+
+/// A failed refund without return can still be retried once its part has
+/// shipped: the unit may have stayed behind (the refund held it while the
+/// part shipped), and the family does not record when it shipped (README).
+#[test]
+fn a_failed_refund_without_return_can_be_retried_after_the_part_shipped() {
+    let (mut shop, mut f) = fixture(OrderStatus::FULFILLED);
+    let id = f.order_id;
+    let a = applied(&mut shop, &mut f, &[("A1", 1)]).after_sale_id;
+    shop.run(&mut f, admin(), review(a, true)).unwrap();
+    shop.run(&mut f, admin(), fulfill(id, FulfillmentEvent::OUT_STOCK))
+        .unwrap();
+    shop.run(&mut f, provider(), refund_result(a, A1_ONE_UNIT, false))
+        .unwrap();
+    let events = shop.run(&mut f, admin(), retry(a)).unwrap();
+    assert_eq!(types(&events), ["RefundRequested"]);
+}
+
 /// A failed return, then a cancel whose refund covers the returned units
 /// too (the return's claim was released) and fails as well: retrying the
 /// return first would leave the cancel's refund unpayable (a cancelled
