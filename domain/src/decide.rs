@@ -1332,50 +1332,34 @@ fn paid_by(family: &OrderFamily, trade_no: Option<&TradeNo>) -> Money {
     }
 }
 
-/// Whether the units, money and shipping fee `a` refunds fit beside what
-/// REFUNDED after-sales took: the claims that can never go away.
-fn fits_beside_refunded(family: &OrderFamily, a: &AfterSale) -> bool {
-    let refunded = || {
+/// Whether the units, money and shipping fee `a` refunds fit beside the
+/// after-sales `holds` picks and `extra` besides.
+fn fits_beside(
+    family: &OrderFamily,
+    a: &AfterSale,
+    holds: impl Fn(&AfterSale) -> bool,
+    extra: &[&AfterSale],
+) -> bool {
+    let others = || {
         family
             .after_sales
             .iter()
-            .filter(|r| r.status == AfterSaleStatus::REFUNDED)
+            .filter(|x| holds(x))
+            .chain(extra.iter().copied())
     };
     let units = a.items.iter().all(|i| {
         family.line(&i.sku_code).is_some_and(|line| {
-            let taken: Quantity = refunded().map(|r| r.quantity_of(&i.sku_code)).sum();
+            let taken: Quantity = others().map(|x| x.quantity_of(&i.sku_code)).sum();
             taken + i.quantity <= line.sale_quantity
         })
     });
-    let taken: i64 = refunded()
-        .filter(|r| r.trade_no == a.trade_no)
-        .map(|r| r.apply_refund_amount.minor())
+    let taken: i64 = others()
+        .filter(|x| x.trade_no == a.trade_no)
+        .map(|x| x.apply_refund_amount.minor())
         .sum();
     let money =
         taken + a.apply_refund_amount.minor() <= paid_by(family, a.trade_no.as_ref()).minor();
-    let shipping = a.shipping_amount.is_zero() || !refunded().any(|r| !r.shipping_amount.is_zero());
-    units && money && shipping
-}
-
-/// Whether the units, money and shipping fee `a` refunds fit beside what
-/// after-sales claim now and `extra` besides.
-fn claims_fit(family: &OrderFamily, a: &AfterSale, extra: &[&AfterSale]) -> bool {
-    let units = a.items.iter().all(|i| {
-        family.line(&i.sku_code).is_some_and(|line| {
-            let more: Quantity = extra.iter().map(|x| x.quantity_of(&i.sku_code)).sum();
-            family.claimed_quantity(&i.sku_code, &[]) + more + i.quantity <= line.sale_quantity
-        })
-    });
-    let paid = paid_by(family, a.trade_no.as_ref());
-    let claimed = family.claimed_amount_of(a.trade_no.as_ref(), &[]).minor()
-        + extra
-            .iter()
-            .filter(|x| x.trade_no == a.trade_no)
-            .map(|x| x.apply_refund_amount.minor())
-            .sum::<i64>();
-    let money = claimed + a.apply_refund_amount.minor() <= paid.minor();
-    let shipping = a.shipping_amount.is_zero()
-        || !(family.shipping_claimed(&[]) || extra.iter().any(|x| !x.shipping_amount.is_zero()));
+    let shipping = a.shipping_amount.is_zero() || !others().any(|x| !x.shipping_amount.is_zero());
     units && money && shipping
 }
 
@@ -1403,9 +1387,13 @@ fn retry(family: &OrderFamily, id: &AfterSaleId) -> Result<Vec<EventBody>, Domai
         .iter()
         .skip_while(|x| x.after_sale_id != *id)
         .skip(1)
-        .filter(|x| x.status == AfterSaleStatus::FAILED && fits_beside_refunded(family, x))
+        .filter(|x| {
+            x.status == AfterSaleStatus::FAILED
+                && fits_beside(family, x, |r| r.status == AfterSaleStatus::REFUNDED, &[])
+        })
         .collect();
-    if !(claims_fit(family, a, &later_failed) && priced_alike(family, a)) {
+    let fits = fits_beside(family, a, |x| x.status.claims(), &later_failed);
+    if !(fits && priced_alike(family, a)) {
         return Err(after_sale_error(
             a,
             a.status,

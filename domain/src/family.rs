@@ -420,24 +420,24 @@ impl OrderFamily {
                 after_sale_id,
                 refunded_at,
                 ..
+            }
+            | EventBody::RefundFailure {
+                after_sale_id,
+                refunded_at,
+                ..
             } => {
-                self.set_after_sale_status(after_sale_id, AfterSaleStatus::REFUNDED, event.at);
+                let status = if matches!(event.body, EventBody::RefundCompleted { .. }) {
+                    AfterSaleStatus::REFUNDED
+                } else {
+                    AfterSaleStatus::FAILED
+                };
+                self.set_after_sale_status(after_sale_id, status, event.at);
                 if let Some(i) = self.after_sale_index(after_sale_id) {
                     self.after_sales[i].refunded_at = Some(*refunded_at);
                 }
             }
             EventBody::RefundFailed { after_sale_id, .. } => {
                 self.set_after_sale_status(after_sale_id, AfterSaleStatus::FAILED, event.at);
-            }
-            EventBody::RefundFailure {
-                after_sale_id,
-                refunded_at,
-                ..
-            } => {
-                self.set_after_sale_status(after_sale_id, AfterSaleStatus::FAILED, event.at);
-                if let Some(i) = self.after_sale_index(after_sale_id) {
-                    self.after_sales[i].refunded_at = Some(*refunded_at);
-                }
             }
             EventBody::IdempotencyRecorded(entry) => self.idempotency.push((**entry).clone()),
             EventBody::StockChanged(_)
