@@ -570,45 +570,25 @@ fn retry_fits(f: &OrderFamily, a: &AfterSale) -> bool {
         .iter()
         .filter(|r| r.status == AfterSaleStatus::REFUNDED)
         .collect();
-    let possible = |x: &AfterSale| {
-        let units = x.items.iter().all(|i| {
-            let taken: Quantity = refunded.iter().map(|r| r.quantity_of(&i.sku_code)).sum();
-            taken + i.quantity <= f.line(&i.sku_code).unwrap().sale_quantity
-        });
-        let trade = x.trade_no.as_ref();
-        let taken: i64 = refunded
-            .iter()
-            .filter(|r| r.trade_no.as_ref() == trade)
-            .map(|r| r.apply_refund_amount.minor())
-            .sum();
-        let paid = if f.payment.trade_no.as_ref() == trade {
-            f.payment.pay_amount.minor()
-        } else {
-            f.extra_payments
-                .iter()
-                .find(|p| Some(&p.trade_no) == trade)
-                .unwrap()
-                .pay_amount
-                .minor()
-        };
-        let shipping =
-            x.shipping_amount.is_zero() || !refunded.iter().any(|r| !r.shipping_amount.is_zero());
-        units && taken + x.apply_refund_amount.minor() <= paid && shipping
-    };
-    let later: Vec<&AfterSale> = f.after_sales[at + 1..]
+    let holding: Vec<&AfterSale> = f
+        .after_sales
         .iter()
-        .filter(|x| x.status == AfterSaleStatus::FAILED && possible(x))
+        .filter(|x| claims(x.status))
+        .chain(
+            f.after_sales[at + 1..]
+                .iter()
+                .filter(|x| x.status == AfterSaleStatus::FAILED && room_for(f, x, &refunded)),
+        )
         .collect();
-    fits_beside(f, a, &later)
+    room_for(f, a, &holding) && priced_alike(f, a)
 }
 
-/// Whether `a` fits beside the claims of now and `extra`, and, a share of
-/// lines, is priced now as it was.
-fn fits_beside(f: &OrderFamily, a: &AfterSale, extra: &[&AfterSale]) -> bool {
-    let units_fit = a.items.iter().all(|i| {
-        let more: Quantity = extra.iter().map(|x| x.quantity_of(&i.sku_code)).sum();
-        claimed_qty(f, &i.sku_code) + more + i.quantity
-            <= f.line(&i.sku_code).unwrap().sale_quantity
+/// Whether the units, money of its payment and shipping fee `a` refunds
+/// fit beside what `others` take.
+fn room_for(f: &OrderFamily, a: &AfterSale, others: &[&AfterSale]) -> bool {
+    let units = a.items.iter().all(|i| {
+        let taken: Quantity = others.iter().map(|x| x.quantity_of(&i.sku_code)).sum();
+        taken + i.quantity <= f.line(&i.sku_code).unwrap().sale_quantity
     });
     let trade = a.trade_no.as_ref().unwrap();
     let paid = if f.payment.trade_no.as_ref() == Some(trade) {
@@ -620,32 +600,36 @@ fn fits_beside(f: &OrderFamily, a: &AfterSale, extra: &[&AfterSale]) -> bool {
             .unwrap()
             .pay_amount
     };
-    let more_money: i64 = extra
+    let taken: i64 = others
         .iter()
         .filter(|x| x.trade_no.as_ref() == Some(trade))
         .map(|x| x.apply_refund_amount.minor())
         .sum();
-    let money_fits = claimed_of_trade(f, trade, false) + more_money + a.apply_refund_amount.minor()
-        <= paid.minor();
-    let shipping_fits = a.shipping_amount.is_zero()
-        || !(shipping_claimed(f) || extra.iter().any(|x| !x.shipping_amount.is_zero()));
-    // A share of lines priced again now must come to what it asks.
-    let priced_alike = !matches!(
+    let money = taken + a.apply_refund_amount.minor() <= paid.minor();
+    let shipping =
+        a.shipping_amount.is_zero() || !others.iter().any(|x| !x.shipping_amount.is_zero());
+    units && money && shipping
+}
+
+/// Whether a share of lines priced again now comes to what it asks (other
+/// refunds are not shares).
+fn priced_alike(f: &OrderFamily, a: &AfterSale) -> bool {
+    if !matches!(
         a.detail,
         AfterSaleTypeDetail::PART_REFUND | AfterSaleTypeDetail::LACK_REFUND
-    ) || {
-        let part = f.part_of(a.order_id).unwrap();
-        let asked: Vec<(SkuCode, Quantity)> = a
-            .items
-            .iter()
-            .map(|i| (i.sku_code.clone(), i.quantity))
-            .collect();
-        let fit_now = a.items.iter().all(|i| {
-            claimed_qty(f, &i.sku_code) + i.quantity <= f.line(&i.sku_code).unwrap().sale_quantity
-        });
-        !fit_now || expected_refund(f, part, &asked) == (a.items.clone(), a.shipping_amount)
-    };
-    units_fit && money_fits && shipping_fits && priced_alike
+    ) {
+        return true;
+    }
+    let part = f.part_of(a.order_id).unwrap();
+    let asked: Vec<(SkuCode, Quantity)> = a
+        .items
+        .iter()
+        .map(|i| (i.sku_code.clone(), i.quantity))
+        .collect();
+    let fit_now = a.items.iter().all(|i| {
+        claimed_qty(f, &i.sku_code) + i.quantity <= f.line(&i.sku_code).unwrap().sale_quantity
+    });
+    !fit_now || expected_refund(f, part, &asked) == (a.items.clone(), a.shipping_amount)
 }
 
 fn all_parts(f: &OrderFamily) -> Vec<PartRef> {
