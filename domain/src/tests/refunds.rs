@@ -17,6 +17,16 @@ fn applied(shop: &mut Shop, f: &mut OrderFamily, list: &[(&str, Quantity)]) -> A
     committed(&events)
 }
 
+/// An application for `list`, approved, whose refund then failed.
+fn failed(shop: &mut Shop, f: &mut OrderFamily, list: &[(&str, Quantity)]) -> AfterSale {
+    let a = applied(shop, f, list);
+    shop.run(f, admin(), review(a.after_sale_id, true)).unwrap();
+    let amount = a.apply_refund_amount.minor();
+    shop.run(f, provider(), refund_result(a.after_sale_id, amount, false))
+        .unwrap();
+    a
+}
+
 #[test]
 fn a_partial_unit_refunds_the_floor_of_its_share_and_the_completing_ones_take_the_rest() {
     let (mut shop, mut f) = fixture(OrderStatus::PAID);
@@ -173,14 +183,6 @@ fn a_share_never_refunds_more_than_its_line_has_left() {
 #[test]
 fn a_later_failed_refund_that_cannot_be_retried_does_not_block_an_earlier_one() {
     let (mut shop, mut f) = fixture(OrderStatus::PAID);
-    let failed = |shop: &mut Shop, f: &mut OrderFamily, list: &[(&str, Quantity)]| {
-        let a = applied(shop, f, list);
-        shop.run(f, admin(), review(a.after_sale_id, true)).unwrap();
-        let amount = a.apply_refund_amount.minor();
-        shop.run(f, provider(), refund_result(a.after_sale_id, amount, false))
-            .unwrap();
-        a
-    };
     let a = failed(&mut shop, &mut f, &[("A1", 1)]);
     let b = failed(&mut shop, &mut f, &[("A2", 1)]);
     // The shopper applies for A2 again, and that refund goes through.
@@ -211,16 +213,7 @@ fn a_later_failed_refund_that_cannot_be_retried_does_not_block_an_earlier_one() 
 fn a_later_failed_refund_blocked_by_a_pending_claim_still_counts() {
     let (mut shop, mut f) = fixture(OrderStatus::FULFILLED);
     let id = f.order_id;
-    let a = applied(&mut shop, &mut f, &[("A2", 1)]);
-    shop.run(&mut f, admin(), review(a.after_sale_id, true))
-        .unwrap();
-    let amount = a.apply_refund_amount.minor();
-    shop.run(
-        &mut f,
-        provider(),
-        refund_result(a.after_sale_id, amount, false),
-    )
-    .unwrap();
+    let a = failed(&mut shop, &mut f, &[("A2", 1)]);
     // The warehouse lacks everything; that refund fails too.
     shop.run(&mut f, admin(), lack(id, &[("A1", 2), ("A2", 1)]))
         .unwrap();
@@ -269,10 +262,7 @@ fn a_failed_refund_without_return_can_be_retried_after_the_part_shipped() {
 fn a_failed_refund_is_not_retried_over_a_later_failed_one_that_covers_it() {
     let (mut shop, mut f) = fixture(OrderStatus::PAID);
     let id = f.order_id;
-    let a = applied(&mut shop, &mut f, &[("A1", 1)]).after_sale_id;
-    shop.run(&mut f, admin(), review(a, true)).unwrap();
-    shop.run(&mut f, provider(), refund_result(a, A1_ONE_UNIT, false))
-        .unwrap();
+    let a = failed(&mut shop, &mut f, &[("A1", 1)]).after_sale_id;
     shop.run(&mut f, shopper("u1"), cancel(id, CancelType::USER_CANCELED))
         .unwrap();
     let whole = last_after_sale(&f).clone();
