@@ -1179,6 +1179,11 @@ fn write_behind(inner: Arc<Inner>) {
     loop {
         let stop = {
             let flag = lock(&inner.write_behind_flag);
+            // Set while a checkpoint ran, its notification went to no
+            // waiter: seen here, shutdown does not wait an interval.
+            if *flag {
+                return;
+            }
             // A paced checkpoint took part of the interval already.
             let wait = inner.config.checkpoint_interval.saturating_sub(spent);
             let (flag, _) = inner
