@@ -13,8 +13,8 @@ use ordercore_domain::{Action, Coupon, OrderId, Sku};
 use ordercore_storage::testkit::FlakyJournal;
 use ordercore_storage::{ManualClock, StorageError, Store, StoreConfig, Ticket, JOURNAL_DIR};
 use proptest::prelude::*;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 fn reopen(store: Store, dir: &std::path::Path) -> Store {
     store.shutdown().unwrap();
@@ -443,6 +443,131 @@ fn readers_see_every_acknowledged_change_across_a_checkpoint_between_their_reads
     let listed = store.user_orders(&testkit::user(owner), None, 100).unwrap();
     assert_eq!(listed.len(), orders + 2);
     assert_eq!(store.metrics().checkpoints, checkpoints + 3);
+    store.shutdown().unwrap();
+}
+
+/// Creates `n` orders of one `A1` for `owner` through a shared model.
+fn create_shared(model: &Mutex<Model>, store: &Store, owner: &str, n: usize) -> Vec<OrderId> {
+    let mut model = model.lock().unwrap();
+    (0..n)
+        .map(|_| model.create(store, owner, &[("A1", 1)]).unwrap())
+        .collect()
+}
+
+/// While a checkpoint writes its snapshot (taken out of the view), readers
+/// read through it and a change to a family it holds builds on it, not on
+/// the family's older row; afterwards, and after a restart, the newest
+/// state of everything holds.
+#[test]
+fn changes_and_reads_during_a_checkpoint_see_the_snapshot_it_is_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    // Only the test's own checkpoints run.
+    cfg.checkpoint_interval = std::time::Duration::from_secs(3_600);
+    let store = common::open_retrying(cfg);
+    let model = Arc::new(Mutex::new(Model::new(&store)));
+    let ids = create_shared(&model, &store, "u1", 3);
+    // One checkpoint first, so the paid family also has an older row.
+    store.checkpoint_now().unwrap();
+    let paid = ids[0];
+    let ran = Arc::new(AtomicUsize::new(0));
+    {
+        let (store, model, ran) = (store.clone(), Arc::clone(&model), Arc::clone(&ran));
+        store.clone().set_during_checkpoint(Box::new(move || {
+            let mut model = model.lock().unwrap();
+            let pay = pay_action(&model.families[&paid], "T-1");
+            assert!(model.run(&store, paid, testkit::provider(), pay));
+            model.create(&store, "u1", &[("A1", 2)]).unwrap();
+            // The snapshot holds the payment's family and no row has it.
+            model.assert_matches(&store);
+            let listed = store.user_orders(&testkit::user("u1"), None, 100).unwrap();
+            assert_eq!(listed.len(), 4);
+            ran.fetch_add(1, Ordering::SeqCst);
+        }));
+    }
+    // The payment made above, in the snapshot of this one.
+    let model_ref = Arc::clone(&model);
+    let ids_again = create_shared(&model_ref, &store, "u2", 2);
+    store.checkpoint_now().unwrap();
+    assert_eq!(
+        ran.load(Ordering::SeqCst),
+        1,
+        "the hook ran inside the checkpoint"
+    );
+    let model = model.lock().unwrap();
+    model.assert_matches(&store);
+    assert_eq!(
+        store.dirty_families(),
+        2,
+        "the family paid and the one created during the checkpoint are left for the next"
+    );
+    assert!(store.family(&paid).unwrap().unwrap().is_paid());
+    assert!(store.family(&ids_again[1]).unwrap().is_some());
+    store.checkpoint_now().unwrap();
+    assert_eq!(store.dirty_families(), 0);
+    let store = reopen(store, dir.path());
+    model.assert_matches(&store);
+    store.shutdown().unwrap();
+}
+
+/// A checkpoint whose write fails gives its snapshot back under the
+/// changes made meanwhile, so the next one writes both: every family's row
+/// is on disk afterwards, the one changed meanwhile as last changed.
+#[test]
+fn a_failed_checkpoint_gives_its_snapshot_back_under_the_changes_made_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let failing = Arc::new(AtomicBool::new(false));
+    let mut cfg = config(dir.path());
+    // A relaxed store's checkpoint syncs the journal first: the failure to
+    // inject.
+    cfg.durability = ordercore_storage::Durability::Relaxed;
+    cfg.checkpoint_interval = std::time::Duration::from_secs(3_600);
+    let db = sled::Config::new().path(dir.path()).open().unwrap();
+    let journal = Arc::new(FlakyJournal {
+        failing: Arc::clone(&failing),
+        ..FlakyJournal::open(dir.path().join(JOURNAL_DIR)).unwrap()
+    });
+    let store = Store::open_with_journal(cfg.clone(), db, journal).unwrap();
+    let model = Arc::new(Mutex::new(Model::new(&store)));
+    let ids = create_shared(&model, &store, "u1", 3);
+    let paid = ids[0];
+    let ran = Arc::new(AtomicUsize::new(0));
+    {
+        let (store, model, ran, failing) = (
+            store.clone(),
+            Arc::clone(&model),
+            Arc::clone(&ran),
+            Arc::clone(&failing),
+        );
+        store.clone().set_during_checkpoint(Box::new(move || {
+            let mut model = model.lock().unwrap();
+            let pay = pay_action(&model.families[&paid], "T-1");
+            assert!(model.run(&store, paid, testkit::provider(), pay));
+            // In the view (a read waits for it) before the disk fails.
+            assert!(store.family(&paid).unwrap().unwrap().is_paid());
+            failing.store(true, Ordering::SeqCst);
+            ran.fetch_add(1, Ordering::SeqCst);
+        }));
+    }
+    assert!(store.checkpoint_now().is_err(), "the injected failure");
+    assert_eq!(ran.load(Ordering::SeqCst), 1);
+    failing.store(false, Ordering::SeqCst);
+    let model = model.lock().unwrap();
+    model.assert_matches(&store);
+    assert_eq!(store.dirty_families(), 3, "all three are still to write");
+    store.checkpoint_now().unwrap();
+    store.shutdown().unwrap();
+    drop(store);
+    let db = raw_db(dir.path());
+    let state = db.open_tree("state").unwrap();
+    for id in &ids {
+        let key = [&b"F"[..], id.as_bytes()].concat();
+        assert!(state.contains_key(key).unwrap(), "the row of {id}");
+    }
+    drop((state, db));
+    let store = common::open_retrying(cfg);
+    model.assert_matches(&store);
+    assert!(store.family(&paid).unwrap().unwrap().is_paid());
     store.shutdown().unwrap();
 }
 
@@ -1121,7 +1246,7 @@ fn a_store_whose_journal_is_in_sled_keeps_every_change_when_it_opens() {
 /// second — the commit or the hook being set — and hears a failed write.
 #[test]
 fn a_durable_hook_runs_once_whether_set_before_or_after_the_commit() {
-    type Heard = Arc<std::sync::Mutex<Vec<Result<(), StorageError>>>>;
+    type Heard = Arc<Mutex<Vec<Result<(), StorageError>>>>;
     fn hook(heard: &Heard) -> ordercore_storage::DurableHook {
         let heard = Arc::clone(heard);
         Box::new(move |result| heard.lock().unwrap().push(result.map_err(Clone::clone)))
