@@ -16,8 +16,9 @@ use crate::event::{
 use crate::family::{AfterSale, AfterSaleItem, NewOrder, OrderFamily, PartRef};
 use crate::ids::{AfterSaleId, OrderId, OutTradeNo, SkuCode, TradeNo};
 use crate::limits::{
-    AFTER_SALES_PER_FAMILY_MAX, AFTER_SALE_IMAGES_MAX, LOGISTICS_TEXT_LEN_MAX, NOTE_LEN_MAX,
-    PRODUCT_TEXT_LEN_MAX, REASON_LEN_MAX, SHOPPER_AFTER_SALES_PER_FAMILY_MAX, USER_REMARK_LEN_MAX,
+    AFTER_SALES_PER_FAMILY_MAX, AFTER_SALE_IMAGES_MAX, EDIT_VERSION_MAX, LOGISTICS_TEXT_LEN_MAX,
+    NOTE_LEN_MAX, PRODUCT_TEXT_LEN_MAX, REASON_LEN_MAX, SHOPPER_AFTER_SALES_PER_FAMILY_MAX,
+    USER_REMARK_LEN_MAX,
 };
 use crate::money::{Money, Quantity, Timestamp};
 use crate::order::{Amounts, OrderLine, Payment, SubOrder};
@@ -157,6 +158,11 @@ fn decide_bodies(
                     "change the address",
                 ));
             }
+            // The address it already has: nothing to record.
+            if family.delivery.address == *address {
+                return Ok(Vec::new());
+            }
+            edit_room(family, "change the address")?;
             Ok(vec![EventBody::OrderAddressChanged {
                 order_id: family.order_id,
                 address: address.clone(),
@@ -304,6 +310,7 @@ fn decide_bodies(
                 ));
             }
             bounded_text(text, 1, NOTE_LEN_MAX, ErrorCode::TEXT_INVALID, "text")?;
+            edit_room(family, "add a note")?;
             Ok(vec![EventBody::OrderNoteAdded {
                 order_id: *order_id,
                 text: text.clone(),
@@ -567,6 +574,7 @@ fn prepay(
     if pay_amount != family.amounts.real_pay {
         return Err(pay_amount_error(family, pay_amount));
     }
+    edit_room(family, "prepay")?;
     let out_trade_no = match &family.payment.out_trade_no {
         Some(existing) => existing.clone(),
         None => OutTradeNo::parse(family.order_id.as_str())?,
@@ -577,6 +585,23 @@ fn prepay(
         pay_amount,
         out_trade_no,
     }])
+}
+
+/// Refuses an edit (address, prepay, note) once the family's version has
+/// reached [`EDIT_VERSION_MAX`]: the version counts every persisted change,
+/// so it bounds the edits a family's history holds without a counter of
+/// its own, and an idle actor's compact state still has it.
+fn edit_room(family: &OrderFamily, what: &str) -> Result<(), DomainError> {
+    if family.version >= EDIT_VERSION_MAX {
+        return Err(DomainError::rule(
+            ErrorCode::ORDER_CHANGE_LIMIT,
+            format!(
+                "cannot {what}: order {} has had {} changes, the most it takes edits for",
+                family.order_id, EDIT_VERSION_MAX
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn pay_amount_error(family: &OrderFamily, pay_amount: Money) -> DomainError {

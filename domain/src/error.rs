@@ -94,6 +94,9 @@ error_codes! {
     /// A family already holds its maximum number of after-sales.
     AFTER_SALE_LIMIT = 409,
     IDEMPOTENCY_KEY_LIMIT = 409,
+    /// A family at `EDIT_VERSION_MAX` takes no more address changes,
+    /// prepays or notes.
+    ORDER_CHANGE_LIMIT = 409,
     /// A stock change would leave less than what orders have locked or sold.
     STOCK_BELOW_RESERVED = 409,
     /// A coupon that an order has locked or used cannot be reissued.
@@ -277,6 +280,7 @@ mod tests {
             ("RISK_REJECTED", 403),
             ("IDEMPOTENCY_KEY_REUSED", 422),
             ("IDEMPOTENCY_KEY_LIMIT", 409),
+            ("ORDER_CHANGE_LIMIT", 409),
             ("ORDER_VERSION_MISMATCH", 412),
             ("ORDER_EXISTED", 409),
             ("ORDER_NOT_ALLOW_TO_LACK", 409),

@@ -6,7 +6,7 @@ use crate::command::{Command, CommandMeta};
 use crate::event::Actor;
 use crate::family::{IdempotencyCheck, IdempotencyEntry};
 use crate::ids::{IdempotencyKey, RequestId};
-use crate::limits::IDEMPOTENCY_KEYS_PER_FAMILY_MAX;
+use crate::limits::{EDIT_VERSION_MAX, IDEMPOTENCY_KEYS_PER_FAMILY_MAX};
 use crate::DryRun;
 
 fn with_if_match(meta: CommandMeta, version: u64) -> CommandMeta {
@@ -78,6 +78,45 @@ fn commands_that_change_nothing_leave_the_version_alone() {
     );
     no_op(&mut shop, &mut f, admin(), review(a, false));
     assert_eq!(f.version, version);
+}
+
+#[test]
+fn the_address_it_already_has_changes_nothing() {
+    let (mut shop, mut f) = fixture(OrderStatus::CREATED);
+    let id = f.order_id;
+    shop.run(&mut f, shopper("u1"), new_address(id)).unwrap();
+    let version = f.version;
+    no_op(&mut shop, &mut f, shopper("u1"), new_address(id));
+    assert_eq!(f.version, version);
+}
+
+#[test]
+fn edits_stop_at_the_version_limit_and_moves_go_on() {
+    let (mut shop, mut f) = fixture(OrderStatus::CREATED);
+    let id = f.order_id;
+    // One below the limit: one more edit goes through.
+    f.version = EDIT_VERSION_MAX - 1;
+    shop.run(&mut f, admin(), note(id)).unwrap();
+    assert_eq!(f.version, EDIT_VERSION_MAX);
+    let edits = [
+        (shopper("u1"), new_address(id)),
+        (shopper("u1"), prepay(&f, id)),
+        (admin(), note(id)),
+    ];
+    let mut limited = 0;
+    for (meta, action) in edits {
+        let code = refused(&mut shop, &mut f, meta, action);
+        assert_eq!(code, ErrorCode::ORDER_CHANGE_LIMIT);
+        limited += 1;
+    }
+    assert_eq!(limited, 3);
+    // Paying and what follows are not edits.
+    let action = pay_action(&f, "T1");
+    shop.run(&mut f, provider(), action).unwrap();
+    assert_eq!(f.status, OrderStatus::PAID);
+    shop.run(&mut f, admin(), fulfill(id, FulfillmentEvent::FULFILLED))
+        .unwrap();
+    assert_eq!(f.version, EDIT_VERSION_MAX + 2);
 }
 
 #[test]
