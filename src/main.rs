@@ -17,7 +17,7 @@ fn main() -> ExitCode {
         Ok(Invocation::Serve(config)) => serve(config),
         Ok(Invocation::Token(request)) => {
             let mut config = request.config;
-            if let Err(e) = config::resolve_secrets(&mut config) {
+            if let Err(e) = resolve_secrets(&mut config) {
                 return fail(&e);
             }
             let secret = config.jwt_secret.unwrap_or_default();
@@ -32,6 +32,16 @@ fn main() -> ExitCode {
         Err(ConfigError::Cli(e)) => e.exit(),
         Err(e) => fail(&e),
     }
+}
+
+/// Resolves the secrets; secrets generated now are printed once, on
+/// stderr — by `token` on a fresh data dir as well, whose stdout carries
+/// only the token for scripts — since the callback secret is needed to sign.
+fn resolve_secrets(config: &mut Config) -> Result<(), ConfigError> {
+    if let Some(message) = config::resolve_secrets(config)? {
+        let _ = writeln!(std::io::stderr(), "{message}");
+    }
+    Ok(())
 }
 
 fn fail(e: &dyn std::fmt::Display) -> ExitCode {
@@ -56,12 +66,8 @@ fn serve(mut config: Config) -> ExitCode {
     if let Err(e) = ordercore::disable_transparent_huge_pages() {
         tracing::warn!(error = %e, "transparent huge pages stay on: slower latency tails");
     }
-    match config::resolve_secrets(&mut config) {
-        Ok(Some(message)) => {
-            let _ = writeln!(std::io::stderr(), "{message}");
-        }
-        Ok(None) => {}
-        Err(e) => return fail(&e),
+    if let Err(e) = resolve_secrets(&mut config) {
+        return fail(&e);
     }
     tracing::info!(?config, "starting");
     let result = actix_web::rt::System::new().block_on(ordercore::server::run(config, |addr| {

@@ -9,7 +9,7 @@ use crate::dto::{
     AfterSaleView, AfterSalesCursor, CancelRequest, CouponIssueRequest, CouponView,
     CreateOrderRequest, CreateOrderResponse, DryRunQuery, DryRunView, EventView, EventsPage,
     EventsQuery, FulfillmentRequest, LackRequest, NoteRequest, OrderDetail, OrderEvents,
-    OrderFilter, OrderIdRequest, OrderIdResponse, OrderList, OrderSummary, Page, PageQuery,
+    OrderFilter, OrderIdRequest, OrderIdResponse, OrderList, OrderSummary, PageQuery,
     PayCallbackRequest, PayCallbackResponse, PrepayRequest, PrepayResponse, PriceRequest,
     PriceResponse, RefundCallbackRequest, RemoveRequest, RemovedResponse, ReviewRequest,
     RevokeRequest, SkuUpsertRequest, SkuView, StockDeltaRequest, StockView, StreamQuery,
@@ -299,9 +299,16 @@ fn if_match(req: &HttpRequest) -> Result<Option<IfMatch>, ApiError> {
     }))
 }
 
+/// `Idempotency-Key`; bytes outside visible ASCII fail the key's own check
+/// (400 `IDEMPOTENCY_KEY_INVALID`), not the generic one for headers.
 fn idempotency_key(req: &HttpRequest) -> Result<Option<IdempotencyKey>, ApiError> {
-    header_str(req, "idempotency-key")?
-        .map(|k| Ok(IdempotencyKey::parse(k)?))
+    req.headers()
+        .get("idempotency-key")
+        .map(|k| {
+            Ok(IdempotencyKey::parse(&String::from_utf8_lossy(
+                k.as_bytes(),
+            ))?)
+        })
         .transpose()
 }
 
@@ -318,6 +325,22 @@ fn meta(req: &HttpRequest, actor: Actor) -> Result<CommandMeta, ApiError> {
         ));
     }
     meta_of(req, actor, false)
+}
+
+/// The metadata of a catalog write (SKU, stock, coupon). The catalog is
+/// not an order family: it keeps no `Idempotency-Key` and has no version,
+/// so either header is refused rather than ignored — a client counting on a
+/// replay must not get a second stock change, nor one counting on a version
+/// check a silent overwrite.
+fn catalog_meta(req: &HttpRequest, actor: Actor) -> Result<CommandMeta, ApiError> {
+    for name in ["Idempotency-Key", "If-Match"] {
+        if req.headers().contains_key(name) {
+            return Err(ApiError::invalid_request(format!(
+                "{name}: catalog writes keep no keys or versions (order and after-sale writes do)"
+            )));
+        }
+    }
+    meta(req, actor)
 }
 
 /// The metadata of a write on a route with dry runs: a dry run ignores
@@ -819,7 +842,7 @@ async fn order_events(st: State, req: HttpRequest, path: web::Path<String>) -> R
         (status = 401, description = "`UNAUTHORIZED`: no valid bearer token"),
         (status = 403, description = "`FORBIDDEN`: a shopper acting for another user or on another user's order"),
         (status = 404, description = "`ORDER_NOT_FOUND`"),
-        (status = 409, description = "`ORDER_STATUS_CHANGED`: not CREATED, or a sub-order id; `ORDER_PRE_PAY_EXPIRE`: past the deadline; `IDEMPOTENCY_KEY_LIMIT`"),
+        (status = 409, description = "`ORDER_STATUS_CHANGED`: not CREATED, or a sub-order id; `ORDER_PRE_PAY_EXPIRE`: past the deadline; `ORDER_CHANGE_LIMIT`: the order has had 1,000 changes; `IDEMPOTENCY_KEY_LIMIT`"),
         (status = 412, description = "`ORDER_VERSION_MISMATCH`: `If-Match` names a version the family has moved on from; nothing changed"),
         (status = 413, description = "`PAYLOAD_TOO_LARGE`: the body is larger than 64 KiB"),
         (status = 422, description = "`ORDER_PAY_AMOUNT_ERROR`, `IDEMPOTENCY_KEY_REUSED`"),
@@ -894,7 +917,7 @@ async fn cancel(
     path = "/v1/orders/{order_id}/delivery-address",
     tag = "orders",
     summary = "Change the delivery address",
-    description = "Only while the family is CREATED or PAID (no part FULFILLED or later); takes the master or single id.",
+    description = "Only while the family is CREATED or PAID (no part FULFILLED or later); takes the master or single id. The address the order already has changes nothing (no event, same version).",
     params(("order_id" = String, Path, description = "An order id"), crate::openapi::IdempotencyKeyHeader, crate::openapi::IfMatchHeader),
     request_body = AddressRequest,
     responses(
@@ -903,7 +926,7 @@ async fn cancel(
         (status = 401, description = "`UNAUTHORIZED`: no valid bearer token"),
         (status = 403, description = "`FORBIDDEN`: a shopper acting for another user or on another user's order"),
         (status = 404, description = "`ORDER_NOT_FOUND`"),
-        (status = 409, description = "`ORDER_NOT_ALLOW_TO_ADJUST_ADDRESS`; `ORDER_STATUS_CHANGED`: a sub-order id; `IDEMPOTENCY_KEY_LIMIT`"),
+        (status = 409, description = "`ORDER_NOT_ALLOW_TO_ADJUST_ADDRESS`; `ORDER_STATUS_CHANGED`: a sub-order id; `ORDER_CHANGE_LIMIT`: the order has had 1,000 changes; `IDEMPOTENCY_KEY_LIMIT`"),
         (status = 412, description = "`ORDER_VERSION_MISMATCH`: `If-Match` names a version the family has moved on from; nothing changed"),
         (status = 413, description = "`PAYLOAD_TOO_LARGE`: the body is larger than 64 KiB"),
         (status = 422, description = "`IDEMPOTENCY_KEY_REUSED`"),
@@ -1028,7 +1051,7 @@ async fn fulfill(
         (status = 401, description = "`UNAUTHORIZED`: no valid bearer token"),
         (status = 403, description = "`FORBIDDEN`: the token is not an admin's"),
         (status = 404, description = "`ORDER_NOT_FOUND`"),
-        (status = 409, description = "`IDEMPOTENCY_KEY_LIMIT`"),
+        (status = 409, description = "`ORDER_CHANGE_LIMIT`: the order has had 1,000 changes; `IDEMPOTENCY_KEY_LIMIT`"),
         (status = 412, description = "`ORDER_VERSION_MISMATCH`: `If-Match` names a version the family has moved on from; nothing changed"),
         (status = 413, description = "`PAYLOAD_TOO_LARGE`: the body is larger than 64 KiB"),
         (status = 422, description = "`IDEMPOTENCY_KEY_REUSED`"),
@@ -1396,7 +1419,7 @@ async fn retry(
     path = "/v1/users/{user_id}/orders",
     tag = "orders",
     summary = "List a user's orders",
-    description = "Newest first, keyset pagination, `page_size` 1..100 (default 20); removed and INVALID orders hidden, so a shopper sees one order before paying and its parts after. A request reads at most 2,000 of the user's orders: with a filter that matches few, a page may come back short, even empty, with a `next_cursor` to go on.",
+    description = "Newest first, keyset pagination, `page_size` 1..100 (default 20); removed and INVALID orders hidden, so a shopper sees one order before paying and its parts after. A page holds at most `page_size` summaries: one that fills up inside a mixed family ends there, with the last part listed as its `next_cursor`. A request reads at most 2,000 of the user's orders: with a filter that matches few, a page may come back short, even empty, with a `next_cursor` to go on.",
     params(("user_id" = String, Path, description = "The user; a shopper may name only itself"), UserOrdersQuery),
     responses(
         (status = 200, description = "A page of order summaries", body = OrderList),
@@ -1412,32 +1435,97 @@ async fn user_orders(st: State, req: HttpRequest, path: web::Path<String>) -> Re
     let user = dto::parse_user_id(&path)?;
     caller.require_user(&user)?;
     let filter = query::<UserOrdersQuery>(&req)?.parse()?;
-    let (orders, next_cursor) = user_page(&st, &user, filter.page, |f| listed(f, &filter))?;
-    Ok(json(
-        StatusCode::OK,
-        &OrderList {
-            orders,
-            next_cursor,
-        },
-    ))
+    let mut page = Listing::new(filter.page.size);
+    let before = page.resume(&st, filter.page.cursor, Some(&user), &filter)?;
+    // Short once [`USER_LISTING_SCAN_MAX`] families were read: the cursor
+    // is then the last family read.
+    let ended = if page.is_full() {
+        None
+    } else {
+        walk_user_families(&st, &user, before, |family| {
+            page.add(family, &filter);
+            !page.is_full()
+        })?
+    };
+    Ok(json(StatusCode::OK, &page.finish(ended)))
 }
 
-/// A page of what `rows` shows of a user's families, newest first, cut at a
-/// family boundary once it holds `page.size` rows, or short once
-/// [`USER_LISTING_SCAN_MAX`] families were read; answers the rows and the
-/// cursor to continue from (none on the last page).
-fn user_page<T>(
-    st: &AppState,
-    user: &UserId,
-    page: Page,
-    rows: impl Fn(&OrderFamily) -> Vec<T>,
-) -> Result<(Vec<T>, Option<OrderId>), ApiError> {
-    let mut out = Vec::new();
-    let ended = walk_user_families(st, user, page.cursor, |family| {
-        out.extend(rows(family));
-        out.len() < page.size
-    })?;
-    Ok((out, ended))
+/// A page of order summaries being filled, newest first. A mixed family
+/// lists one summary per part, so a page may fill up inside a family: it
+/// then ends at exactly `size` summaries, its cursor is the last part
+/// listed (a sub-order id), and the next page starts with that family's
+/// parts after it.
+struct Listing {
+    orders: Vec<OrderSummary>,
+    size: usize,
+}
+
+impl Listing {
+    fn new(size: usize) -> Listing {
+        Listing {
+            orders: Vec::with_capacity(size),
+            size,
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        self.orders.len() >= self.size
+    }
+
+    /// Adds what fits of the family's summaries that `filter` accepts;
+    /// answers how many.
+    fn add(&mut self, family: &OrderFamily, filter: &OrderFilter) -> usize {
+        self.add_rows(listed(family, filter))
+    }
+
+    fn add_rows(&mut self, rows: Vec<OrderSummary>) -> usize {
+        let before = self.orders.len();
+        let room = self.size.saturating_sub(before);
+        self.orders.extend(rows.into_iter().take(room));
+        self.orders.len() - before
+    }
+
+    /// Starts the page where `cursor` left off: a sub-order id first gives
+    /// its family's parts after it (only a family of `owner`, when given:
+    /// a cursor is the caller's input), then the listing goes on with the
+    /// families older than that family, which this answers.
+    fn resume(
+        &mut self,
+        st: &AppState,
+        cursor: Option<OrderId>,
+        owner: Option<&UserId>,
+        filter: &OrderFilter,
+    ) -> Result<Option<OrderId>, ApiError> {
+        let Some(cursor) = cursor else {
+            return Ok(None);
+        };
+        if cursor.is_sub_order() {
+            let family = st.core.listed_family(&cursor)?;
+            if let Some(family) = family.filter(|f| owner.is_none_or(|u| f.user_id == *u)) {
+                let rest = listed(&family, filter)
+                    .into_iter()
+                    .skip_while(|s| s.order_id != cursor)
+                    .skip(1)
+                    .collect();
+                let _ = self.add_rows(rest);
+            }
+        }
+        Ok(Some(cursor.family_id()))
+    }
+
+    /// The page: a full one goes on from its last summary, else from
+    /// `ended`, where the scan stopped short (none when it read them all).
+    fn finish(self, ended: Option<OrderId>) -> OrderList {
+        let next_cursor = if self.is_full() {
+            self.orders.last().map(|s| s.order_id)
+        } else {
+            ended
+        };
+        OrderList {
+            orders: self.orders,
+            next_cursor,
+        }
+    }
 }
 
 /// Hands a user's families older than `before`, newest first, to `visit`
@@ -1481,7 +1569,7 @@ fn listed(family: &OrderFamily, filter: &OrderFilter) -> Vec<OrderSummary> {
     path = "/v1/orders",
     tag = "orders",
     summary = "List all orders (admin)",
-    description = "Newest first, keyset pagination; removed and INVALID orders hidden.",
+    description = "Newest first, keyset pagination; removed and INVALID orders hidden. A page holds at most `page_size` summaries: one that fills up inside a mixed family ends there, with the last part listed as its `next_cursor`.",
     params(AdminOrdersQuery),
     responses(
         (status = 200, description = "A page of order summaries", body = OrderList),
@@ -1495,30 +1583,21 @@ fn listed(family: &OrderFamily, filter: &OrderFilter) -> Vec<OrderSummary> {
 async fn admin_orders(st: State, req: HttpRequest) -> Reply {
     admin(&st, &req)?;
     let filter = query::<AdminOrdersQuery>(&req)?.parse()?;
-    let mut orders: Vec<OrderSummary> = Vec::new();
-    let mut keep = |f: &OrderFamily| {
-        let shown = listed(f, &filter);
-        let kept = !shown.is_empty();
-        orders.extend(shown);
-        kept
-    };
-    let (families, last) =
-        st.core
-            .scan_orders(filter.page.cursor.as_ref(), filter.page.size, &mut keep)?;
-    // A full page, or a scan that stopped at its limit, continues from the
-    // last family examined.
-    let next_cursor = if families.len() >= filter.page.size || last.is_some() {
-        last
-    } else {
+    let mut page = Listing::new(filter.page.size);
+    let before = page.resume(&st, filter.page.cursor, None, &filter)?;
+    let ended = if page.is_full() {
         None
+    } else {
+        // A family counts as kept when it adds a summary, so the scan's
+        // limit of `size` families is not reached before the page is
+        // full; once it is, every family counts, to end the scan soon.
+        let mut keep = |f: &OrderFamily| page.is_full() || page.add(f, &filter) > 0;
+        let (_, last) = st
+            .core
+            .scan_orders(before.as_ref(), filter.page.size, &mut keep)?;
+        last
     };
-    Ok(json(
-        StatusCode::OK,
-        &OrderList {
-            orders,
-            next_cursor,
-        },
-    ))
+    Ok(json(StatusCode::OK, &page.finish(ended)))
 }
 
 #[utoipa::path(
@@ -1640,7 +1719,7 @@ impl AfterSalePage {
     request_body = SkuUpsertRequest,
     responses(
         (status = 200, description = "The SKU", body = SkuView),
-        (status = 400, description = "`INVALID_REQUEST`, `SKU_CODE_INVALID`, `SKU_INVALID`, `PRODUCT_TYPE_ERROR`, `AMOUNT_INVALID`"),
+        (status = 400, description = "`INVALID_REQUEST` (also an `Idempotency-Key` or `If-Match`, which catalog writes do not keep), `SKU_CODE_INVALID`, `SKU_INVALID`, `PRODUCT_TYPE_ERROR`, `AMOUNT_INVALID`"),
         (status = 401, description = "`UNAUTHORIZED`: no valid bearer token"),
         (status = 403, description = "`FORBIDDEN`: the token is not an admin's"),
         (status = 409, description = "`STOCK_BELOW_RESERVED`: the total is below what is locked + sold"),
@@ -1659,7 +1738,7 @@ async fn upsert_sku(
     let code = dto::parse_sku_code(&path)?;
     let body = read_body(payload).await?;
     let (details, stock) = parse_json::<SkuUpsertRequest>(&body)?.into_details(code)?;
-    let meta = meta(&req, caller.actor())?;
+    let meta = catalog_meta(&req, caller.actor())?;
     let sku = st.core.upsert_sku(&meta, details, stock).await?;
     Ok(json(StatusCode::OK, &SkuView::from(&sku)))
 }
@@ -1674,7 +1753,7 @@ async fn upsert_sku(
     request_body = StockDeltaRequest,
     responses(
         (status = 200, description = "The stock after the change", body = StockView),
-        (status = 400, description = "`INVALID_REQUEST`, `SKU_CODE_INVALID`, `SKU_INVALID`"),
+        (status = 400, description = "`INVALID_REQUEST` (also an `Idempotency-Key` or `If-Match`, which catalog writes do not keep), `SKU_CODE_INVALID`, `SKU_INVALID`"),
         (status = 401, description = "`UNAUTHORIZED`: no valid bearer token"),
         (status = 403, description = "`FORBIDDEN`: the token is not an admin's"),
         (status = 404, description = "`PRODUCT_SKU_NOT_FOUND`"),
@@ -1694,7 +1773,7 @@ async fn add_stock(
     let code = dto::parse_sku_code(&path)?;
     let body = read_body(payload).await?;
     let delta = parse_json::<StockDeltaRequest>(&body)?.delta;
-    let meta = meta(&req, caller.actor())?;
+    let meta = catalog_meta(&req, caller.actor())?;
     let sku = st.core.add_stock(&meta, &code, delta).await?;
     Ok(json(StatusCode::OK, &StockView::from(&sku)))
 }
@@ -1758,7 +1837,7 @@ async fn skus(st: State, req: HttpRequest) -> Reply {
     request_body = CouponIssueRequest,
     responses(
         (status = 200, description = "The coupon", body = CouponView),
-        (status = 400, description = "`INVALID_REQUEST`, `COUPON_ID_INVALID`, `COUPON_INVALID`, `USER_ID_INVALID`, `AMOUNT_INVALID`, `TIME_INVALID`"),
+        (status = 400, description = "`INVALID_REQUEST` (also an `Idempotency-Key` or `If-Match`, which catalog writes do not keep), `COUPON_ID_INVALID`, `COUPON_INVALID`, `USER_ID_INVALID`, `AMOUNT_INVALID`, `TIME_INVALID`"),
         (status = 401, description = "`UNAUTHORIZED`: no valid bearer token"),
         (status = 403, description = "`FORBIDDEN`: the token is not an admin's"),
         (status = 409, description = "`COUPON_IN_USE`: an order has locked or used it"),
@@ -1777,7 +1856,7 @@ async fn issue_coupon(
     let id = dto::parse_coupon_id(&path)?;
     let body = read_body(payload).await?;
     let details = parse_json::<CouponIssueRequest>(&body)?.into_details(id)?;
-    let meta = meta(&req, caller.actor())?;
+    let meta = catalog_meta(&req, caller.actor())?;
     let coupon = st.core.issue_coupon(&meta, details).await?;
     Ok(json(StatusCode::OK, &CouponView::from(&coupon)))
 }

@@ -849,6 +849,11 @@ fn invalid_values_answer_their_400_codes() {
             "has space".to_owned(),
             "IDEMPOTENCY_KEY_INVALID",
         ),
+        (
+            "Idempotency-Key",
+            "clé".to_owned(),
+            "IDEMPOTENCY_KEY_INVALID",
+        ),
     ];
     let checked = run(&s, &cases);
     let mut header_cases = 0;
@@ -867,6 +872,48 @@ fn invalid_values_answer_their_400_codes() {
         1,
         "a refused request changed the order"
     );
+}
+
+#[test]
+fn catalog_writes_refuse_keys_and_versions() {
+    let s = Server::start(Opts::demo());
+    let before = s.sku(TEA);
+    let writes: [(&str, String, Value); 3] = [
+        ("PUT", format!("/v1/skus/{TEA}"), sku_body(1, 1, 1)),
+        ("POST", format!("/v1/skus/{TEA}/stock"), json!({"delta": 5})),
+        (
+            "PUT",
+            "/v1/coupons/CPN-NEW".into(),
+            json!({"user_id": "alice", "amount": 100, "threshold_amount": 0,
+                   "valid_from": "2020-01-01T00:00:00Z", "valid_to": "2099-01-01T00:00:00Z"}),
+        ),
+    ];
+    let mut refused = 0;
+    for (method, path, body) in &writes {
+        for (name, value) in [("Idempotency-Key", "k-1"), ("If-Match", "\"1\"")] {
+            s.req(method, path)
+                .admin()
+                .header(name, value)
+                .json(body)
+                .send()
+                .expect_error(400, "INVALID_REQUEST");
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 6);
+    assert_eq!(
+        s.sku(TEA),
+        before,
+        "a refused catalog write changed the SKU"
+    );
+    s.get("/v1/coupons/CPN-NEW")
+        .admin()
+        .send()
+        .expect_error(404, "USER_COUPON_NOT_EXIST");
+    // Without the headers the same writes go through.
+    for (method, path, body) in &writes[1..] {
+        s.req(method, path).admin().json(body).send().expect(200);
+    }
 }
 
 #[test]

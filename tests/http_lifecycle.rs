@@ -1080,3 +1080,47 @@ fn the_server_runs_without_transparent_huge_pages() {
         .unwrap_or_else(|| panic!("no THP_enabled line (kernel < 5.0?):\n{status}"));
     assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
 }
+
+/// `ordercore token` on a fresh data directory generates the development
+/// secrets and prints them once on stderr (the callback secret is needed to
+/// sign), with only the token on stdout; the next call reuses them silently.
+#[test]
+fn token_on_a_fresh_data_dir_prints_the_generated_secrets_once() {
+    let home = tempfile::tempdir().unwrap();
+    let token = |user: &str| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ordercore"));
+        cmd.arg("token")
+            .arg("--user")
+            .arg(user)
+            .arg("--data-dir")
+            .arg(home.path().join("data"))
+            .current_dir(home.path());
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("ORDERCORE_") {
+                cmd.env_remove(name);
+            }
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        (
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let (stdout, stderr) = token("alice");
+    let secret_of = |key: &str| {
+        let line = stderr
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("{key} = ")))
+            .unwrap_or_else(|| panic!("no {key} in {stderr:?}"));
+        line.to_owned()
+    };
+    let jwt = secret_of("jwt_secret");
+    assert_eq!(secret_of("payment_secret").len(), 64);
+    assert_eq!(stdout.lines().count(), 1, "{stdout:?}");
+    let caller = ordercore::auth::verify(&jwt, Some(&format!("Bearer {}", stdout.trim()))).unwrap();
+    assert!(!caller.is_admin());
+    let (again, quiet) = token("bob");
+    assert!(quiet.is_empty(), "printed twice: {quiet}");
+    ordercore::auth::verify(&jwt, Some(&format!("Bearer {}", again.trim()))).unwrap();
+}

@@ -1021,6 +1021,96 @@ fn listings_filter_by_status_and_page_by_cursor() {
     s.get("/v1/users/gina/orders").admin().send().expect(200);
 }
 
+/// Follows `next_cursor` from `first` to the end; answers every page's ids.
+fn pages(s: &Server, first: &str, who: &str) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    let mut path = first.to_owned();
+    loop {
+        let req = s.get(&path);
+        let req = if who == "admin" {
+            req.admin()
+        } else {
+            req.user(who)
+        };
+        let r = req.send();
+        r.expect(200);
+        let page = r.json();
+        out.push(ids(page["orders"].as_array().unwrap()));
+        assert!(out.len() < 50, "paging does not end");
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("{first}&cursor={c}"),
+            None => return out,
+        }
+    }
+}
+
+#[test]
+fn a_page_that_fills_inside_a_mixed_family_ends_there() {
+    let s = Server::start(Opts::demo());
+    // Newest first: a single unpaid order, then three paid mixed families
+    // (two parts each): seven summaries.
+    let mut parts = Vec::new();
+    for i in 0..3 {
+        let c = s.create("mia", &[(TEA, 1), (BOOK, 1)], None);
+        let id = c["order_id"].as_str().unwrap().to_owned();
+        let pay = c["pay_amount"].as_i64().unwrap();
+        s.pay(&id, pay, &format!("T-MIX-{i}")).expect(200);
+        let detail = s.order(&id);
+        let mut subs: Vec<String> = detail["sub_orders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["order_id"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(subs.len(), 2, "{detail}");
+        subs.sort();
+        parts.push(subs);
+    }
+    let single = s.create("mia", &[(TEA, 1)], None)["order_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let whole = s.get("/v1/users/mia/orders").user("mia").send().json();
+    let expected = ids(whole["orders"].as_array().unwrap());
+    assert_eq!(expected.len(), 7, "{whole}");
+    assert_eq!(expected[0], single);
+    for size in [1, 2, 3] {
+        let got = pages(&s, &format!("/v1/users/mia/orders?page_size={size}"), "mia");
+        assert!(got.iter().all(|p| p.len() <= size), "size {size}: {got:?}");
+        // Every page but the last is full, and each summary comes once.
+        assert!(
+            got[..got.len() - 1].iter().all(|p| p.len() == size),
+            "{got:?}"
+        );
+        assert_eq!(got.concat(), expected, "size {size}");
+        // The admin listing of paid orders pages alike.
+        let paid = pages(
+            &s,
+            &format!("/v1/orders?status=20&page_size={size}"),
+            "admin",
+        );
+        assert!(
+            paid.iter().all(|p| p.len() <= size),
+            "size {size}: {paid:?}"
+        );
+        assert_eq!(paid.concat(), expected[1..], "admin, size {size}");
+    }
+    // A page of 1 ends inside a family: its cursor is the part listed.
+    let first = s
+        .get("/v1/orders?status=20&page_size=1")
+        .admin()
+        .send()
+        .json();
+    assert_eq!(first["orders"].as_array().unwrap().len(), 1);
+    assert!(parts[2].contains(&first["next_cursor"].as_str().unwrap().to_owned()));
+    // Another user's sub-order is no way into mia's parts, nor mia's into
+    // another user's listing.
+    let other = s.get(&format!("/v1/users/nick/orders?cursor={}", parts[2][0]));
+    let r = other.user("nick").send();
+    r.expect(200);
+    assert_eq!(r.json()["orders"], json!([]));
+}
+
 #[test]
 fn events_by_offset() {
     let s = Server::start(Opts::demo());

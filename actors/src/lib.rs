@@ -651,6 +651,12 @@ impl OrderCore {
         stored.ok_or_else(|| not_found(ErrorCode::ORDER_NOT_FOUND, "order", id))
     }
 
+    /// The stored family of `id` (any id of the family), as the listings
+    /// read it; `None` for an unknown one.
+    pub fn listed_family(&self, id: &OrderId) -> Result<Option<Arc<OrderFamily>>, CoreError> {
+        Ok(self.shared.store.family(&id.family_id())?)
+    }
+
     /// A user's families, newest first, older than `before`.
     pub fn user_orders(
         &self,

@@ -27,7 +27,8 @@ fn given(raw: Option<&String>) -> Option<&str> {
 pub struct Page {
     /// 1..=[`PAGE_SIZE_MAX`], default [`PAGE_SIZE_DEFAULT`].
     pub size: usize,
-    /// The `next_cursor` of the previous page: a master (or single) order id.
+    /// The `next_cursor` of the previous page: a master (or single) order
+    /// id, or a sub-order id where that page ended inside a mixed family.
     pub cursor: Option<OrderId>,
 }
 
@@ -48,15 +49,12 @@ impl Page {
         };
         let cursor = given(cursor)
             .map(|raw| {
-                parse_order_id(raw)
-                    .ok()
-                    .filter(|id| !id.is_sub_order())
-                    .ok_or_else(|| {
-                        ApiError::new(
-                            ErrorCode::CURSOR_INVALID,
-                            "cursor: not a next_cursor of this listing",
-                        )
-                    })
+                parse_order_id(raw).ok().ok_or_else(|| {
+                    ApiError::new(
+                        ErrorCode::CURSOR_INVALID,
+                        "cursor: not a next_cursor of this listing",
+                    )
+                })
             })
             .transpose()?;
         Ok(Page { size, cursor })
