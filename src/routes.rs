@@ -842,7 +842,7 @@ async fn order_events(st: State, req: HttpRequest, path: web::Path<String>) -> R
         (status = 401, description = "`UNAUTHORIZED`: no valid bearer token"),
         (status = 403, description = "`FORBIDDEN`: a shopper acting for another user or on another user's order"),
         (status = 404, description = "`ORDER_NOT_FOUND`"),
-        (status = 409, description = "`ORDER_STATUS_CHANGED`: not CREATED, or a sub-order id; `ORDER_PRE_PAY_EXPIRE`: past the deadline; `ORDER_CHANGE_LIMIT`: the order has had 1,000 changes; `IDEMPOTENCY_KEY_LIMIT`"),
+        (status = 409, description = "`ORDER_STATUS_CHANGED`: not CREATED, or a sub-order id; `ORDER_PRE_PAY_EXPIRE`: past the deadline; `ORDER_CHANGE_LIMIT`: the order took 1,000 address changes, prepays and notes; `IDEMPOTENCY_KEY_LIMIT`"),
         (status = 412, description = "`ORDER_VERSION_MISMATCH`: `If-Match` names a version the family has moved on from; nothing changed"),
         (status = 413, description = "`PAYLOAD_TOO_LARGE`: the body is larger than 64 KiB"),
         (status = 422, description = "`ORDER_PAY_AMOUNT_ERROR`, `IDEMPOTENCY_KEY_REUSED`"),
@@ -917,7 +917,7 @@ async fn cancel(
     path = "/v1/orders/{order_id}/delivery-address",
     tag = "orders",
     summary = "Change the delivery address",
-    description = "Only while the family is CREATED or PAID (no part FULFILLED or later); takes the master or single id. The address the order already has changes nothing (no event, same version).",
+    description = "Only while the family is CREATED or PAID (no part FULFILLED or later); takes the master or single id. The address the order already has changes nothing (no event, same version) unless the request carries an `Idempotency-Key`, which is recorded with a change.",
     params(("order_id" = String, Path, description = "An order id"), crate::openapi::IdempotencyKeyHeader, crate::openapi::IfMatchHeader),
     request_body = AddressRequest,
     responses(
@@ -926,7 +926,7 @@ async fn cancel(
         (status = 401, description = "`UNAUTHORIZED`: no valid bearer token"),
         (status = 403, description = "`FORBIDDEN`: a shopper acting for another user or on another user's order"),
         (status = 404, description = "`ORDER_NOT_FOUND`"),
-        (status = 409, description = "`ORDER_NOT_ALLOW_TO_ADJUST_ADDRESS`; `ORDER_STATUS_CHANGED`: a sub-order id; `ORDER_CHANGE_LIMIT`: the order has had 1,000 changes; `IDEMPOTENCY_KEY_LIMIT`"),
+        (status = 409, description = "`ORDER_NOT_ALLOW_TO_ADJUST_ADDRESS`; `ORDER_STATUS_CHANGED`: a sub-order id; `ORDER_CHANGE_LIMIT`: the order took 1,000 address changes, prepays and notes; `IDEMPOTENCY_KEY_LIMIT`"),
         (status = 412, description = "`ORDER_VERSION_MISMATCH`: `If-Match` names a version the family has moved on from; nothing changed"),
         (status = 413, description = "`PAYLOAD_TOO_LARGE`: the body is larger than 64 KiB"),
         (status = 422, description = "`IDEMPOTENCY_KEY_REUSED`"),
@@ -1042,7 +1042,7 @@ async fn fulfill(
     path = "/v1/orders/{order_id}/notes",
     tag = "orders",
     summary = "Add a note to an order (admin)",
-    description = "A note is an event (`OrderNoteAdded`) in the order's history and a new version of the family; allowed in every state.",
+    description = "A note is an event (`OrderNoteAdded`) in the order's history and a new version of the family; allowed in every state, up to 1,000 edits (address changes, prepays and notes) per family.",
     params(("order_id" = String, Path, description = "An order id"), crate::openapi::IdempotencyKeyHeader, crate::openapi::IfMatchHeader),
     request_body = NoteRequest,
     responses(
@@ -1051,7 +1051,7 @@ async fn fulfill(
         (status = 401, description = "`UNAUTHORIZED`: no valid bearer token"),
         (status = 403, description = "`FORBIDDEN`: the token is not an admin's"),
         (status = 404, description = "`ORDER_NOT_FOUND`"),
-        (status = 409, description = "`ORDER_CHANGE_LIMIT`: the order has had 1,000 changes; `IDEMPOTENCY_KEY_LIMIT`"),
+        (status = 409, description = "`ORDER_CHANGE_LIMIT`: the order took 1,000 address changes, prepays and notes; `IDEMPOTENCY_KEY_LIMIT`"),
         (status = 412, description = "`ORDER_VERSION_MISMATCH`: `If-Match` names a version the family has moved on from; nothing changed"),
         (status = 413, description = "`PAYLOAD_TOO_LARGE`: the body is larger than 64 KiB"),
         (status = 422, description = "`IDEMPOTENCY_KEY_REUSED`"),
@@ -1502,10 +1502,21 @@ impl Listing {
         if cursor.is_sub_order() {
             let family = st.core.listed_family(&cursor)?;
             if let Some(family) = family.filter(|f| owner.is_none_or(|u| f.user_id == *u)) {
-                let rest = listed(&family, filter)
+                // Placed among all the family lists, not only what the
+                // filter accepts: the cursor's part may have moved out of
+                // the filter since, and the parts after it must not go
+                // with it. A part no longer listed (the family was
+                // cancelled since and lists its master) leaves all it
+                // lists now to come after.
+                let all = OrderSummary::listed(&family);
+                let after = all
+                    .iter()
+                    .position(|s| s.order_id == cursor)
+                    .map_or(0, |at| at + 1);
+                let rest = all
                     .into_iter()
-                    .skip_while(|s| s.order_id != cursor)
-                    .skip(1)
+                    .skip(after)
+                    .filter(|s| filter.accepts(s.status, s.created_at))
                     .collect();
                 let _ = self.add_rows(rest);
             }
@@ -1590,7 +1601,9 @@ async fn admin_orders(st: State, req: HttpRequest) -> Reply {
     } else {
         // A family counts as kept when it adds a summary, so the scan's
         // limit of `size` families is not reached before the page is
-        // full; once it is, every family counts, to end the scan soon.
+        // full; once it is, every family counts, so the scan reads fewer
+        // than `size` more (an admin page of mixed families) before its
+        // limit ends it.
         let mut keep = |f: &OrderFamily| page.is_full() || page.add(f, &filter) > 0;
         let (_, last) = st
             .core

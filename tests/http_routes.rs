@@ -573,6 +573,44 @@ fn mixed_family_fulfillment_chain_signed_and_refused() {
 }
 
 #[test]
+fn the_address_it_already_has_changes_nothing_unless_keyed() {
+    let s = Server::start(Opts::demo());
+    let id = s.create("carol", &[(TEA, 1)], None)["order_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let address = |city: &str| {
+        json!({"user_id": "carol", "province": "Jiangsu", "city": city, "area": "Gusu",
+               "detail_address": "No. 9"})
+    };
+    let put = |city: &str, key: Option<&str>| {
+        let req = s
+            .put(&format!("/v1/orders/{id}/delivery-address"))
+            .user("carol");
+        let req = match key {
+            Some(k) => req.header("Idempotency-Key", k),
+            None => req,
+        };
+        let r = req.json(&address(city)).send();
+        r.expect(200);
+        r
+    };
+    assert_eq!(put("Suzhou", None).json()["version"], 2);
+    // The same address again: nothing recorded.
+    assert_eq!(put("Suzhou", None).json()["version"], 2);
+    assert_eq!(s.order(&id)["version"], 2);
+    // With a key it is recorded, so that its retry replays after a later
+    // change instead of putting its address back.
+    assert_eq!(put("Suzhou", Some("addr-1")).json()["version"], 3);
+    assert_eq!(put("Wuxi", None).json()["version"], 4);
+    let retry = put("Suzhou", Some("addr-1"));
+    assert_eq!(retry.header("idempotent-replayed"), Some("true"));
+    let now = s.order(&id);
+    assert_eq!(now["delivery"]["city"], "Wuxi");
+    assert_eq!(now["version"], 4);
+}
+
+#[test]
 fn address_cancel_dry_run_and_remove() {
     let s = Server::start(Opts::demo());
     // 3,900 − 500 + 1,000 shipping.
@@ -1049,10 +1087,11 @@ fn a_page_that_fills_inside_a_mixed_family_ends_there() {
     let s = Server::start(Opts::demo());
     // Newest first: a single unpaid order, then three paid mixed families
     // (two parts each): seven summaries.
-    let mut parts = Vec::new();
+    let (mut parts, mut fams) = (Vec::new(), Vec::new());
     for i in 0..3 {
         let c = s.create("mia", &[(TEA, 1), (BOOK, 1)], None);
         let id = c["order_id"].as_str().unwrap().to_owned();
+        fams.push(id.clone());
         let pay = c["pay_amount"].as_i64().unwrap();
         s.pay(&id, pay, &format!("T-MIX-{i}")).expect(200);
         let detail = s.order(&id);
@@ -1102,7 +1141,41 @@ fn a_page_that_fills_inside_a_mixed_family_ends_there() {
         .send()
         .json();
     assert_eq!(first["orders"].as_array().unwrap().len(), 1);
-    assert!(parts[2].contains(&first["next_cursor"].as_str().unwrap().to_owned()));
+    let cursor = first["next_cursor"].as_str().unwrap().to_owned();
+    assert!(parts[2].contains(&cursor));
+    // The listed part leaves the filter before the next page: the part
+    // after it still comes next.
+    s.fulfill(&cursor, "FULFILLED").expect(200);
+    let next = s
+        .get(&format!("/v1/orders?status=20&page_size=1&cursor={cursor}"))
+        .admin()
+        .send()
+        .json();
+    let other = parts[2].iter().find(|p| **p != cursor).unwrap();
+    assert_eq!(
+        ids(next["orders"].as_array().unwrap()),
+        std::slice::from_ref(other)
+    );
+    // A family cancelled after a page ended inside it lists its master
+    // next, then the older families.
+    s.post(&format!("/v1/orders/{}/cancel", fams[1]))
+        .user("mia")
+        .json(&json!({"user_id": "mia"}))
+        .send()
+        .expect(200);
+    let after = s
+        .get(&format!("/v1/users/mia/orders?cursor={}", parts[1][0]))
+        .user("mia")
+        .send()
+        .json();
+    let mut expected_after = vec![fams[1].clone()];
+    expected_after.extend(parts[0].iter().cloned());
+    let got_after = ids(after["orders"].as_array().unwrap());
+    assert_eq!(got_after[0], expected_after[0], "{after}");
+    assert_eq!(
+        got_after[1..].iter().collect::<BTreeSet<_>>(),
+        expected_after[1..].iter().collect::<BTreeSet<_>>()
+    );
     // Another user's sub-order is no way into mia's parts, nor mia's into
     // another user's listing.
     let other = s.get(&format!("/v1/users/nick/orders?cursor={}", parts[2][0]));

@@ -390,7 +390,9 @@ impl OrderActor {
         let whole = match &op {
             Op::Get => true,
             Op::Create { idempotency, .. } => idempotency.is_some(),
-            Op::Command { opts, .. } => opts.whole || opts.idempotency.is_some(),
+            Op::Command { cmd, opts } => {
+                opts.whole || opts.idempotency.is_some() || cmd.action.reads_history()
+            }
             #[cfg(test)]
             Op::Panic => false,
         };

@@ -665,18 +665,36 @@ async fn idle_actors_keep_a_compact_family_and_read_the_rest_back() {
     assert!(!timed_out.compact);
     let m = core.metrics();
     assert!(m.rehydrations >= 3, "{m:?}");
+
+    // An edit is decided on the whole family: the edit limit counts the
+    // edits in its history, which the compact state does not keep. (The
+    // mixed family's actor is compact since the second compaction above.)
+    let before = core.metrics().rehydrations;
+    let admin = CommandMeta::by(ordercore_domain::Actor::admin("ops"));
+    let noted = family_of(
+        core.add_note(
+            admin,
+            mixed.order_id,
+            "called the customer".into(),
+            WriteOptions::default(),
+        )
+        .await
+        .unwrap(),
+    );
+    assert!(!noted.compact, "decided on the whole family");
+    assert_eq!(core.metrics().rehydrations, before + 1);
     core.shutdown().unwrap();
     drop(core);
 
     // Everything the compact states changed is durable, whole.
     let core = start(dir.path(), &clock, tweak);
-    for (family, status) in [
-        (&mixed, OrderStatus::INVALID),
-        (&unpaid, OrderStatus::CANCELED),
-        (&canceled, OrderStatus::CANCELED),
+    for (family, status, version) in [
+        (&mixed, OrderStatus::INVALID, 3),
+        (&unpaid, OrderStatus::CANCELED, 2),
+        (&canceled, OrderStatus::CANCELED, 2),
     ] {
         let stored = core.order(&family.order_id).await.unwrap();
-        assert_eq!((stored.status, stored.version), (status, 2));
+        assert_eq!((stored.status, stored.version), (status, version));
         assert_eq!(
             stored.history.len(),
             stored.history.iter().filter(|e| e.seq > 0).count()

@@ -16,9 +16,9 @@ use crate::event::{
 use crate::family::{AfterSale, AfterSaleItem, NewOrder, OrderFamily, PartRef};
 use crate::ids::{AfterSaleId, OrderId, OutTradeNo, SkuCode, TradeNo};
 use crate::limits::{
-    AFTER_SALES_PER_FAMILY_MAX, AFTER_SALE_IMAGES_MAX, EDIT_VERSION_MAX, LOGISTICS_TEXT_LEN_MAX,
-    NOTE_LEN_MAX, PRODUCT_TEXT_LEN_MAX, REASON_LEN_MAX, SHOPPER_AFTER_SALES_PER_FAMILY_MAX,
-    USER_REMARK_LEN_MAX,
+    AFTER_SALES_PER_FAMILY_MAX, AFTER_SALE_IMAGES_MAX, EDITS_PER_FAMILY_MAX,
+    LOGISTICS_TEXT_LEN_MAX, NOTE_LEN_MAX, PRODUCT_TEXT_LEN_MAX, REASON_LEN_MAX,
+    SHOPPER_AFTER_SALES_PER_FAMILY_MAX, USER_REMARK_LEN_MAX,
 };
 use crate::money::{Money, Quantity, Timestamp};
 use crate::order::{Amounts, OrderLine, Payment, SubOrder};
@@ -158,8 +158,11 @@ fn decide_bodies(
                     "change the address",
                 ));
             }
-            // The address it already has: nothing to record.
-            if family.delivery.address == *address {
+            // The address it already has: nothing to record — unless the
+            // request carries an `Idempotency-Key`, which only a recorded
+            // change keeps: unrecorded, a retry after a later change of
+            // address would put this one back instead of replaying.
+            if family.delivery.address == *address && meta.idempotency_key.is_none() {
                 return Ok(Vec::new());
             }
             edit_room(family, "change the address")?;
@@ -587,17 +590,20 @@ fn prepay(
     }])
 }
 
-/// Refuses an edit (address, prepay, note) once the family's version has
-/// reached [`EDIT_VERSION_MAX`]: the version counts every persisted change,
-/// so it bounds the edits a family's history holds without a counter of
-/// its own, and an idle actor's compact state still has it.
+/// Refuses an edit (address, prepay, note) once the family has taken
+/// [`EDITS_PER_FAMILY_MAX`], counted in its history: no counter of its own
+/// to store. An idle actor's compact state keeps no history, so the actor
+/// reads the whole family back before deciding an edit
+/// ([`Action::reads_history`]).
 fn edit_room(family: &OrderFamily, what: &str) -> Result<(), DomainError> {
-    if family.version >= EDIT_VERSION_MAX {
+    let edits = family.history.iter().filter(|e| e.body.is_edit()).count();
+    if edits >= EDITS_PER_FAMILY_MAX {
         return Err(DomainError::rule(
             ErrorCode::ORDER_CHANGE_LIMIT,
             format!(
-                "cannot {what}: order {} has had {} changes, the most it takes edits for",
-                family.order_id, EDIT_VERSION_MAX
+                "cannot {what}: order {} has taken {EDITS_PER_FAMILY_MAX} address changes, \
+                 prepays and notes, the most it takes",
+                family.order_id
             ),
         ));
     }

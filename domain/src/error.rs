@@ -94,8 +94,8 @@ error_codes! {
     /// A family already holds its maximum number of after-sales.
     AFTER_SALE_LIMIT = 409,
     IDEMPOTENCY_KEY_LIMIT = 409,
-    /// A family at `EDIT_VERSION_MAX` takes no more address changes,
-    /// prepays or notes.
+    /// A family that took `EDITS_PER_FAMILY_MAX` address changes, prepays
+    /// and notes takes no more.
     ORDER_CHANGE_LIMIT = 409,
     /// A stock change would leave less than what orders have locked or sold.
     STOCK_BELOW_RESERVED = 409,

@@ -245,6 +245,17 @@ impl EventBody {
         !matches!(self, EventBody::IdempotencyRecorded(_))
     }
 
+    /// An edit: a change that does not move the order forward and may be
+    /// asked for again and again (`EDITS_PER_FAMILY_MAX` bounds them).
+    pub fn is_edit(&self) -> bool {
+        matches!(
+            self,
+            EventBody::OrderAddressChanged { .. }
+                | EventBody::OrderPrePaid { .. }
+                | EventBody::OrderNoteAdded { .. }
+        )
+    }
+
     /// The order or sub-order the event concerns, if any.
     pub fn order_id(&self) -> Option<OrderId> {
         match self {

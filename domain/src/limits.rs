@@ -48,14 +48,14 @@ pub const AFTER_SALES_PER_FAMILY_MAX: usize = 999;
 /// refusal, lack, a payment that comes twice), so whatever a shopper
 /// applied for and revoked, a family's system refunds have its last 99.
 pub const SHOPPER_AFTER_SALES_PER_FAMILY_MAX: usize = 900;
-/// Version past which a family takes no more edits — address changes,
-/// prepays and notes — which answer `ORDER_CHANGE_LIMIT`. Each edit is an
-/// event kept with the family for its life, and none moves the order
-/// forward, so without a bound one caller could grow a family's row and
-/// memory without end. Changes that move the order (payment, cancel,
-/// deadline, fulfillment, after-sales, refunds) are bounded by the state
-/// machine and the after-sale limits, and always go through.
-pub const EDIT_VERSION_MAX: u64 = 1_000;
+/// Edits — address changes, prepays and notes — one family takes; one more
+/// answers `ORDER_CHANGE_LIMIT`. Each edit is an event kept with the
+/// family for its life, and none moves the order forward, so without a
+/// bound one caller could grow a family's row and memory without end.
+/// Changes that move the order (payment, cancel, deadline, fulfillment,
+/// after-sales, refunds) are bounded by the state machine and the
+/// after-sale limits, do not count, and always go through.
+pub const EDITS_PER_FAMILY_MAX: usize = 1_000;
 /// Orders in one remove request.
 pub const REMOVE_BATCH_MAX: usize = 100;
 /// Page size of listings: default and maximum.

@@ -221,6 +221,13 @@ fn new_address(id: OrderId) -> Action {
     }
 }
 
+fn new_address_2(id: OrderId) -> Action {
+    Action::AdjustAddress {
+        order_id: id,
+        address: address("7 Second Street"),
+    }
+}
+
 fn fulfill(id: OrderId, event: FulfillmentEvent) -> Action {
     Action::Fulfill {
         order_id: id,

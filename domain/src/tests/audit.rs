@@ -6,7 +6,7 @@ use crate::command::{Command, CommandMeta};
 use crate::event::Actor;
 use crate::family::{IdempotencyCheck, IdempotencyEntry};
 use crate::ids::{IdempotencyKey, RequestId};
-use crate::limits::{EDIT_VERSION_MAX, IDEMPOTENCY_KEYS_PER_FAMILY_MAX};
+use crate::limits::{EDITS_PER_FAMILY_MAX, IDEMPOTENCY_KEYS_PER_FAMILY_MAX};
 use crate::DryRun;
 
 fn with_if_match(meta: CommandMeta, version: u64) -> CommandMeta {
@@ -91,15 +91,32 @@ fn the_address_it_already_has_changes_nothing() {
 }
 
 #[test]
-fn edits_stop_at_the_version_limit_and_moves_go_on() {
+fn the_address_it_already_has_is_recorded_when_keyed() {
     let (mut shop, mut f) = fixture(OrderStatus::CREATED);
     let id = f.order_id;
+    shop.run(&mut f, shopper("u1"), new_address(id)).unwrap();
+    let keyed = CommandMeta {
+        idempotency_key: Some(IdempotencyKey::parse("k-same").unwrap()),
+        ..shopper("u1")
+    };
+    let events = shop.run(&mut f, keyed, new_address(id)).unwrap();
+    assert_eq!(types(&events), ["OrderAddressChanged"]);
+}
+
+#[test]
+fn edits_stop_at_their_limit_and_moves_go_on() {
+    let (mut shop, mut f) = fixture(OrderStatus::CREATED);
+    let id = f.order_id;
+    // Other changes do not count: a version far past the limit still
+    // takes edits.
+    f.version = 10 * EDITS_PER_FAMILY_MAX as u64;
+    for _ in 0..EDITS_PER_FAMILY_MAX - 1 {
+        shop.run(&mut f, admin(), note(id)).unwrap();
+    }
     // One below the limit: one more edit goes through.
-    f.version = EDIT_VERSION_MAX - 1;
-    shop.run(&mut f, admin(), note(id)).unwrap();
-    assert_eq!(f.version, EDIT_VERSION_MAX);
+    shop.run(&mut f, shopper("u1"), new_address(id)).unwrap();
     let edits = [
-        (shopper("u1"), new_address(id)),
+        (shopper("u1"), new_address_2(id)),
         (shopper("u1"), prepay(&f, id)),
         (admin(), note(id)),
     ];
@@ -111,12 +128,13 @@ fn edits_stop_at_the_version_limit_and_moves_go_on() {
     }
     assert_eq!(limited, 3);
     // Paying and what follows are not edits.
+    let version = f.version;
     let action = pay_action(&f, "T1");
     shop.run(&mut f, provider(), action).unwrap();
     assert_eq!(f.status, OrderStatus::PAID);
     shop.run(&mut f, admin(), fulfill(id, FulfillmentEvent::FULFILLED))
         .unwrap();
-    assert_eq!(f.version, EDIT_VERSION_MAX + 2);
+    assert_eq!(f.version, version + 2);
 }
 
 #[test]
