@@ -390,9 +390,7 @@ impl OrderActor {
         let whole = match &op {
             Op::Get => true,
             Op::Create { idempotency, .. } => idempotency.is_some(),
-            Op::Command { cmd, opts } => {
-                opts.whole || opts.idempotency.is_some() || cmd.action.reads_history()
-            }
+            Op::Command { opts, .. } => opts.whole || opts.idempotency.is_some(),
             #[cfg(test)]
             Op::Panic => false,
         };

@@ -168,15 +168,6 @@ pub enum Action {
 
 impl Action {
     /// A short name for logs and metrics.
-    /// Whether deciding it reads the family's history (the edits it took),
-    /// which an idle actor's compact state does not keep.
-    pub fn reads_history(&self) -> bool {
-        matches!(
-            self,
-            Action::PrePay { .. } | Action::AdjustAddress { .. } | Action::AddNote { .. }
-        )
-    }
-
     pub fn name(&self) -> &'static str {
         match self {
             Action::Create { .. } => "create",

@@ -591,13 +591,10 @@ fn prepay(
 }
 
 /// Refuses an edit (address, prepay, note) once the family has taken
-/// [`EDITS_PER_FAMILY_MAX`], counted in its history: no counter of its own
-/// to store. An idle actor's compact state keeps no history, so the actor
-/// reads the whole family back before deciding an edit
-/// ([`Action::reads_history`]).
+/// [`EDITS_PER_FAMILY_MAX`], counted in its history (no counter of its own
+/// to store) or, by an idle actor's compact state, alongside it.
 fn edit_room(family: &OrderFamily, what: &str) -> Result<(), DomainError> {
-    let edits = family.history.iter().filter(|e| e.body.is_edit()).count();
-    if edits >= EDITS_PER_FAMILY_MAX {
+    if family.edits() >= EDITS_PER_FAMILY_MAX {
         return Err(DomainError::rule(
             ErrorCode::ORDER_CHANGE_LIMIT,
             format!(

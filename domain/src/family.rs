@@ -189,6 +189,11 @@ pub struct OrderFamily {
     /// rendered as a detail or a history.
     #[serde(skip)]
     pub compact: bool,
+    /// A compact copy's count of the edits its history held, and of those
+    /// applied to it since (it keeps no history to count them in); zero in
+    /// a whole family. Never stored: see [`OrderFamily::edits`].
+    #[serde(skip)]
+    pub compact_edits: usize,
 }
 
 impl OrderFamily {
@@ -233,6 +238,7 @@ impl OrderFamily {
             fingerprint: new.fingerprint,
             history: Vec::new(),
             compact: false,
+            compact_edits: 0,
         };
         family.log_status(event, family.order_id, None, OrderStatus::CREATED);
         for i in 0..family.sub_orders.len() {
@@ -247,15 +253,35 @@ impl OrderFamily {
     /// catalog change) are ignored; stock and coupon events only enter the
     /// history.
     pub fn apply(&mut self, event: &Event) {
-        if self.change(event) && !self.compact {
+        if self.change(event) && !self.count_compact(event) {
             self.history.push(Arc::new(event.clone()));
         }
     }
 
     /// [`OrderFamily::apply`] keeping `event` itself in the history.
     pub fn apply_shared(&mut self, event: &Arc<Event>) {
-        if self.change(event) && !self.compact {
+        if self.change(event) && !self.count_compact(event) {
             self.history.push(Arc::clone(event));
+        }
+    }
+
+    /// For a compact copy, which keeps no history: counts an edit it
+    /// applies, and answers true (nothing to push).
+    fn count_compact(&mut self, event: &Event) -> bool {
+        if self.compact && event.body.is_edit() {
+            self.compact_edits += 1;
+        }
+        self.compact
+    }
+
+    /// Address changes, prepays and notes the family took
+    /// ([`EDITS_PER_FAMILY_MAX`](crate::limits::EDITS_PER_FAMILY_MAX)
+    /// bounds them): counted in the history, or kept by a compact copy.
+    pub fn edits(&self) -> usize {
+        if self.compact {
+            self.compact_edits
+        } else {
+            self.history.iter().filter(|e| e.body.is_edit()).count()
         }
     }
 
@@ -290,6 +316,7 @@ impl OrderFamily {
             idempotency: self.idempotency.clone(),
             history: Vec::new(),
             compact: true,
+            compact_edits: self.edits(),
             user_id: self.user_id.clone(),
             seller_id: self.seller_id.clone(),
             ..*self

@@ -127,6 +127,23 @@ fn edits_stop_at_their_limit_and_moves_go_on() {
         limited += 1;
     }
     assert_eq!(limited, 3);
+    // An idle actor's compact state, which keeps no history, counts alike.
+    let compact = f.compact();
+    assert_eq!(
+        (compact.edits(), f.edits()),
+        (EDITS_PER_FAMILY_MAX, EDITS_PER_FAMILY_MAX)
+    );
+    let code = crate::decide(
+        &compact,
+        &Command {
+            meta: admin(),
+            action: note(id),
+        },
+        shop.now,
+    )
+    .unwrap_err()
+    .code();
+    assert_eq!(code, ErrorCode::ORDER_CHANGE_LIMIT);
     // Paying and what follows are not edits.
     let version = f.version;
     let action = pay_action(&f, "T1");
