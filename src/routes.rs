@@ -1600,11 +1600,14 @@ async fn admin_orders(st: State, req: HttpRequest) -> Reply {
         None
     } else {
         // A family counts as kept when it adds a summary, so the scan's
-        // limit of `size` families is not reached before the page is
-        // full; once it is, every family counts, so the scan reads fewer
-        // than `size` more (an admin page of mixed families) before its
-        // limit ends it.
-        let mut keep = |f: &OrderFamily| page.is_full() || page.add(f, &filter) > 0;
+        // limit of `size` families is not reached before the page is full;
+        // once it is, the scan stops at the next family.
+        let mut keep = |f: &OrderFamily| {
+            if page.is_full() {
+                return std::ops::ControlFlow::Break(());
+            }
+            std::ops::ControlFlow::Continue(page.add(f, &filter) > 0)
+        };
         let (_, last) = st
             .core
             .scan_orders(before.as_ref(), filter.page.size, &mut keep)?;

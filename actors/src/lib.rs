@@ -675,12 +675,13 @@ impl OrderCore {
     }
 
     /// Families newest first, older than `before`, that `keep` accepts (the
-    /// admin listing); answers the page and where to continue.
+    /// admin listing); answers the page and where to continue
+    /// ([`Store::scan_families`](ordercore_storage::Store::scan_families)).
     pub fn scan_orders(
         &self,
         before: Option<&OrderId>,
         limit: usize,
-        keep: &mut dyn FnMut(&OrderFamily) -> bool,
+        keep: &mut dyn FnMut(&OrderFamily) -> std::ops::ControlFlow<(), bool>,
     ) -> Result<(Vec<Arc<OrderFamily>>, Option<OrderId>), CoreError> {
         Ok(self.shared.store.scan_families(before, limit, keep)?)
     }

@@ -19,6 +19,7 @@
 
 use ordercore_benches::{cpu_us, raw_sled, sled_row_cpu_us, submit_all, unit_bytes, Workload};
 use ordercore_storage::{StateRows, Store, StoreConfig};
+use std::ops::ControlFlow;
 use std::time::Instant;
 
 /// Tickets in flight: enough for group commit to fill its groups.
@@ -72,7 +73,7 @@ fn main() {
     loop {
         let (_created, next) = store
             .scan_families(cursor.as_ref(), usize::MAX, &mut |f| {
-                f.status == ordercore_domain::codes::OrderStatus::CREATED
+                ControlFlow::Continue(f.status == ordercore_domain::codes::OrderStatus::CREATED)
             })
             .unwrap();
         match next {
@@ -86,7 +87,9 @@ fn main() {
     let mut cursor = None;
     loop {
         let (page, next) = store
-            .scan_families(cursor.as_ref(), 10_000, &mut |_| true)
+            .scan_families(cursor.as_ref(), 10_000, &mut |_| {
+                ControlFlow::Continue(true)
+            })
             .unwrap();
         state_rows.extend(page.iter().map(|f| StateRows::of(f).unwrap()));
         match next {

@@ -27,6 +27,7 @@ use ordercore_domain::{
     Coupon, CouponId, Event, OrderFamily, OrderId, Sku, SkuCode, Timestamp, UserId,
 };
 use std::collections::{HashMap, VecDeque};
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -759,14 +760,16 @@ impl Store {
     }
 
     /// Families newest first, strictly older than `before`, that `keep`
-    /// accepts: up to `limit` of them, examining at most
-    /// [`LISTING_SCAN_MAX`]. Answers the page and the id to continue before
-    /// (None when the scan reached the oldest family).
+    /// accepts (`Continue(true)`): up to `limit` of them, examining at most
+    /// [`LISTING_SCAN_MAX`], and none from the one `keep` breaks at (a
+    /// caller that has what it wants). Answers the page and the id to
+    /// continue before: the last family examined (None when the scan
+    /// reached the oldest family).
     pub fn scan_families(
         &self,
         before: Option<&OrderId>,
         limit: usize,
-        keep: &mut dyn FnMut(&OrderFamily) -> bool,
+        keep: &mut dyn FnMut(&OrderFamily) -> ControlFlow<(), bool>,
     ) -> Result<(Vec<Arc<OrderFamily>>, Option<OrderId>), StorageError> {
         let start = vec![FAMILY];
         let end = match before {
@@ -822,9 +825,12 @@ impl Store {
                 },
             };
             let Some(family) = family else { break };
+            let ControlFlow::Continue(kept) = keep(&family) else {
+                break;
+            };
             scanned += 1;
             last = Some(family.order_id);
-            if keep(&family) {
+            if kept {
                 page.push(family);
             }
         }

@@ -16,6 +16,7 @@ use ordercore_storage::{Store, StoreConfig};
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::process::{Command as Process, Stdio};
 use std::sync::{Arc, Mutex};
@@ -124,7 +125,9 @@ fn all_families(store: &Store) -> Vec<Arc<OrderFamily>> {
     let mut cursor = None;
     loop {
         let (page, next) = store
-            .scan_families(cursor.as_ref(), usize::MAX, &mut |_| true)
+            .scan_families(cursor.as_ref(), usize::MAX, &mut |_| {
+                ControlFlow::Continue(true)
+            })
             .unwrap();
         out.extend(page);
         match next {

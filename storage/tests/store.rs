@@ -13,6 +13,7 @@ use ordercore_domain::{Action, Coupon, OrderId, Sku};
 use ordercore_storage::testkit::FlakyJournal;
 use ordercore_storage::{ManualClock, StorageError, Store, StoreConfig, Ticket, JOURNAL_DIR};
 use proptest::prelude::*;
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -949,19 +950,37 @@ fn a_users_orders_are_listed_newest_first_with_a_cursor() {
         ids[2..]
     );
     let (page, cursor) = store
-        .scan_families(None, 3, &mut |f| f.user_id == user)
+        .scan_families(None, 3, &mut |f| ControlFlow::Continue(f.user_id == user))
         .unwrap();
     assert_eq!(
         page.iter().map(|f| f.order_id).collect::<Vec<_>>(),
         ids[..3]
     );
     let (rest, _) = store
-        .scan_families(cursor.as_ref(), 10, &mut |f| f.user_id == user)
+        .scan_families(cursor.as_ref(), 10, &mut |f| {
+            ControlFlow::Continue(f.user_id == user)
+        })
         .unwrap();
     assert_eq!(
         rest.iter().map(|f| f.order_id).collect::<Vec<_>>(),
         ids[3..]
     );
+    // A caller that has what it wants breaks: the scan stops before that
+    // family and goes on after the last one it examined.
+    let mut examined = 0;
+    let (two, stopped) = store
+        .scan_families(None, 10, &mut |_| {
+            examined += 1;
+            if examined > 2 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(true)
+            }
+        })
+        .unwrap();
+    assert_eq!(examined, 3);
+    assert_eq!(two.len(), 2);
+    assert_eq!(stopped, Some(two[1].order_id));
     store.shutdown().unwrap();
 }
 

@@ -9,6 +9,7 @@ use ordercore_domain::testkit::{self, Shop};
 use ordercore_domain::{Actor, Event, EventBody, OrderFamily, OrderId};
 use ordercore_storage::{Store, StoreConfig};
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 use std::path::Path;
 
 pub fn config(dir: &Path) -> StoreConfig {
@@ -156,7 +157,7 @@ impl Model {
             );
         }
         let (all, _) = store
-            .scan_families(None, usize::MAX, &mut |_| true)
+            .scan_families(None, usize::MAX, &mut |_| ControlFlow::Continue(true))
             .unwrap();
         assert_eq!(all.len(), self.families.len(), "families listed");
         let deadlines = store.pending_deadlines().unwrap();
