@@ -1190,9 +1190,12 @@ fn apply_to_view(inner: &Inner, units: &[Arc<Unit>]) {
         // restart. Stored under the view's lock, as a checkpoint stores it.
         inner.write_behind_ok.store(false, Ordering::SeqCst);
     }
+    // Stored under the view's lock too: stored after it, a count could
+    // land after a later checkpoint's (which stores its own under the lock)
+    // and stand for families already written.
+    inner.dirty_families.store(dirty, Ordering::Relaxed);
     drop(view);
     inner.view_cv.notify_all();
-    inner.dirty_families.store(dirty, Ordering::Relaxed);
     if dirty >= DIRTY_FAMILIES_WAKE {
         inner.wake_write_behind.notify_one();
     }

@@ -208,6 +208,10 @@ pub(crate) struct View {
     /// The snapshot a checkpoint is writing, if one is: still read through
     /// until its rows are on disk.
     pub in_flight: Option<Arc<Snapshot>>,
+    /// Families in the dirty maps that the snapshot in flight holds too:
+    /// counted once by [`View::dirty_families`] (an order created in one
+    /// interval and paid while its checkpoint writes is one family).
+    pub(crate) in_both: usize,
     /// The last sequence applied (or skipped after a failed write).
     pub applied_seq: u64,
     /// Events that could not be applied: they named a family, SKU or
@@ -262,9 +266,17 @@ impl View {
             .map(|d| &d.value)
     }
 
-    /// Families not written behind yet (counting the checkpoint's own).
+    /// Families not written behind yet (counting the checkpoint's own),
+    /// each once.
     pub fn dirty_families(&self) -> usize {
-        self.layers().map(|d| d.families.len()).sum()
+        self.layers().map(|d| d.families.len()).sum::<usize>() - self.in_both
+    }
+
+    /// Whether the snapshot in flight holds family `id`.
+    fn in_flight_holds(&self, id: &OrderId) -> bool {
+        self.in_flight
+            .as_ref()
+            .is_some_and(|s| s.dirty.families.contains_key(id))
     }
 
     /// Applies every event of a committed unit. `rows` reads an entry not in
@@ -313,13 +325,20 @@ impl View {
                 _ => {}
             }
         }
-        self.dirty.families.insert(
-            id,
-            Dirty {
-                value: Arc::clone(family),
-                seq,
-            },
-        );
+        let first = self
+            .dirty
+            .families
+            .insert(
+                id,
+                Dirty {
+                    value: Arc::clone(family),
+                    seq,
+                },
+            )
+            .is_none();
+        if first && self.in_flight_holds(&id) {
+            self.in_both += 1;
+        }
         self.applied_seq = self.applied_seq.max(seq);
     }
 
@@ -461,7 +480,10 @@ impl View {
             std::collections::btree_map::Entry::Vacant(v) => {
                 let family = match in_flight {
                     // Shared with the snapshot: changed below as a copy.
-                    Some(d) => Arc::clone(&d.value),
+                    Some(d) => {
+                        self.in_both += 1;
+                        Arc::clone(&d.value)
+                    }
                     None => Arc::new(
                         read_row::<OrderFamily>(rows, &family_key(&id), "family")?.ok_or_else(
                             || {
@@ -519,6 +541,7 @@ impl View {
             dirty: std::mem::take(&mut self.dirty),
         });
         self.in_flight = Some(Arc::clone(&snapshot));
+        self.in_both = 0;
         snapshot
     }
 
@@ -527,6 +550,7 @@ impl View {
     /// the caller to drop after releasing the view's lock.
     pub fn clear_through(&mut self, seq: u64) -> Option<Arc<Snapshot>> {
         debug_assert!(self.in_flight.as_ref().is_none_or(|s| s.seq == seq));
+        self.in_both = 0;
         self.in_flight.take()
     }
 
@@ -536,6 +560,7 @@ impl View {
         let Some(snapshot) = self.in_flight.take() else {
             return;
         };
+        self.in_both = 0;
         let old = &snapshot.dirty;
         let new = &mut self.dirty;
         for (k, d) in &old.families {

@@ -468,27 +468,32 @@ fn changes_and_reads_during_a_checkpoint_see_the_snapshot_it_is_writing() {
     let store = common::open_retrying(cfg);
     let model = Arc::new(Mutex::new(Model::new(&store)));
     let ids = create_shared(&model, &store, "u1", 3);
-    // One checkpoint first, so the paid family also has an older row.
+    // One checkpoint first, so one paid family also has an older row.
     store.checkpoint_now().unwrap();
     let paid = ids[0];
+    // In the snapshot of the next checkpoint, and in no row yet.
+    let ids_again = create_shared(&model, &store, "u2", 2);
+    let in_snapshot = ids_again[0];
     let ran = Arc::new(AtomicUsize::new(0));
     {
         let (store, model, ran) = (store.clone(), Arc::clone(&model), Arc::clone(&ran));
         store.clone().set_during_checkpoint(Box::new(move || {
             let mut model = model.lock().unwrap();
-            let pay = pay_action(&model.families[&paid], "T-1");
-            assert!(model.run(&store, paid, testkit::provider(), pay));
+            for (id, trade) in [(paid, "T-1"), (in_snapshot, "T-2")] {
+                let pay = pay_action(&model.families[&id], trade);
+                assert!(model.run(&store, id, testkit::provider(), pay));
+            }
             model.create(&store, "u1", &[("A1", 2)]).unwrap();
-            // The snapshot holds the payment's family and no row has it.
+            // The snapshot holds one paid family, the row the other.
             model.assert_matches(&store);
             let listed = store.user_orders(&testkit::user("u1"), None, 100).unwrap();
             assert_eq!(listed.len(), 4);
+            // The snapshot's two, and three changed since, one of them
+            // also in the snapshot: each counted once.
+            assert_eq!(store.dirty_families(), 4);
             ran.fetch_add(1, Ordering::SeqCst);
         }));
     }
-    // The payment made above, in the snapshot of this one.
-    let model_ref = Arc::clone(&model);
-    let ids_again = create_shared(&model_ref, &store, "u2", 2);
     store.checkpoint_now().unwrap();
     assert_eq!(
         ran.load(Ordering::SeqCst),
@@ -499,10 +504,11 @@ fn changes_and_reads_during_a_checkpoint_see_the_snapshot_it_is_writing() {
     model.assert_matches(&store);
     assert_eq!(
         store.dirty_families(),
-        2,
-        "the family paid and the one created during the checkpoint are left for the next"
+        3,
+        "the families paid and the one created during the checkpoint are left for the next"
     );
     assert!(store.family(&paid).unwrap().unwrap().is_paid());
+    assert!(store.family(&in_snapshot).unwrap().unwrap().is_paid());
     assert!(store.family(&ids_again[1]).unwrap().is_some());
     store.checkpoint_now().unwrap();
     assert_eq!(store.dirty_families(), 0);
@@ -546,6 +552,7 @@ fn a_failed_checkpoint_gives_its_snapshot_back_under_the_changes_made_meanwhile(
             assert!(model.run(&store, paid, testkit::provider(), pay));
             // In the view (a read waits for it) before the disk fails.
             assert!(store.family(&paid).unwrap().unwrap().is_paid());
+            assert_eq!(store.dirty_families(), 3, "the paid one counted once");
             failing.store(true, Ordering::SeqCst);
             ran.fetch_add(1, Ordering::SeqCst);
         }));
