@@ -1824,6 +1824,74 @@ fn state_conflicts_are_409() {
     assert_eq!(s.order(&open)["version"], version);
 }
 
+/// `ORDER_CHANGE_LIMIT`: a family takes 1,000 edits (address changes,
+/// prepays, notes); moves — a payment, fulfillment — go on past it.
+#[test]
+fn edits_past_their_limit_are_409_and_moves_go_on() {
+    const EDITS: usize = 1_000;
+    const THREADS: usize = 8;
+    let s = Server::start(Opts::demo());
+    let c = s.create("alice", &[(TEA, 1)], None);
+    let id = c["order_id"].as_str().unwrap().to_owned();
+    let pay = c["pay_amount"].as_i64().unwrap();
+    std::thread::scope(|scope| {
+        for t in 0..THREADS {
+            let (s, id) = (&s, &id);
+            scope.spawn(move || {
+                let client = s.client();
+                for i in (t..EDITS).step_by(THREADS) {
+                    client
+                        .req("POST", &format!("/v1/orders/{id}/notes"))
+                        .admin()
+                        .json(&json!({"text": format!("note {i}")}))
+                        .send()
+                        .expect(201);
+                }
+            });
+        }
+    });
+    let version = s.order(&id)["version"].clone();
+    assert_eq!(version, 1 + EDITS as i64);
+    let address = json!({"user_id": "alice", "province": "Jiangsu", "city": "Suzhou",
+                         "area": "Gusu", "detail_address": "No. 9"});
+    let prepay = json!({"user_id": "alice", "pay_type": 10, "pay_amount": pay});
+    let limited = [
+        case(
+            "POST",
+            format!("/v1/orders/{id}/notes"),
+            Who::Admin,
+            Some(json!({"text": "one more"})),
+            409,
+            "ORDER_CHANGE_LIMIT",
+        ),
+        case(
+            "PUT",
+            format!("/v1/orders/{id}/delivery-address"),
+            Who::User("alice"),
+            Some(address),
+            409,
+            "ORDER_CHANGE_LIMIT",
+        ),
+        case(
+            "POST",
+            format!("/v1/orders/{id}/prepay"),
+            Who::User("alice"),
+            Some(prepay),
+            409,
+            "ORDER_CHANGE_LIMIT",
+        ),
+    ];
+    assert_eq!(run(&s, &limited), 3);
+    assert_eq!(
+        s.order(&id)["version"],
+        version,
+        "a refused edit changed the order"
+    );
+    s.pay(&id, pay, "T-EDITS").expect(200);
+    s.fulfill(&id, "FULFILLED").expect(200);
+    assert_eq!(s.order(&id)["status"], 30);
+}
+
 #[test]
 fn stale_if_match_is_412_and_changes_nothing() {
     let s = Server::start(Opts::demo());
