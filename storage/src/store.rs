@@ -1347,8 +1347,11 @@ fn checkpoint(inner: &Inner, paced: bool) -> Result<(), StorageError> {
             Ok(())
         }
         Err(e) => {
+            // Let go of it first: the view then merges it without copies.
+            let seq = snapshot.seq;
+            drop(snapshot);
             view.restore();
-            view.maybe_written_through = view.maybe_written_through.max(snapshot.seq);
+            view.maybe_written_through = view.maybe_written_through.max(seq);
             inner
                 .dirty_families
                 .store(view.dirty_families(), Ordering::Relaxed);

@@ -163,7 +163,7 @@ pub(crate) struct Dirty<T> {
 
 /// Entries changed and not written behind yet, each with the sequence of
 /// the last event it holds.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Dirties {
     pub families: BTreeMap<OrderId, Dirty<Arc<OrderFamily>>>,
     /// A catalog row's stamp is its entry's sequence, not the snapshot's,
@@ -176,6 +176,21 @@ pub(crate) struct Dirties {
 }
 
 impl Dirties {
+    /// Takes `older`'s entries where it has none of its own. The big maps
+    /// are merged by inserting the smaller into the larger: a failing disk
+    /// then stalls the journal writer for the smaller side's entries, not
+    /// a second's worth at every try.
+    fn put_under(&mut self, older: Dirties) {
+        self.families = newer_over(older.families, std::mem::take(&mut self.families));
+        self.index = newer_over(older.index, std::mem::take(&mut self.index));
+        for (k, d) in older.skus {
+            self.skus.entry(k).or_insert(d);
+        }
+        for (k, d) in older.coupons {
+            self.coupons.entry(k).or_insert(d);
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.families.is_empty()
             && self.skus.is_empty()
@@ -561,20 +576,26 @@ impl View {
             return;
         };
         self.in_both = 0;
-        let old = &snapshot.dirty;
-        let new = &mut self.dirty;
-        for (k, d) in &old.families {
-            new.families.entry(*k).or_insert_with(|| d.clone());
+        // Moved, not copied, when no one else holds it (the checkpoint
+        // lets go of it first): this runs under the view's lock, which the
+        // journal writer waits for.
+        let older =
+            Arc::try_unwrap(snapshot).map_or_else(|shared| shared.dirty.clone(), |s| s.dirty);
+        self.dirty.put_under(older);
+    }
+}
+
+/// `newer`'s entries over `older`'s, inserting the smaller map's into the
+/// larger.
+fn newer_over<K: Ord, V>(mut older: BTreeMap<K, V>, mut newer: BTreeMap<K, V>) -> BTreeMap<K, V> {
+    if older.len() <= newer.len() {
+        for (k, v) in older {
+            newer.entry(k).or_insert(v);
         }
-        for (k, d) in &old.skus {
-            new.skus.entry(k.clone()).or_insert_with(|| d.clone());
-        }
-        for (k, d) in &old.coupons {
-            new.coupons.entry(k.clone()).or_insert_with(|| d.clone());
-        }
-        for (k, d) in &old.index {
-            new.index.entry(k.clone()).or_insert_with(|| d.clone());
-        }
+        newer
+    } else {
+        older.extend(newer);
+        older
     }
 }
 
@@ -643,6 +664,25 @@ pub(crate) fn read_row<T: serde::de::DeserializeOwned>(
 mod tests {
     use super::*;
     use ordercore_domain::testkit::Shop;
+
+    /// A failed checkpoint's entries go back under the newer ones,
+    /// whichever side is moved into the other.
+    #[test]
+    fn newer_entries_win_whichever_map_is_larger() {
+        let mut cases = 0;
+        for (older_keys, newer_keys) in [(0..1, 0..3), (0..3, 2..3), (0..2, 1..3)] {
+            let older: BTreeMap<u32, &str> = older_keys.clone().map(|k| (k, "old")).collect();
+            let newer: BTreeMap<u32, &str> = newer_keys.clone().map(|k| (k, "new")).collect();
+            let merged = newer_over(older, newer);
+            let expected: BTreeMap<u32, &str> = older_keys
+                .map(|k| (k, "old"))
+                .chain(newer_keys.map(|k| (k, "new")))
+                .collect();
+            assert_eq!(merged, expected);
+            cases += 1;
+        }
+        assert_eq!(cases, 3);
+    }
 
     #[test]
     fn state_rows_are_the_rows_the_store_keeps() {
