@@ -180,9 +180,10 @@ pub(crate) struct OrderActor {
     shard: Arc<ShardState>,
     family: Option<Arc<OrderFamily>>,
     /// An idle actor's compact family, encoded (a few hundred bytes instead
-    /// of a kilobyte and more of values): `family` is `None` meanwhile, and
-    /// the next message decodes it.
-    packed: Option<Box<[u8]>>,
+    /// of a kilobyte and more of values), with its count of edits, which
+    /// the encoding skips (`OrderFamily::compact_edits`): `family` is
+    /// `None` meanwhile, and the next message decodes it.
+    packed: Option<(Box<[u8]>, usize)>,
     /// The store epoch the family was loaded in; changes are submitted with
     /// it, so one decided on state from before a failed write is refused.
     epoch: u64,
@@ -327,7 +328,7 @@ impl OrderActor {
         };
         match codec::encode(&*compact) {
             Ok(bytes) => {
-                self.packed = Some(bytes.into_boxed_slice());
+                self.packed = Some((bytes.into_boxed_slice(), compact.edits()));
                 self.family = None;
             }
             // Encoding plain values cannot fail; if it did, stay decoded.
@@ -338,12 +339,13 @@ impl OrderActor {
 
     /// Decodes the family an idle actor packed.
     fn unpack(&mut self) -> Result<(), CoreError> {
-        let Some(bytes) = self.packed.take() else {
+        let Some((bytes, edits)) = self.packed.take() else {
             return Ok(());
         };
         match codec::decode::<OrderFamily>(&bytes, "packed family") {
             Ok(mut family) => {
                 family.compact = true;
+                family.compact_edits = edits;
                 self.family = Some(Arc::new(family));
                 Ok(())
             }

@@ -345,8 +345,10 @@ enum Op {
     Tick {
         minutes: u8,
     },
+    /// `same`: the address the family already has (a no-op).
     Address {
         fam: u8,
+        same: bool,
     },
     /// `pick` mostly takes the part's next step, sometimes any step.
     Fulfill {
@@ -419,7 +421,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (b(), b()).prop_map(|(fam, how)| Op::Cancel { fam, how }),
         2 => (b(), 0..=40u8).prop_map(|(fam, minutes)| Op::Deadline { fam, minutes }),
         2 => (0..=40u8).prop_map(|minutes| Op::Tick { minutes }),
-        1 => b().prop_map(|fam| Op::Address { fam }),
+        2 => (b(), any::<bool>()).prop_map(|(fam, same)| Op::Address { fam, same }),
         6 => (b(), b(), b()).prop_map(|(fam, part, pick)| Op::Fulfill { fam, part, pick }),
         8 => (b(), b(), b(), few())
             .prop_map(|(fam, part, kind, items)| Op::Apply { fam, part, kind, items }),
@@ -1003,7 +1005,7 @@ impl World {
                     expect_no_op(&result, "deadline");
                 }
             }
-            Op::Address { fam } => {
+            Op::Address { fam, same } => {
                 let i = self.family_index(*fam);
                 let f = &self.families[i];
                 let expected = if f.removed {
@@ -1013,7 +1015,11 @@ impl World {
                 } else {
                     Some(ErrorCode::ORDER_NOT_ALLOW_TO_ADJUST_ADDRESS)
                 };
-                let to = address("2 Other Road");
+                let to = if *same {
+                    f.delivery.address.clone()
+                } else {
+                    address("2 Other Road")
+                };
                 let unchanged = f.delivery.address == to;
                 let action = Action::AdjustAddress {
                     order_id: f.order_id,
