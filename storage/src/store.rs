@@ -764,7 +764,8 @@ impl Store {
     /// [`LISTING_SCAN_MAX`], and none from the one `keep` breaks at (a
     /// caller that has what it wants). Answers the page and the id to
     /// continue before: the last family examined (None when the scan
-    /// reached the oldest family).
+    /// reached the oldest family, and when `keep` broke at the first one:
+    /// a caller that breaks knows where it stopped).
     pub fn scan_families(
         &self,
         before: Option<&OrderId>,
