@@ -667,9 +667,8 @@ async fn idle_actors_keep_a_compact_family_and_read_the_rest_back() {
     assert!(m.rehydrations >= 3, "{m:?}");
 
     // An edit is decided on the compact state too, which counts the edits
-    // its history held for the edit limit. (The mixed family's actor is
-    // compact since the second compaction above.)
-    // Packed again between two notes, it keeps the count.
+    // its history held for the edit limit; packed again between two notes,
+    // it keeps the count.
     let before = core.metrics().rehydrations;
     for n in 1..=2 {
         let compactions = core.metrics().compactions;
