@@ -63,6 +63,9 @@ fn init_tracing(format: LogFormat) {
 
 fn serve(mut config: Config) -> ExitCode {
     init_tracing(config.log_format);
+    if let Err(e) = ordercore::tune_allocator() {
+        tracing::warn!(error = %e, "the allocator keeps its default purge delay: more CPU per request");
+    }
     if let Err(e) = ordercore::disable_transparent_huge_pages() {
         tracing::warn!(error = %e, "transparent huge pages stay on: slower latency tails");
     }

@@ -1081,6 +1081,30 @@ fn the_server_runs_without_transparent_huge_pages() {
     assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
 }
 
+/// The server gives the allocator a 10 s purge delay by executing itself
+/// again in place with `MIMALLOC_PURGE_DELAY` set (src/lib.rs,
+/// `tune_allocator`): the process answering is the one started, with the
+/// variable; an operator's own value is kept.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_server_tunes_its_allocator_in_place_unless_told_otherwise() {
+    let purge_delay = |s: &Server| {
+        let environ = std::fs::read(format!("/proc/{}/environ", s.pid())).unwrap();
+        environ
+            .split(|b| *b == 0)
+            .filter_map(|v| std::str::from_utf8(v).ok())
+            .find_map(|v| v.strip_prefix("MIMALLOC_PURGE_DELAY="))
+            .map(str::to_owned)
+    };
+    let tuned = Server::start(Opts::demo());
+    tuned.get("/healthz").send().expect(200);
+    assert_eq!(purge_delay(&tuned).as_deref(), Some("10000"));
+    assert_eq!(ordercore::ALLOCATOR_PURGE_DELAY_MS, 10_000, "README's value");
+    let told = Server::start(Opts::demo().env("MIMALLOC_PURGE_DELAY", "-1"));
+    told.get("/healthz").send().expect(200);
+    assert_eq!(purge_delay(&told).as_deref(), Some("-1"));
+}
+
 /// `ordercore token` on a fresh data directory generates the development
 /// secrets and prints them once on stderr (the callback secret is needed to
 /// sign), with only the token on stdout; the next call reuses them silently.

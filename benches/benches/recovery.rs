@@ -83,6 +83,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     // As the server does (`--bench core` explains why).
+    ordercore::tune_allocator().unwrap();
     ordercore::disable_transparent_huge_pages().unwrap();
     let args: Vec<String> = std::env::args()
         .skip(1)

@@ -8,6 +8,33 @@
 
 use std::time::{Duration, Instant};
 
+/// mimalloc's purge delay for this process, as the server sets it (its
+/// `tune_allocator`, which says why): both sides of a comparison run with
+/// the same allocator. An environment that sets `MIMALLOC_PURGE_DELAY`
+/// wins; otherwise the process executes itself again in place with it,
+/// since mimalloc reads it only as the process loads. Returns only when it
+/// did not re-execute.
+pub fn tune_allocator() -> Result<(), String> {
+    const ENV: &str = "MIMALLOC_PURGE_DELAY";
+    const DELAY_MS: &str = "10000";
+    if std::env::var_os(ENV).is_some() {
+        return Ok(());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let mut args = std::env::args_os();
+        let mut command = std::process::Command::new(exe);
+        if let Some(arg0) = args.next() {
+            command.arg0(arg0);
+        }
+        Err(command.args(args).env(ENV, DELAY_MS).exec().to_string())
+    }
+    #[cfg(not(unix))]
+    Ok(())
+}
+
 /// Transparent huge pages off for this process, as the server does (its
 /// `disable_transparent_huge_pages`): the first touch of each 2 MiB of a
 /// huge-page heap zeroes it whole in one go, a stall of the client's (or the

@@ -136,6 +136,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Err(e) = host::tune_allocator() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "ordercore-load: the allocator keeps its default purge delay: {e}"
+        );
+    }
     if let Err(e) = host::disable_transparent_huge_pages() {
         let _ = writeln!(
             std::io::stderr(),

@@ -48,6 +48,8 @@ pub struct Opts {
     pub pay_timeout_secs: Option<u64>,
     /// Further flags, e.g. `--risk-max-orders-per-user-per-min 0`.
     pub extra: Vec<String>,
+    /// Environment variables for the server beyond `ORDERCORE_LOG`.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for Opts {
@@ -56,6 +58,7 @@ impl Default for Opts {
             demo: Some(true),
             pay_timeout_secs: None,
             extra: Vec::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -88,6 +91,11 @@ impl Opts {
     pub fn flag(mut self, name: &str, value: &str) -> Opts {
         self.extra.push(name.to_owned());
         self.extra.push(value.to_owned());
+        self
+    }
+
+    pub fn env(mut self, name: &str, value: &str) -> Opts {
+        self.env.push((name.to_owned(), value.to_owned()));
         self
     }
 
@@ -182,12 +190,15 @@ impl Server {
             cmd.arg("--pay-timeout-secs").arg(secs.to_string());
         }
         cmd.args(&self.opts.extra);
-        // No configuration file or variable of the caller leaks in.
+        // No configuration file or variable of the caller leaks in, nor an
+        // allocator setting: every start tunes the allocator itself.
         for (name, _) in std::env::vars_os() {
             if name.to_string_lossy().starts_with("ORDERCORE_") {
                 cmd.env_remove(name);
             }
         }
+        cmd.env_remove("MIMALLOC_PURGE_DELAY");
+        cmd.envs(self.opts.env.iter().map(|(k, v)| (k, v)));
         cmd.env("ORDERCORE_LOG", "info")
             .current_dir(self.home.path())
             .stdin(Stdio::null())

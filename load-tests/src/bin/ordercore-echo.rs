@@ -84,6 +84,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
+    if let Err(e) = ordercore_load::host::tune_allocator() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "ordercore-echo: the allocator keeps its default purge delay: {e}"
+        );
+    }
     if let Err(e) = ordercore_load::host::disable_transparent_huge_pages() {
         let _ = writeln!(
             std::io::stderr(),
