@@ -1099,7 +1099,11 @@ fn the_server_tunes_its_allocator_in_place_unless_told_otherwise() {
     let tuned = Server::start(Opts::demo());
     tuned.get("/healthz").send().expect(200);
     assert_eq!(purge_delay(&tuned).as_deref(), Some("10000"));
-    assert_eq!(ordercore::ALLOCATOR_PURGE_DELAY_MS, 10_000, "README's value");
+    assert_eq!(
+        ordercore::ALLOCATOR_PURGE_DELAY_MS,
+        10_000,
+        "README's value"
+    );
     let told = Server::start(Opts::demo().env("MIMALLOC_PURGE_DELAY", "-1"));
     told.get("/healthz").send().expect(200);
     assert_eq!(purge_delay(&told).as_deref(), Some("-1"));

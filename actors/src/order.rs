@@ -531,6 +531,12 @@ impl OrderActor {
             }
             _ => None,
         };
+        // `decide` reads the key from the command (a keyed change to the
+        // address an order has is recorded, not a no-op); what the actor
+        // records comes from the options, so they set it, and a caller of
+        // the core cannot make the two disagree.
+        let mut cmd = cmd;
+        cmd.meta.idempotency_key = idempotency.as_ref().map(|idem| idem.key.clone());
         let now = self.shared.config.clock.now();
         let mut events = match decide(family, &cmd, now) {
             Ok(events) => events,

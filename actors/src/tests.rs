@@ -1440,3 +1440,73 @@ async fn a_stopped_actor_left_in_the_registry_is_replaced() {
     );
     core.shutdown().unwrap();
 }
+
+/// A change to the address an order already has is a no-op unless it is
+/// recorded under an `Idempotency-Key`; the write options decide which,
+/// whatever key the command's metadata carries.
+#[actix::test]
+async fn the_write_options_decide_whether_the_same_address_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(testkit::t0());
+    let core = start(dir.path(), &clock, |_| {});
+    let mut shop = Shop::default();
+    seed(&core, &shop).await;
+    let order = create(&core, shop.create_cmd("u7", &[("A1", 1)], None))
+        .await
+        .unwrap();
+    let same = order.delivery.address.clone();
+    let key = IdempotencyKey::parse("same-address").unwrap();
+    let meta = CommandMeta::by(ordercore_domain::Actor::user(&order.user_id));
+    let keyed = || WriteOptions {
+        dry_run: false,
+        idempotency: Some(Idempotency {
+            key: key.clone(),
+            request_hash: 7,
+            render: Box::new(|f, _| (200, format!("{{\"version\":{}}}", f.version))),
+        }),
+        whole: false,
+    };
+    // A key in the metadata only: nothing is recorded, so nothing changes.
+    let mut meta_only = meta.clone();
+    meta_only.idempotency_key = Some(key.clone());
+    let unchanged = family_of(
+        core.adjust_address(
+            meta_only,
+            order.order_id,
+            same.clone(),
+            WriteOptions::default(),
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(unchanged.version, order.version);
+    // Keyed in the options only: recorded, and replayed after a later
+    // change of address instead of putting this one back.
+    let recorded = family_of(
+        core.adjust_address(meta.clone(), order.order_id, same.clone(), keyed())
+            .await
+            .unwrap(),
+    );
+    assert_eq!(recorded.version, order.version + 1);
+    core.adjust_address(
+        meta.clone(),
+        order.order_id,
+        testkit::address("2 Lake Road"),
+        WriteOptions::default(),
+    )
+    .await
+    .unwrap();
+    match core
+        .adjust_address(meta.clone(), order.order_id, same, keyed())
+        .await
+        .unwrap()
+    {
+        Outcome::Replayed { body, .. } => {
+            assert_eq!(body, format!("{{\"version\":{}}}", order.version + 1));
+        }
+        other => panic!("expected a replay, got {other:?}"),
+    }
+    let now = core.order(&order.order_id).await.unwrap();
+    assert_eq!(now.delivery.address, testkit::address("2 Lake Road"));
+    core.shutdown().unwrap();
+}

@@ -22,7 +22,9 @@ pub struct CommandMeta {
     pub actor: Actor,
     pub request_id: Option<RequestId>,
     /// Checked by the caller with `OrderFamily::check_idempotency` before
-    /// `decide`; carried here so the change can record its reply.
+    /// `decide`; carried here so the change can record its reply. The
+    /// order actor sets it from its write options before `decide`, whatever
+    /// a caller of the core put here.
     pub idempotency_key: Option<IdempotencyKey>,
     pub reason: Option<String>,
     /// `If-Match`: the family version the caller last read.
