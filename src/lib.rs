@@ -39,9 +39,10 @@ pub const ALLOCATOR_PURGE_DELAY_ENV: &str = "MIMALLOC_PURGE_DELAY";
 /// kernel: 10 s instead of its default 1 s. Given back, memory that is
 /// reused later is faulted in and zeroed page by page again; with the
 /// default, `perf record` of `--bench core` put 14-17% of all samples in
-/// the kernel's `clear_page_erms`, and 10 s (or never) cut the CPU per
-/// create+pay lifecycle by 12-20% in every alternated pair (README,
-/// "Performance"). Memory freed after a spike still goes back 10 s later.
+/// the kernel's `clear_page_erms`, and 10 s (or never) cut the median CPU
+/// per create+pay lifecycle by ~12-15% over alternated runs, on a machine
+/// whose runs vary by as much (README, "Performance"). Memory freed after
+/// a spike still goes back 10 s later.
 pub const ALLOCATOR_PURGE_DELAY_MS: u32 = 10_000;
 
 /// Gives mimalloc [`ALLOCATOR_PURGE_DELAY_MS`] unless the environment
