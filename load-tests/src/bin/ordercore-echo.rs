@@ -8,6 +8,10 @@
 use actix_web::{web, App, HttpResponse, HttpServer};
 use serde::Deserialize;
 use std::io::Write;
+use std::time::Duration;
+
+/// How long an idle keep-alive connection stays open (75 s, as the server's).
+const KEEP_ALIVE: Duration = Duration::from_secs(75);
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -104,6 +108,10 @@ async fn main() -> std::io::Result<()> {
             .route("/v1/orders", web::post().to(create))
             .default_service(web::to(anything))
     })
+    // As the server's (its `KEEP_ALIVE`): with actix's 5 s, the bare
+    // handler closed idle connections just as the open loop reused them,
+    // a transport error in a baseline run that the server never sees.
+    .keep_alive(KEEP_ALIVE)
     .bind(&addr)?;
     for a in server.addrs() {
         let mut out = std::io::stdout();
