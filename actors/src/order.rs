@@ -497,7 +497,13 @@ impl OrderActor {
         }
     }
 
-    fn command(&mut self, cmd: Command, opts: WriteOptions, reply: Reply, ctx: &mut Context<Self>) {
+    fn command(
+        &mut self,
+        mut cmd: Command,
+        opts: WriteOptions,
+        reply: Reply,
+        ctx: &mut Context<Self>,
+    ) {
         let Some(family) = self.family.as_ref() else {
             let e = Op::Command {
                 cmd: Box::new(cmd),
@@ -535,7 +541,6 @@ impl OrderActor {
         // address an order has is recorded, not a no-op); what the actor
         // records comes from the options, so they set it, and a caller of
         // the core cannot make the two disagree.
-        let mut cmd = cmd;
         cmd.meta.idempotency_key = idempotency.as_ref().map(|idem| idem.key.clone());
         let now = self.shared.config.clock.now();
         let mut events = match decide(family, &cmd, now) {

@@ -49,7 +49,7 @@ impl Page {
         };
         let cursor = given(cursor)
             .map(|raw| {
-                parse_order_id(raw).ok().ok_or_else(|| {
+                parse_order_id(raw).map_err(|_| {
                     ApiError::new(
                         ErrorCode::CURSOR_INVALID,
                         "cursor: not a next_cursor of this listing",
