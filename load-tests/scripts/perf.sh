@@ -32,6 +32,7 @@ print(f'{r["throughput_per_s"]:.0f} answers/s, {r["sessions_per_s"]:.0f} session
       f'errors {r["errors"]}, server CPU {cpu if cpu is None else round(cpu,1)} µs/answer, '
       f'client CPU {client if client is None else round(client,1)} µs/answer, '
       f'host steal {round(100 * (r.get("host_steal_share") or 0), 1)}%, '
+      + (f'started late p99 {lag["p99_us"]/1000:.2f} ms max {lag["max_us"]/1000:.2f} ms, ' if (lag := r.get("client_start_lag")) else '') +
       f'{"PASSED" if r["passed"] else "FAILED"}')
 PY
 }

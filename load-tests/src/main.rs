@@ -242,6 +242,7 @@ impl OpenLoop {
                 break;
             }
             pacer.until(intended).await;
+            self.ctx.stats.record_start(intended);
             i += 1;
             if self.in_flight.load(Ordering::Relaxed) >= self.max_in_flight {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -593,6 +594,10 @@ async fn run(args: Args) -> Result<bool, String> {
         }),
         host_steal_per_second,
         max_latency_per_100ms_us: ctx.stats.max_per_slice(Duration::from_secs_f64(seconds)),
+        client_start_lag: ctx.stats.start_lag(),
+        max_start_lag_per_100ms_us: ctx
+            .stats
+            .start_lag_per_slice(Duration::from_secs_f64(seconds)),
         errors_by_code: ctx.stats.errors(),
         checks,
         passed,

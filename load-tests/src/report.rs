@@ -2,7 +2,7 @@
 //! a throughput-over-time chart and a latency-percentile chart as inline
 //! SVG (no scripts, no CDN).
 
-use crate::stats::OpSummary;
+use crate::stats::{OpSummary, StartLag};
 use crate::verify::Check;
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -49,6 +49,15 @@ pub struct Report {
     /// The slowest answer (µs) of each 100 ms of the measured part: where a
     /// stall sits in time, to line up with the server's own timeline.
     pub max_latency_per_100ms_us: Vec<u64>,
+    /// Open loop: how late sessions started against their intended start,
+    /// in this client or on the machine, before the server saw them. Every
+    /// latency counts from the intended start, so a stall here is in the
+    /// latency too: an answer's tail that its start lag matches was not
+    /// the server's.
+    pub client_start_lag: Option<StartLag>,
+    /// The latest session start (µs) of each 100 ms of the measured part,
+    /// on `max_latency_per_100ms_us`'s timeline; empty in a closed loop.
+    pub max_start_lag_per_100ms_us: Vec<u64>,
     pub errors_by_code: BTreeMap<String, u64>,
     pub checks: Vec<Check>,
     pub passed: bool,
@@ -91,6 +100,15 @@ pub fn table(r: &Report) -> String {
             "CPU time taken by the hypervisor: {:.1}% (worst second {:.1}%)",
             steal * 100.0,
             worst * 100.0
+        );
+    }
+    if let Some(lag) = &r.client_start_lag {
+        let _ = writeln!(
+            out,
+            "sessions started late in this client or on the machine: p50 {} ms, p99 {} ms, max {} ms",
+            ms(lag.p50_us),
+            ms(lag.p99_us),
+            ms(lag.max_us)
         );
     }
     if let Some(rss) = r.server_rss_bytes {

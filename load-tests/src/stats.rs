@@ -25,6 +25,14 @@ struct Inner {
     max_per_slice: Vec<u64>,
     errors: BTreeMap<String, u64>,
     transport_errors: u64,
+    /// Open loop: how late each measured session started (µs), when the
+    /// pacer handed it over against its intended start. A session that
+    /// starts late was held up in this client or on the machine, before
+    /// the server saw anything.
+    start_lag: Option<Histogram<u64>>,
+    /// The latest start of each 100 ms slice since the measured part began
+    /// (µs), on the same timeline as `max_per_slice`.
+    start_lag_max_per_slice: Vec<u64>,
 }
 
 /// Shared by every session of a run.
@@ -33,6 +41,17 @@ pub struct Stats {
     inner: Mutex<Inner>,
     /// When measuring begins (after the warm-up).
     measure_from: Instant,
+}
+
+/// How late an open loop's sessions started (µs): the client's and the
+/// machine's share of the latency, which the server never saw.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StartLag {
+    pub count: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub max_us: u64,
 }
 
 /// A summary of one operation.
@@ -108,6 +127,53 @@ impl Stats {
             inner.per_second[second].1 += 1;
             *inner.errors.entry(code.to_owned()).or_default() += 1;
         }
+    }
+
+    /// Records that an open-loop session meant to start at `intended` is
+    /// starting now.
+    pub fn record_start(&self, intended: Instant) {
+        let now = Instant::now();
+        if intended < self.measure_from {
+            return;
+        }
+        let us = u64::try_from(now.saturating_duration_since(intended).as_micros())
+            .unwrap_or(u64::MAX)
+            .clamp(1, LATENCY_MAX_US);
+        let slice =
+            usize::try_from(now.duration_since(self.measure_from).as_millis() / SLICE.as_millis())
+                .unwrap_or(0);
+        let mut inner = self.lock();
+        if inner.start_lag.is_none() {
+            // Valid bounds, as for the latency histograms: cannot fail.
+            inner.start_lag = Histogram::new_with_bounds(1, LATENCY_MAX_US, 3).ok();
+        }
+        if let Some(hist) = inner.start_lag.as_mut() {
+            let _ = hist.record(us);
+        }
+        if inner.start_lag_max_per_slice.len() <= slice {
+            inner.start_lag_max_per_slice.resize(slice + 1, 0);
+        }
+        inner.start_lag_max_per_slice[slice] = inner.start_lag_max_per_slice[slice].max(us);
+    }
+
+    /// How late the measured sessions started; `None` in a closed loop.
+    pub fn start_lag(&self) -> Option<StartLag> {
+        self.lock().start_lag.as_ref().map(|h| StartLag {
+            count: h.len(),
+            p50_us: h.value_at_quantile(0.50),
+            p99_us: h.value_at_quantile(0.99),
+            p999_us: h.value_at_quantile(0.999),
+            max_us: h.max(),
+        })
+    }
+
+    /// The latest session start (µs) of each 100 ms slice of the measured
+    /// part; empty in a closed loop.
+    pub fn start_lag_per_slice(&self, measured: Duration) -> Vec<u64> {
+        let whole = usize::try_from(measured.as_millis() / SLICE.as_millis()).unwrap_or(usize::MAX);
+        let mut slices = self.lock().start_lag_max_per_slice.clone();
+        slices.truncate(whole.max(1));
+        slices
     }
 
     /// A request that got no HTTP answer (connection refused, timeout).
@@ -240,5 +306,28 @@ mod tests {
         assert_eq!(slices.len(), at + 1, "{slices:?}");
         // Truncated to whole slices of the measured span.
         assert_eq!(stats.max_per_slice(Duration::from_millis(150)).len(), 1);
+    }
+
+    #[test]
+    fn a_late_start_is_counted_and_placed_but_warm_up_starts_are_not() {
+        let measure_from = Instant::now() - Duration::from_millis(250);
+        let stats = Stats::new(measure_from);
+        assert!(stats.start_lag().is_none(), "a closed loop has no starts");
+        // Meant for the warm-up: not measured.
+        stats.record_start(measure_from - Duration::from_millis(1));
+        assert!(stats.start_lag().is_none());
+        // Meant 4 ms ago, starting now.
+        stats.record_start(Instant::now() - Duration::from_millis(4));
+        let lag = stats.start_lag().unwrap();
+        assert_eq!(lag.count, 1);
+        assert!(lag.max_us >= 4_000 && lag.p99_us >= 4_000, "{lag:?}");
+        let slices = stats.start_lag_per_slice(Duration::from_secs(60));
+        let at = slices.iter().position(|us| *us > 0).unwrap();
+        assert!(at >= 2, "{slices:?}");
+        assert!(slices[at] >= 4_000, "{slices:?}");
+        assert_eq!(
+            stats.start_lag_per_slice(Duration::from_millis(150)).len(),
+            1
+        );
     }
 }
