@@ -81,6 +81,19 @@ impl Stats {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// µs from `intended` to `now`, within the histograms' bounds.
+    fn micros_since(intended: Instant, now: Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(intended).as_micros())
+            .unwrap_or(u64::MAX)
+            .clamp(1, LATENCY_MAX_US)
+    }
+
+    /// The 100 ms slice of the measured part that `now` falls in.
+    fn slice_at(&self, now: Instant) -> usize {
+        usize::try_from(now.duration_since(self.measure_from).as_millis() / SLICE.as_millis())
+            .unwrap_or(0)
+    }
+
     /// Records an answer of `op` that was meant to be sent at `intended`.
     /// `error` is its code when it was an error answer.
     pub fn record(&self, op: &'static str, intended: Instant, error: Option<&str>) {
@@ -88,9 +101,7 @@ impl Stats {
         if now < self.measure_from {
             return;
         }
-        let us = u64::try_from(now.saturating_duration_since(intended).as_micros())
-            .unwrap_or(u64::MAX)
-            .clamp(1, LATENCY_MAX_US);
+        let us = Stats::micros_since(intended, now);
         let second = usize::try_from(now.duration_since(self.measure_from).as_secs()).unwrap_or(0);
         let mut inner = self.lock();
         if !inner.ops.contains_key(op) {
@@ -112,13 +123,8 @@ impl Stats {
         if let Some(hist) = inner.latency_per_second.get_mut(second) {
             let _ = hist.record(us);
         }
-        let slice =
-            usize::try_from(now.duration_since(self.measure_from).as_millis() / SLICE.as_millis())
-                .unwrap_or(0);
-        if inner.max_per_slice.len() <= slice {
-            inner.max_per_slice.resize(slice + 1, 0);
-        }
-        inner.max_per_slice[slice] = inner.max_per_slice[slice].max(us);
+        let slice = self.slice_at(now);
+        raise(&mut inner.max_per_slice, slice, us);
         if inner.per_second.len() <= second {
             inner.per_second.resize(second + 1, (0, 0));
         }
@@ -136,12 +142,8 @@ impl Stats {
         if intended < self.measure_from {
             return;
         }
-        let us = u64::try_from(now.saturating_duration_since(intended).as_micros())
-            .unwrap_or(u64::MAX)
-            .clamp(1, LATENCY_MAX_US);
-        let slice =
-            usize::try_from(now.duration_since(self.measure_from).as_millis() / SLICE.as_millis())
-                .unwrap_or(0);
+        let us = Stats::micros_since(intended, now);
+        let slice = self.slice_at(now);
         let mut inner = self.lock();
         if inner.start_lag.is_none() {
             // Valid bounds, as for the latency histograms: cannot fail.
@@ -150,10 +152,7 @@ impl Stats {
         if let Some(hist) = inner.start_lag.as_mut() {
             let _ = hist.record(us);
         }
-        if inner.start_lag_max_per_slice.len() <= slice {
-            inner.start_lag_max_per_slice.resize(slice + 1, 0);
-        }
-        inner.start_lag_max_per_slice[slice] = inner.start_lag_max_per_slice[slice].max(us);
+        raise(&mut inner.start_lag_max_per_slice, slice, us);
     }
 
     /// How late the measured sessions started; `None` in a closed loop.
@@ -278,6 +277,14 @@ impl Stats {
     pub fn measured_for(&self) -> Duration {
         Instant::now().saturating_duration_since(self.measure_from)
     }
+}
+
+/// Raises `slices[slice]` to `us`, growing the timeline to reach it.
+fn raise(slices: &mut Vec<u64>, slice: usize, us: u64) {
+    if slices.len() <= slice {
+        slices.resize(slice + 1, 0);
+    }
+    slices[slice] = slices[slice].max(us);
 }
 
 #[cfg(test)]
