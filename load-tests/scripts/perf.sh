@@ -9,8 +9,10 @@
 #      either side of a slow minute;
 #   3. ordercore, relaxed, the same;
 #   4. ordercore, durable, open loop at half of (2)'s median rate, three
-#      runs: p99, with the share of CPU the hypervisor took in each; and the
-#      bare handler at the same rate (the client's own latency);
+#      runs: p99, with the share of CPU the hypervisor took in each, how
+#      late the client started its sessions and the share of answers over
+#      5 ms inside the server (its /metrics); and the bare handler at the
+#      same rate (the client's own latency);
 #   5. full lifecycles (mixed scenario), durable and relaxed.
 # Usage: load-tests/scripts/perf.sh [SECONDS] [CONCURRENCY]
 set -euo pipefail
@@ -32,7 +34,8 @@ print(f'{r["throughput_per_s"]:.0f} answers/s, {r["sessions_per_s"]:.0f} session
       f'errors {r["errors"]}, server CPU {cpu if cpu is None else round(cpu,1)} µs/answer, '
       f'client CPU {client if client is None else round(client,1)} µs/answer, '
       f'host steal {round(100 * (r.get("host_steal_share") or 0), 1)}%, '
-      + (f'started late p99 {lag["p99_us"]/1000:.2f} ms max {lag["max_us"]/1000:.2f} ms, ' if (lag := r.get("client_start_lag")) else '') +
+      + (f'started late p99 {lag["p99_us"]/1000:.2f} ms max {lag["max_us"]/1000:.2f} ms, ' if (lag := r.get("client_start_lag")) else '')
+      + (f'inside the server {100 * sl["over_5ms_share"]:.2f}% over 5 ms, ' if (sl := r.get("server_latency")) else '') +
       f'{"PASSED" if r["passed"] else "FAILED"}')
 PY
 }

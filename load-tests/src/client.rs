@@ -61,6 +61,11 @@ impl Answer {
         self.body().get("code").and_then(Value::as_str)
     }
 
+    /// The body as text (empty when it is not UTF-8).
+    pub fn text(&self) -> &str {
+        std::str::from_utf8(&self.bytes).unwrap_or("")
+    }
+
     pub fn ok(&self) -> bool {
         (200..300).contains(&self.status)
     }

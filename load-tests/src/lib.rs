@@ -12,5 +12,6 @@ pub mod pace;
 pub mod report;
 pub mod scenario;
 pub mod server;
+pub mod server_latency;
 pub mod stats;
 pub mod verify;

@@ -17,6 +17,7 @@ use ordercore_load::pace::Pacer;
 use ordercore_load::report::{self, Report};
 use ordercore_load::scenario::{self, Ctx, Scenario};
 use ordercore_load::server::Server;
+use ordercore_load::server_latency;
 use ordercore_load::stats::Stats;
 use ordercore_load::verify::{self, Expect};
 use rand::rngs::SmallRng;
@@ -425,6 +426,31 @@ async fn run(args: Args) -> Result<bool, String> {
     let cpu_sampler = pid.map(cpu_of);
     let client_cpu_sampler = cpu_of(std::process::id());
     let steal_sampler = tokio::spawn(host::steal_per_second(started + warmup, end));
+    // The server's own latency histogram over the same span (see
+    // `server_latency`); not across crashes, whose restarts begin the
+    // server's counters again (a difference could then look plausible).
+    let crashing = args.crash_cycles > 0;
+    let server_latency_sampler = {
+        let ctx = Arc::clone(&ctx);
+        tokio::spawn(async move {
+            if crashing {
+                return None;
+            }
+            let scrape = || async {
+                ctx.api
+                    .call(Method::GET, "/metrics", None, None, &[])
+                    .await
+                    .ok()
+                    .filter(|a| a.ok())
+                    .map(|a| a.text().to_owned())
+            };
+            tokio::time::sleep_until((started + warmup).into()).await;
+            let before = scrape().await?;
+            tokio::time::sleep_until(end.into()).await;
+            let after = scrape().await?;
+            server_latency::between(&before, &after)
+        })
+    };
     let progress = progress_bar(Arc::clone(&ctx), started, end);
     let sessions = Arc::new(AtomicU64::new(0));
     let dropped = Arc::new(AtomicU64::new(0));
@@ -496,6 +522,7 @@ async fn run(args: Args) -> Result<bool, String> {
         None => None,
     };
     let client_cpu_us = client_cpu_sampler.await.ok().flatten();
+    let server_latency = server_latency_sampler.await.ok().flatten();
     progress.abort();
     let kills = match crashes {
         Some(c) => c.await.unwrap_or_default(),
@@ -595,6 +622,7 @@ async fn run(args: Args) -> Result<bool, String> {
         host_steal_per_second,
         max_latency_per_100ms_us: ctx.stats.max_per_slice(Duration::from_secs_f64(seconds)),
         client_start_lag: ctx.stats.start_lag(),
+        server_latency,
         max_start_lag_per_100ms_us: ctx
             .stats
             .start_lag_per_slice(Duration::from_secs_f64(seconds)),

@@ -2,6 +2,7 @@
 //! a throughput-over-time chart and a latency-percentile chart as inline
 //! SVG (no scripts, no CDN).
 
+use crate::server_latency::ServerLatency;
 use crate::stats::{OpSummary, StartLag};
 use crate::verify::Check;
 use std::collections::BTreeMap;
@@ -58,6 +59,11 @@ pub struct Report {
     /// The latest session start (µs) of each 100 ms of the measured part,
     /// on `max_latency_per_100ms_us`'s timeline; empty in a closed loop.
     pub max_start_lag_per_100ms_us: Vec<u64>,
+    /// The server's own request-duration histogram over the measured part
+    /// (every route): answers, the share over 5 ms, and the bucket bound
+    /// under which 99% fell. `None` when the server was restarted during
+    /// the run or exposes no histogram.
+    pub server_latency: Option<ServerLatency>,
     pub errors_by_code: BTreeMap<String, u64>,
     pub checks: Vec<Check>,
     pub passed: bool,
@@ -109,6 +115,16 @@ pub fn table(r: &Report) -> String {
             ms(lag.p50_us),
             ms(lag.p99_us),
             ms(lag.max_us)
+        );
+    }
+    if let Some(l) = &r.server_latency {
+        let _ = writeln!(
+            out,
+            "inside the server (its /metrics): {} answers, {:.2}% over 5 ms, 99% within {}",
+            l.answers,
+            l.over_5ms_share * 100.0,
+            l.p99_at_most_ms
+                .map_or_else(|| "no bucket bound".to_owned(), |ms| format!("{ms} ms"))
         );
     }
     if let Some(rss) = r.server_rss_bytes {
