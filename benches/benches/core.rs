@@ -11,7 +11,8 @@
 //!
 //! `cargo bench -p ordercore-benches --bench core [-- LIFECYCLES]`;
 //! `ORDERCORE_BENCH_IDLE_S=5` lets actors compact after the server's default
-//! 5 s idle instead of keeping every family whole.
+//! 5 s idle instead of keeping every family whole; `ORDERCORE_BENCH_SHARDS=N`
+//! runs N shards instead of one per core (the server's `--shards`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 

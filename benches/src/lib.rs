@@ -297,11 +297,19 @@ mod core_driver {
             config.durability = ordercore_storage::Durability::Relaxed;
         }
         let store = Store::open(config).unwrap();
-        let config = CoreConfig {
+        let mut config = CoreConfig {
             passivate_after: idle,
             compact_after: idle,
             ..CoreConfig::default()
         };
+        // As the server's `--shards`: by default one per core.
+        if let Some(n) = std::env::var("ORDERCORE_BENCH_SHARDS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .filter(|n: &usize| *n > 0)
+        {
+            config.shards = n;
+        }
         OrderCore::start(store, config).unwrap()
     }
 
