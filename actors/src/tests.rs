@@ -76,6 +76,18 @@ fn start_flaky(
     (OrderCore::start(store, config).unwrap(), journal)
 }
 
+/// A core on a fresh store at the test clock's start, with the default
+/// shop's SKUs and coupons; the directory and clock live as long as the test
+/// holds them.
+async fn seeded() -> (tempfile::TempDir, ManualClock, OrderCore, Shop) {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(testkit::t0());
+    let core = start(dir.path(), &clock, |_| {});
+    let shop = Shop::default();
+    seed(&core, &shop).await;
+    (dir, clock, core, shop)
+}
+
 async fn seed(core: &OrderCore, shop: &Shop) {
     let admin = testkit::admin();
     for sku in &shop.skus {
@@ -134,11 +146,7 @@ fn code(e: &CoreError) -> ErrorCode {
 
 #[actix::test]
 async fn an_order_is_created_paid_and_read_back_with_stock_and_coupon_moved() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(testkit::t0());
-    let core = start(dir.path(), &clock, |_| {});
-    let mut shop = Shop::default();
-    seed(&core, &shop).await;
+    let (_dir, _clock, core, mut shop) = seeded().await;
 
     let cmd = shop.create_cmd("u1", &[("A1", 2), ("B1", 1)], Some("C1"));
     let id = cmd.order_id;
@@ -537,11 +545,7 @@ async fn idle_actors_passivate_and_come_back_on_the_next_message() {
 
 #[actix::test]
 async fn idle_actors_can_be_passivated_on_demand() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(testkit::t0());
-    let core = start(dir.path(), &clock, |_| {});
-    let mut shop = Shop::default();
-    seed(&core, &shop).await;
+    let (_dir, _clock, core, mut shop) = seeded().await;
     let mut orders = Vec::new();
     for user in ["p1", "p2", "p3"] {
         orders.push(
@@ -977,11 +981,7 @@ async fn a_restart_rearms_deadlines_and_keeps_acknowledged_states() {
 
 #[actix::test]
 async fn a_panicking_actor_fails_its_request_and_restarts_from_storage() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(testkit::t0());
-    let core = start(dir.path(), &clock, |_| {});
-    let mut shop = Shop::default();
-    seed(&core, &shop).await;
+    let (_dir, _clock, core, mut shop) = seeded().await;
     let victim = create(&core, shop.create_cmd("u5", &[("A1", 1)], None))
         .await
         .unwrap();
@@ -1048,11 +1048,7 @@ async fn a_failed_write_is_never_acknowledged_and_the_core_recovers() {
 
 #[actix::test]
 async fn an_idempotency_key_replays_its_recorded_reply_and_refuses_other_requests() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(testkit::t0());
-    let core = start(dir.path(), &clock, |_| {});
-    let mut shop = Shop::default();
-    seed(&core, &shop).await;
+    let (_dir, _clock, core, mut shop) = seeded().await;
     let order = create(&core, shop.create_cmd("u7", &[("A1", 1)], None))
         .await
         .unwrap();
@@ -1121,11 +1117,7 @@ async fn an_idempotency_key_replays_its_recorded_reply_and_refuses_other_request
 
 #[actix::test]
 async fn a_keyed_batch_remove_replays_its_reply_and_finishes_a_batch_cut_short() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(testkit::t0());
-    let core = start(dir.path(), &clock, |_| {});
-    let mut shop = Shop::default();
-    seed(&core, &shop).await;
+    let (_dir, _clock, core, mut shop) = seeded().await;
     let mut ids = Vec::new();
     for _ in 0..4 {
         let order = create(&core, shop.create_cmd("u7", &[("A1", 1)], None))
@@ -1215,11 +1207,7 @@ async fn a_keyed_batch_remove_replays_its_reply_and_finishes_a_batch_cut_short()
 
 #[actix::test]
 async fn todays_outcomes_start_again_at_utc_midnight() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(testkit::t0());
-    let core = start(dir.path(), &clock, |_| {});
-    let mut shop = Shop::default();
-    seed(&core, &shop).await;
+    let (_dir, clock, core, mut shop) = seeded().await;
     // Set the clock to a minute before a UTC midnight.
     let day = crate::DAY_MS;
     let now = core.now().millis();
@@ -1411,11 +1399,7 @@ async fn a_late_second_reload_keeps_a_reservation_in_flight() {
 /// then reaches the shard and a fresh actor.
 #[actix::test]
 async fn a_stopped_actor_left_in_the_registry_is_replaced() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(testkit::t0());
-    let core = start(dir.path(), &clock, |_| {});
-    let mut shop = Shop::default();
-    seed(&core, &shop).await;
+    let (_dir, _clock, core, mut shop) = seeded().await;
     let created = create(&core, shop.create_cmd("s1", &[("A1", 1)], None))
         .await
         .unwrap();
@@ -1446,11 +1430,7 @@ async fn a_stopped_actor_left_in_the_registry_is_replaced() {
 /// whatever key the command's metadata carries.
 #[actix::test]
 async fn the_write_options_decide_whether_the_same_address_is_recorded() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(testkit::t0());
-    let core = start(dir.path(), &clock, |_| {});
-    let mut shop = Shop::default();
-    seed(&core, &shop).await;
+    let (_dir, _clock, core, mut shop) = seeded().await;
     let order = create(&core, shop.create_cmd("u7", &[("A1", 1)], None))
         .await
         .unwrap();
