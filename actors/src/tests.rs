@@ -556,12 +556,7 @@ async fn idle_actors_can_be_passivated_on_demand() {
     }
     assert_eq!(core.metrics().active_actors, 3);
     assert_eq!(core.passivate_idle(Duration::ZERO), 3);
-    let mut waited = 0;
-    while core.metrics().active_actors > 0 && waited < 300 {
-        actix::clock::sleep(Duration::from_millis(10)).await;
-        waited += 1;
-    }
-    assert_eq!(core.metrics().active_actors, 0);
+    assert!(eventually(|| core.metrics().active_actors == 0).await);
     for (i, order) in orders.iter().enumerate() {
         let paid = pay(&core, order, &format!("T-P{i}")).await.unwrap();
         assert!(paid.is_paid());
