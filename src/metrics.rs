@@ -1,6 +1,7 @@
 //! `/metrics`: Prometheus text exposition of the edge's request counters
 //! and latencies, the core's order counters and the store's writer figures.
 
+use crate::auth::TokenCounts;
 use ordercore_actors::{day_of, OrderCore};
 use ordercore_domain::{AlertLevel, ErrorCode, Timestamp};
 use ordercore_storage::metrics::COMMIT_LATENCY_BUCKETS_US;
@@ -33,6 +34,7 @@ pub struct Metrics {
     core: IntGaugeVec,
     store: IntGaugeVec,
     commit_latency: IntGaugeVec,
+    tokens: IntGaugeVec,
     ready: IntGauge,
 }
 
@@ -84,6 +86,13 @@ impl Metrics {
             ),
             &["le"],
         )?;
+        let tokens = IntGaugeVec::new(
+            Opts::new(
+                "ordercore_auth_tokens",
+                "Bearer tokens verified since start: remembered as verified, or checked in full",
+            ),
+            &["verified"],
+        )?;
         let ready = IntGauge::new(
             "ordercore_ready",
             "1 when recovered and the writer is healthy",
@@ -94,6 +103,7 @@ impl Metrics {
         registry.register(Box::new(core.clone()))?;
         registry.register(Box::new(store.clone()))?;
         registry.register(Box::new(commit_latency.clone()))?;
+        registry.register(Box::new(tokens.clone()))?;
         registry.register(Box::new(ready.clone()))?;
         Ok(Metrics {
             registry,
@@ -103,6 +113,7 @@ impl Metrics {
             core,
             store,
             commit_latency,
+            tokens,
             ready,
             errors_today: std::sync::Arc::default(),
         })
@@ -177,8 +188,9 @@ impl Metrics {
         out
     }
 
-    /// The text exposition, with the core's and store's figures read now.
-    pub fn render(&self, core: &OrderCore) -> String {
+    /// The text exposition, with the core's, store's and token keys'
+    /// figures read now.
+    pub fn render(&self, core: &OrderCore, tokens: &TokenCounts) -> String {
         let c = core.metrics();
         let gauge =
             |v: &IntGaugeVec, name: &str, value: i64| v.with_label_values(&[name]).set(value);
@@ -235,6 +247,14 @@ impl Metrics {
                 .with_label_values(&[le.as_str()])
                 .set(i(cumulative));
         }
+        let count =
+            |c: &std::sync::atomic::AtomicU64| i(c.load(std::sync::atomic::Ordering::Relaxed));
+        self.tokens
+            .with_label_values(&["remembered"])
+            .set(count(&tokens.remembered));
+        self.tokens
+            .with_label_values(&["checked"])
+            .set(count(&tokens.checked));
         self.ready.set(i64::from(core.is_ready()));
         let mut out = Vec::new();
         // Encoding into a Vec cannot fail for the text format.

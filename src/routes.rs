@@ -619,7 +619,7 @@ async fn readyz(st: State) -> Reply {
 async fn metrics(st: State) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(st.metrics.render(&st.core))
+        .body(st.metrics.render(&st.core, st.tokens.counts()))
 }
 
 #[utoipa::path(

@@ -89,6 +89,16 @@ fn operations_routes_answer() {
             r.body
         );
     }
+    // Alice's and the admin's tokens were each checked in full once, then
+    // remembered for every later request.
+    let tokens = |how: &str| -> u64 {
+        let needle = format!("ordercore_auth_tokens{{verified=\"{how}\"}} ");
+        let line = r.body.lines().find(|l| l.starts_with(&needle));
+        line.and_then(|l| l[needle.len()..].trim().parse().ok())
+            .unwrap_or_else(|| panic!("/metrics lacks {needle}:\n{}", r.body))
+    };
+    assert!(tokens("checked") >= 2, "{}", r.body);
+    assert!(tokens("remembered") > tokens("checked"), "{}", r.body);
 
     let r = s.get("/v1/dashboard").admin().send();
     r.expect(200);
