@@ -18,6 +18,7 @@ use ordercore_domain::{Actor, UserId};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -139,9 +140,9 @@ pub struct TokenKeys {
 #[derive(Debug, Default)]
 pub struct TokenCounts {
     /// Found among the remembered tokens (~0.1 µs).
-    pub remembered: std::sync::atomic::AtomicU64,
+    pub remembered: AtomicU64,
     /// Checked in full (signature and claims, ~2 µs), valid or not.
-    pub checked: std::sync::atomic::AtomicU64,
+    pub checked: AtomicU64,
 }
 
 impl fmt::Debug for TokenKeys {
@@ -208,7 +209,6 @@ impl TokenKeys {
             header.ok_or_else(|| ApiError::unauthorized("missing Authorization header"))?;
         let token = bearer_token(header)
             .ok_or_else(|| ApiError::unauthorized("Authorization must be `Bearer <token>`"))?;
-        use std::sync::atomic::Ordering::Relaxed;
         if let Some(caller) = self.verified_at(token, now_secs()) {
             self.counts.remembered.fetch_add(1, Relaxed);
             return Ok(caller);
@@ -393,7 +393,6 @@ mod tests {
 
     #[test]
     fn verifications_are_counted_by_how_they_went() {
-        use std::sync::atomic::Ordering::Relaxed;
         let keys = TokenKeys::new(SECRET);
         let token = keys
             .mint(&user("u1"), false, Duration::from_secs(60))
