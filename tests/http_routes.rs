@@ -1260,6 +1260,18 @@ fn idempotent_create_and_idempotency_keys() {
         .expect_error(409, "ORDER_EXISTED");
     let id = first["order_id"].as_str().unwrap().to_owned();
     assert_eq!(s.order(&id)["version"], 1);
+    // A user whose id ends in the same 8 characters may use the id's
+    // format, but not judy's order: it hears that the id is taken, as
+    // with any other body, not whose it is; nothing changes.
+    let mut squat = body.clone();
+    squat["user_id"] = json!("000judy");
+    s.post("/v1/orders")
+        .user("000judy")
+        .json(&squat)
+        .send()
+        .expect_error(409, "ORDER_EXISTED");
+    assert_eq!(s.order(&id)["version"], 1);
+    assert_eq!(s.sku(TEA)["locked"], 1);
 
     // Idempotency-Key on create: the recorded reply, replayed.
     let keyed = s.create_body("judy", &[(MUG, 1)], None);

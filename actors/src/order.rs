@@ -516,7 +516,7 @@ impl OrderActor {
         // Who may touch the family comes before anything it holds (its
         // idempotency keys included); every other rule, a removed order's
         // included, comes after the key (`decide`).
-        if let Err(e) = ordercore_domain::check_owner(family, &cmd.meta) {
+        if let Err(e) = ordercore_domain::check_owner(family, &cmd) {
             let _ = reply.send(Routed::Done(Err(e.into())));
             return;
         }

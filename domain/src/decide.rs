@@ -34,7 +34,7 @@ pub fn decide(
     now: Timestamp,
 ) -> Result<Vec<Event>, DomainError> {
     let meta = &command.meta;
-    check_access(family, meta)?;
+    check_access(family, command)?;
     match meta.if_match {
         Some(IfMatch::Version(expected)) if expected != family.version => {
             return Err(DomainError::VersionMismatch {
@@ -71,12 +71,27 @@ fn context(meta: &CommandMeta, now: Timestamp, version: u64) -> EventContext {
 }
 
 /// A shopper reaches only its own families: checked before anything the
-/// family holds, its `Idempotency-Key`s included.
-pub fn check_owner(family: &OrderFamily, meta: &CommandMeta) -> Result<(), DomainError> {
+/// family holds, its `Idempotency-Key`s included. A shopper's create naming
+/// another shopper's family is told that the id is taken (409
+/// `ORDER_EXISTED`, as any other body on a used id is, API.md), not whose
+/// it is: order ids are predictable, and two users can share the 8
+/// characters an id keeps of its user.
+pub fn check_owner(family: &OrderFamily, command: &Command) -> Result<(), DomainError> {
+    let meta = &command.meta;
     if meta.actor.kind == ActorKind::User && meta.actor.id != family.user_id.as_str() {
+        if matches!(command.action, Action::Create { .. }) {
+            return Err(order_existed(family));
+        }
         return Err(DomainError::rule(ErrorCode::FORBIDDEN, "not your order"));
     }
     Ok(())
+}
+
+fn order_existed(family: &OrderFamily) -> DomainError {
+    DomainError::rule(
+        ErrorCode::ORDER_EXISTED,
+        format!("order {} exists with a different request", family.order_id),
+    )
 }
 
 /// [`check_owner`], and a shopper no longer reaches a removed family.
@@ -84,8 +99,9 @@ pub fn check_owner(family: &OrderFamily, meta: &CommandMeta) -> Result<(), Domai
 /// `Idempotency-Key`s before deciding checks [`check_owner`] before that:
 /// a key is checked before every rule (API.md), so a retried remove
 /// replays its recorded reply instead of answering that the order is gone.
-pub fn check_access(family: &OrderFamily, meta: &CommandMeta) -> Result<(), DomainError> {
-    check_owner(family, meta)?;
+pub fn check_access(family: &OrderFamily, command: &Command) -> Result<(), DomainError> {
+    check_owner(family, command)?;
+    let meta = &command.meta;
     if meta.actor.kind == ActorKind::User && family.removed {
         return Err(DomainError::not_found(
             ErrorCode::ORDER_NOT_FOUND,
@@ -107,10 +123,7 @@ fn decide_bodies(
             if *fingerprint == family.fingerprint {
                 Ok(Vec::new())
             } else {
-                Err(DomainError::rule(
-                    ErrorCode::ORDER_EXISTED,
-                    format!("order {} exists with a different request", family.order_id),
-                ))
+                Err(order_existed(family))
             }
         }
         Action::PrePay {

@@ -262,4 +262,23 @@ fn a_repeated_create_answers_the_same_result_and_a_different_one_order_existed()
         },
     );
     assert_eq!(code, ErrorCode::ORDER_EXISTED);
+    // Another shopper's create on the used id learns that it is taken, not
+    // whose it is, whatever its body; anything else it sends is refused.
+    for fingerprint in [cmd.fingerprint, cmd.fingerprint + 1] {
+        let code = refused(
+            &mut shop,
+            &mut f,
+            shopper("u2"),
+            Action::Create { fingerprint },
+        );
+        assert_eq!(code, ErrorCode::ORDER_EXISTED);
+    }
+    let id = f.order_id;
+    let code = refused(
+        &mut shop,
+        &mut f,
+        shopper("u2"),
+        cancel(id, CancelType::USER_CANCELED),
+    );
+    assert_eq!(code, ErrorCode::FORBIDDEN);
 }
