@@ -217,11 +217,17 @@ impl TokenKeys {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| {
                 ApiError::unauthorized(match e.kind() {
-                    ErrorKind::ExpiredSignature => "token expired",
-                    ErrorKind::InvalidSignature => "token signature does not verify",
-                    ErrorKind::InvalidAlgorithm => "token must be signed with HS256",
-                    ErrorKind::MissingRequiredClaim(_) => "token lacks a required claim",
-                    _ => "token is not a valid JWT",
+                    ErrorKind::ExpiredSignature => "token expired".to_owned(),
+                    ErrorKind::InvalidSignature => "token signature does not verify".to_owned(),
+                    ErrorKind::InvalidAlgorithm => "token must be signed with HS256".to_owned(),
+                    ErrorKind::MissingRequiredClaim(claim) => {
+                        format!("token lacks the `{claim}` claim")
+                    }
+                    // The claims of a token whose signature verified: what
+                    // serde says about them (a missing `exp` or `sub`, a
+                    // wrong type) tells its issuer what to fix.
+                    ErrorKind::Json(e) => format!("token claims are not valid: {e}"),
+                    _ => "token is not a valid JWT".to_owned(),
                 })
             })?;
         let claims = data.claims;
@@ -512,7 +518,27 @@ mod tests {
             &EncodingKey::from_secret(SECRET.as_bytes()),
         )
         .unwrap();
-        unauthorized(verify(SECRET, Some(&bearer(&token))));
+        assert_eq!(
+            unauthorized(verify(SECRET, Some(&bearer(&token)))),
+            "token subject is not a valid user id"
+        );
+    }
+
+    #[test]
+    fn a_token_without_an_expiry_is_refused() {
+        // Signed with the right secret, but valid forever: refused.
+        let claims = serde_json::json!({"sub": "u1", "role": "admin"});
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap();
+        let message = unauthorized(verify(SECRET, Some(&bearer(&token))));
+        assert!(
+            message.starts_with("token claims are not valid: missing field `exp`"),
+            "{message}"
+        );
     }
 
     #[test]
