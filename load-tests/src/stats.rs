@@ -169,10 +169,7 @@ impl Stats {
     /// The latest session start (µs) of each 100 ms slice of the measured
     /// part; empty in a closed loop.
     pub fn start_lag_per_slice(&self, measured: Duration) -> Vec<u64> {
-        let whole = usize::try_from(measured.as_millis() / SLICE.as_millis()).unwrap_or(usize::MAX);
-        let mut slices = self.lock().start_lag_max_per_slice.clone();
-        slices.truncate(whole.max(1));
-        slices
+        whole_slices(&self.lock().start_lag_max_per_slice, measured)
     }
 
     /// A request that got no HTTP answer (connection refused, timeout).
@@ -264,10 +261,7 @@ impl Stats {
 
     /// The slowest answer (µs) of each 100 ms slice of the measured part.
     pub fn max_per_slice(&self, measured: Duration) -> Vec<u64> {
-        let whole = usize::try_from(measured.as_millis() / SLICE.as_millis()).unwrap_or(usize::MAX);
-        let mut slices = self.lock().max_per_slice.clone();
-        slices.truncate(whole.max(1));
-        slices
+        whole_slices(&self.lock().max_per_slice, measured)
     }
 
     pub fn errors(&self) -> BTreeMap<String, u64> {
@@ -277,6 +271,13 @@ impl Stats {
     pub fn measured_for(&self) -> Duration {
         Instant::now().saturating_duration_since(self.measure_from)
     }
+}
+
+/// The slices of a timeline that fall within the `measured` span (at least
+/// one): a slice begun as the run ended would hold a partial 100 ms.
+fn whole_slices(slices: &[u64], measured: Duration) -> Vec<u64> {
+    let whole = usize::try_from(measured.as_millis() / SLICE.as_millis()).unwrap_or(usize::MAX);
+    slices.iter().copied().take(whole.max(1)).collect()
 }
 
 /// Raises `slices[slice]` to `us`, growing the timeline to reach it.
