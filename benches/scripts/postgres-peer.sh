@@ -63,7 +63,7 @@ core=$(cargo bench -p ordercore-benches --bench core --no-run --message-format=j
 
 # The machine's busy CPU time in µs (every core, user + system + irq).
 busy_us() {
-    awk '/^cpu / { print int(($2 + $3 + $4 + $7 + $8) * 1000000 / '"$(getconf CLK_TCK)"') }' /proc/stat
+    awk '/^cpu / { printf "%.0f\n", ($2 + $3 + $4 + $7 + $8) * 1000000 / '"$(getconf CLK_TCK)"' }' /proc/stat
 }
 now_s() { date +%s.%N; }
 
