@@ -1,7 +1,7 @@
 //! The hot paths of a request, each with a same-run baseline:
 //!
-//! * codec: encoding and decoding a create's journal unit and a family row
-//!   (baseline: cloning the same values);
+//! * codec: encoding and decoding a create's journal unit and a family row,
+//!   and cloning a family (baseline: cloning the create's events);
 //! * JSON: parsing a create request into the domain's command (baseline:
 //!   parsing the same bytes into an untyped `serde_json::Value`);
 //! * auth: verifying a bearer JWT and an HMAC callback signature;
@@ -48,6 +48,9 @@ fn codec(c: &mut Criterion) {
     g.bench_function("encode_family_row", |b| {
         b.iter(|| encode(black_box(&family)))
     });
+    // What an order actor pays when it changes a family the write-behind
+    // still holds (copy-on-write), and frees when the old copy is dropped.
+    g.bench_function("clone_family", |b| b.iter(|| black_box(family.clone())));
     g.bench_function("baseline_clone_create_events", |b| {
         b.iter(|| black_box(events.clone()))
     });
