@@ -1,6 +1,7 @@
 //! The hot paths of a request, each with a same-run baseline:
 //!
-//! * codec: encoding and decoding a create's journal unit and a family row,
+//! * codec: encoding and decoding a create's journal unit and a family row
+//!   (plain, and packed with LZ4 as the write-behind writes it),
 //!   and cloning a family (baseline: cloning the create's events);
 //! * JSON: parsing a create request into the domain's command (baseline:
 //!   parsing the same bytes into an untyped `serde_json::Value`);
@@ -18,7 +19,7 @@ use ordercore::dto::CreateOrderRequest;
 use ordercore_benches::{drive, seed, start, Workload};
 use ordercore_domain::testkit::{shopper, Shop};
 use ordercore_domain::{OrderFamily, UserId};
-use ordercore_storage::codec::{decode, encode};
+use ordercore_storage::codec::{decode, encode, encode_packed};
 use ordercore_storage::journal::{encode_unit, Unit};
 use ordercore_storage::{Store, StoreConfig};
 use std::hint::black_box;
@@ -47,6 +48,10 @@ fn codec(c: &mut Criterion) {
     });
     g.bench_function("encode_family_row", |b| {
         b.iter(|| encode(black_box(&family)))
+    });
+    // As the write-behind writes it: encoded, then LZ4-packed.
+    g.bench_function("pack_family_row", |b| {
+        b.iter(|| encode_packed(black_box(&family)))
     });
     // What an order actor pays when it changes a family the write-behind
     // still holds (copy-on-write), and frees when the old copy is dropped.
