@@ -24,8 +24,13 @@ CLIENTS=${3:-16}
 cd "$(dirname "$0")/../.."
 HERE=$PWD
 
-bindir=$(pg_config --bindir 2>/dev/null || ls -d /usr/lib/postgresql/*/bin 2>/dev/null | tail -1 || true)
-if [[ -z "$bindir" || ! -x "$bindir/postgres" ]]; then
+# The first directory with a server in it: pg_config's (a client-only
+# install has pg_config too), else Debian's newest.
+bindir=
+for dir in "$(pg_config --bindir 2>/dev/null || true)" $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -rV); do
+    if [[ -n "$dir" && -x "$dir/postgres" && -x "$dir/initdb" ]]; then bindir=$dir; break; fi
+done
+if [[ -z "$bindir" ]]; then
     echo "PostgreSQL's server binaries are not installed (apt-get install postgresql-15)" >&2
     exit 2
 fi
