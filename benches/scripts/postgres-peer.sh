@@ -11,8 +11,10 @@
 # here). Both sides are durable and sustained: ordercore's clock stops when
 # its write-behind has caught up, PostgreSQL's when a CHECKPOINT after the
 # run has written its dirty pages (commits are fsynced, as PostgreSQL's
-# defaults have it). Each side's CPU is the whole machine's busy time from
-# /proc/stat, so pgbench and the benchmark's own driver are both counted.
+# defaults have it). The peer's CPU is the machine's busy time from
+# /proc/stat (its backends, checkpointer and pgbench); ordercore's is the
+# benchmark's process CPU over its measured part (the core's threads and
+# the benchmark's own driver). Both count their client.
 #
 # Needs PostgreSQL's server binaries (Debian: `apt-get install
 # postgresql-15`); run as root, the server runs as the `postgres` user.
