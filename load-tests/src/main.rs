@@ -98,6 +98,12 @@ struct Args {
     /// Stock of the flash-sale SKU.
     #[arg(long, default_value_t = 100)]
     flash_stock: i64,
+    /// Open loop: the client wakes at most once per this many µs to start
+    /// the sessions due by then (latency still counts from each session's
+    /// intended start); 0 wakes for every session. Each wake-up costs the
+    /// client CPU the server on the same cores lacks (`pace`).
+    #[arg(long, default_value_t = 200)]
+    pace_grain_us: u64,
     /// Open loop: sessions in flight beyond which new ones are not started
     /// (counted as dropped) so the harness cannot run out of memory.
     #[arg(long, default_value_t = 10_000)]
@@ -222,6 +228,7 @@ struct OpenLoop {
     interval: Duration,
     seed: u64,
     max_in_flight: usize,
+    grain: Duration,
     ctx: Arc<Ctx>,
     mixed: Arc<Vec<(Scenario, u32)>>,
     sessions: Arc<AtomicU64>,
@@ -232,7 +239,7 @@ struct OpenLoop {
 impl OpenLoop {
     /// Starts every session at its time (see `pace`).
     async fn run(self, workers: &mut tokio::task::JoinSet<()>) {
-        let mut pacer = Pacer::new();
+        let mut pacer = Pacer::with_grain(self.grain);
         if !pacer.is_exact() {
             say("open loop paced by tokio's timer: sessions may start up to 1 ms late");
         }
@@ -470,6 +477,7 @@ async fn run(args: Args) -> Result<bool, String> {
                 interval: Duration::from_secs_f64(1.0 / rate.max(0.001)),
                 seed: args.seed,
                 max_in_flight: args.max_in_flight,
+                grain: Duration::from_micros(args.pace_grain_us),
                 ctx: Arc::clone(&ctx),
                 mixed: Arc::clone(&mixed),
                 sessions: Arc::clone(&sessions),
@@ -589,7 +597,10 @@ async fn run(args: Args) -> Result<bool, String> {
     let report = Report {
         scenario: format!("{:?}", args.scenario).to_lowercase(),
         mode: match args.rate {
-            Some(r) => format!("open loop at {r} sessions/s"),
+            Some(r) => format!(
+                "open loop at {r} sessions/s, the client waking at most every {} µs",
+                args.pace_grain_us
+            ),
             None => format!("closed loop, {} in flight", args.concurrency.unwrap_or(64)),
         },
         target_rate: args.rate,
