@@ -14,10 +14,10 @@
 //! Each of those wake-ups still costs the client CPU, and an open loop at
 //! half of what ordercore serves starts a session every ~85 µs: the client
 //! took ~42 µs of CPU per request, CPU the server on the same two cores
-//! then lacked. So a pacer can be given a *grain*: it
-//! wakes at most once per grain and starts every session due by then
-//! (each session's latency still counts from its own intended start, so
-//! the wait is measured, not hidden). At 11,780 creates/s, six pairs
+//! then lacked. So a pacer can be given a *grain*: it wakes at most once
+//! per grain and starts every session due by then (each session's latency
+//! still counts from its own intended start, so the wait is measured, not
+//! hidden). At 11,780 creates/s, six pairs
 //! alternated: 200 µs took the client from 42 to 29-30 µs per request and
 //! the server from 91-93 to 86-91 µs, p50 1.27-1.34 → 1.15-1.25 ms, and a
 //! p99 within the noise (median of the six 4.35 → 4.06 ms).
