@@ -715,7 +715,8 @@ impl Resp {
     }
 }
 
-/// Asserts that `body` is exactly `{"code": UPPER_SNAKE, "message": text}`.
+/// Asserts that `body` is exactly `{"code": UPPER_SNAKE, "message": text}`,
+/// with a documented code and that code's status.
 #[track_caller]
 pub fn check_error_body(what: &str, status: u16, body: &str) {
     let value: Value = serde_json::from_str(body)
@@ -737,6 +738,16 @@ pub fn check_error_body(what: &str, status: u16, body: &str) {
     assert!(
         map["message"].as_str().is_some_and(|m| !m.is_empty()),
         "{what}: message is not a non-empty string: {body}"
+    );
+    // API.md, "Errors": each code has its one HTTP status.
+    let known = ordercore_domain::ErrorCode::ALL
+        .iter()
+        .find(|c| c.name() == code)
+        .unwrap_or_else(|| panic!("{what}: {code} is not a documented error code"));
+    assert_eq!(
+        known.http_status(),
+        status,
+        "{what}: {code} answered with status {status}: {body}"
     );
 }
 

@@ -1,0 +1,1043 @@
+//! Structured fuzzing of the whole API against the real server: random
+//! plans of requests built from the live state (real order ids, their pay
+//! amounts, sub-orders and after-sales, the next fulfillment step), each
+//! sent as is or mutated one way — a value replaced by one of another type
+//! or out of range, a field dropped, an unknown field added, an array
+//! repeated, a number nudged a little, another caller or none, a bad
+//! `Idempotency-Key`, `If-Match` or `X-Request-Id`.
+//!
+//! Every response keeps the rules [`Req::send`] checks (no 5xx; every error
+//! exactly `{code, message}`, with a documented code and that code's one
+//! status). A request without a token answers 401, a callback signed over
+//! other bytes 401, a shopper never reaches another's order, and a refused
+//! write leaves the order or after-sale it names as it was. After each
+//! plan the store is still consistent: every SKU's counts are
+//! non-negative, their sum is the demo stock plus the deltas applied, the
+//! units locked are exactly those of the CREATED orders, and the server is
+//! ready.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+use serde_json::{json, Value};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Plans per run; each starts its own server.
+const PLANS: u32 = 32;
+/// Steps per plan: enough to reach paid, fulfilled and refunded orders.
+const STEPS: std::ops::Range<usize> = 60..110;
+/// Bounded shrinking: every attempt starts a server.
+const SHRINK_ITERS: u32 = 32;
+
+/// Shoppers (the demo coupons belong to the first three).
+const USERS: [&str; 4] = ["alice", "bob", "carol", "dave"];
+/// A shopper who owns nothing.
+const STRANGER: &str = "mallory";
+const COUPONS: [Option<&str>; 4] = [
+    Some("CPN-ALICE-10"),
+    Some("CPN-BOB-20"),
+    Some("CPN-CAROL-5"),
+    None,
+];
+/// The demo SKUs and their stock at seeding (`src/demo.rs`).
+const DEMO_STOCK: [(&str, i64); 4] = [(TEA, 1_000), (MUG, 500), (LAMP, 300), (BOOK, 200)];
+/// Fulfillment steps, in order (API.md, "Fulfillment").
+const EVENTS: [&str; 5] = ["FULFILLED", "OUT_STOCK", "DELIVERY", "SIGNED", "REFUSED"];
+
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    OrderIds,
+    Price,
+    Create,
+    Prepay,
+    Pay,
+    Cancel,
+    Address,
+    Remove,
+    Fulfill,
+    Note,
+    AfterSale,
+    Lack,
+    Review,
+    Revoke,
+    RefundCallback,
+    Retry,
+    Stock,
+    Coupon,
+    Sku,
+    Listing,
+    Read,
+}
+
+/// How a valid request is spoiled.
+#[derive(Debug, Clone)]
+enum Mutation {
+    None,
+    /// The value at the `at`-th node becomes [`odd_value`]`(with)`.
+    Replace {
+        at: usize,
+        with: usize,
+    },
+    /// The `at`-th node is removed from its object or array.
+    Drop {
+        at: usize,
+    },
+    /// The `at`-th object gets a field no route knows.
+    Unknown {
+        at: usize,
+    },
+    /// The `at`-th array becomes `times` copies of its first element.
+    Repeat {
+        at: usize,
+        times: usize,
+    },
+    /// The `at`-th integer moves by `by`.
+    Nudge {
+        at: usize,
+        by: i64,
+    },
+    /// Sent by [`CALLERS`]`[i]` instead (or, for a callback, signed over
+    /// other bytes).
+    Caller(usize),
+    /// One of [`HEADERS`] added.
+    Header(usize),
+}
+
+#[derive(Debug, Clone)]
+struct Step {
+    op: Op,
+    pick: usize,
+    mutation: Mutation,
+}
+
+/// Values of the wrong type, out of range or odd, for [`Mutation::Replace`].
+fn odd_value(i: usize) -> Value {
+    match i % 20 {
+        0 => Value::Null,
+        1 => json!(true),
+        2 => json!(0),
+        3 => json!(-1),
+        4 => json!(i64::MAX),
+        5 => json!(i64::MIN),
+        6 => json!(u64::MAX),
+        7 => json!(1.5),
+        8 => json!(1e300),
+        9 => json!(""),
+        10 => json!("x".repeat(10_000)),
+        11 => json!("\u{0}"),
+        12 => json!("订单 🚚"),
+        13 => json!([]),
+        14 => json!({}),
+        15 => json!([[[[[[[[[[1]]]]]]]]]]),
+        16 => json!("-1"),
+        17 => json!(" "),
+        18 => json!(2_000_000_000_i64),
+        _ => json!(-0.0),
+    }
+}
+
+/// Odd query values for the listings.
+const QUERY_VALUES: [&str; 10] = [
+    "0",
+    "101",
+    "-1",
+    "abc",
+    "99999999999999999999",
+    "%00",
+    "10&status=999",
+    "1.5",
+    "",
+    "%E8%AE%A2",
+];
+
+/// Who sends a [`Mutation::Caller`] request instead.
+#[derive(Debug, Clone, Copy)]
+enum Caller {
+    Nobody,
+    Stranger,
+    GarbageToken,
+    WrongSecret,
+}
+const CALLERS: [Caller; 4] = [
+    Caller::Nobody,
+    Caller::Stranger,
+    Caller::GarbageToken,
+    Caller::WrongSecret,
+];
+
+/// Headers for [`Mutation::Header`]; every value is printable ASCII, so
+/// the request itself is valid HTTP.
+const HEADERS: [(&str, &str); 9] = [
+    ("Idempotency-Key", "fuzz-key-1"),
+    ("Idempotency-Key", "has space"),
+    (
+        "Idempotency-Key",
+        "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk",
+    ),
+    ("If-Match", "\"1\""),
+    ("If-Match", "\"999\""),
+    ("If-Match", "garbage"),
+    ("If-Match", "*"),
+    ("X-Request-Id", "ünïcode-is-not-ascii-but-this-is-fine"),
+    ("Content-Type", "text/plain"),
+];
+
+/// Who a valid request is sent as.
+#[derive(Debug, Clone)]
+enum Who {
+    User(String),
+    Admin,
+    /// A provider callback, signed with the payment secret.
+    Signed,
+}
+
+/// One request before it is sent.
+#[derive(Debug, Clone)]
+struct Request {
+    method: &'static str,
+    path: String,
+    body: Option<Value>,
+    who: Who,
+    /// The owner of the order or after-sale it acts on, if any.
+    owner: Option<String>,
+}
+
+impl Request {
+    fn new(method: &'static str, path: String, body: Option<Value>, who: Who) -> Request {
+        let owner = match &who {
+            Who::User(u) => Some(u.clone()),
+            _ => None,
+        };
+        Request {
+            method,
+            path,
+            body,
+            who,
+            owner,
+        }
+    }
+
+    fn owned_by(mut self, owner: &str) -> Request {
+        self.owner = Some(owner.to_owned());
+        self
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Order {
+    id: String,
+    user: String,
+    /// The sub-orders of a mixed family (empty for a single order).
+    parts: Vec<String>,
+    pay_amount: i64,
+}
+
+/// What a plan has built so far.
+#[derive(Debug, Default)]
+struct World {
+    orders: Vec<Order>,
+    /// (after-sale id, owner)
+    after_sales: Vec<(String, String)>,
+    /// Stock deltas applied to the demo SKUs.
+    deltas: BTreeMap<String, i64>,
+}
+
+/// How often each named case was reached, over all plans.
+#[derive(Debug, Default)]
+struct Counts(RefCell<BTreeMap<String, u64>>);
+
+impl Counts {
+    fn hit(&self, what: impl Into<String>) {
+        *self.0.borrow_mut().entry(what.into()).or_default() += 1;
+    }
+}
+
+fn ops() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        1 => Just(Op::OrderIds),
+        1 => Just(Op::Price),
+        6 => Just(Op::Create),
+        2 => Just(Op::Prepay),
+        5 => Just(Op::Pay),
+        2 => Just(Op::Cancel),
+        1 => Just(Op::Address),
+        1 => Just(Op::Remove),
+        5 => Just(Op::Fulfill),
+        1 => Just(Op::Note),
+        3 => Just(Op::AfterSale),
+        2 => Just(Op::Lack),
+        2 => Just(Op::Review),
+        1 => Just(Op::Revoke),
+        2 => Just(Op::RefundCallback),
+        1 => Just(Op::Retry),
+        1 => Just(Op::Stock),
+        1 => Just(Op::Coupon),
+        1 => Just(Op::Sku),
+        1 => Just(Op::Listing),
+        2 => Just(Op::Read),
+    ]
+}
+
+fn mutations() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        5 => Just(Mutation::None),
+        3 => (any::<usize>(), any::<usize>()).prop_map(|(at, with)| Mutation::Replace { at, with }),
+        1 => any::<usize>().prop_map(|at| Mutation::Drop { at }),
+        1 => any::<usize>().prop_map(|at| Mutation::Unknown { at }),
+        1 => (any::<usize>(), 2_usize..200).prop_map(|(at, times)| Mutation::Repeat { at, times }),
+        2 => (any::<usize>(), prop_oneof![Just(-1_i64), Just(1), Just(-100), Just(100), Just(i64::MAX / 2)])
+            .prop_map(|(at, by)| Mutation::Nudge { at, by }),
+        1 => (0..CALLERS.len()).prop_map(Mutation::Caller),
+        1 => (0..HEADERS.len()).prop_map(Mutation::Header),
+    ]
+}
+
+fn plans() -> impl Strategy<Value = Vec<Step>> {
+    proptest::collection::vec(
+        (ops(), any::<usize>(), mutations()).prop_map(|(op, pick, mutation)| Step {
+            op,
+            pick,
+            mutation,
+        }),
+        STEPS,
+    )
+}
+
+#[test]
+fn random_requests_keep_every_rule_and_the_store_consistent() {
+    let counts = Counts::default();
+    let mut runner = TestRunner::new(Config {
+        cases: PLANS,
+        max_shrink_iters: SHRINK_ITERS,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let result = runner.run(&plans(), |plan| {
+        run_plan(&plan, &counts);
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    let counts = counts.0.into_inner();
+    eprintln!("{counts:#?}");
+    let reached = |name: &str| counts.get(name).copied().unwrap_or(0);
+    // Each kind of case was met, so no check above held vacuously.
+    for name in [
+        "Create 2xx",
+        "Pay 2xx",
+        "Cancel 2xx",
+        "Fulfill 2xx",
+        "AfterSale 2xx",
+        "Review 2xx",
+        "RefundCallback 2xx",
+        "mutated 4xx",
+        "unmutated 4xx",
+        "no token 401",
+        "bad signature 401",
+        "stranger refused",
+        "refused and unchanged",
+        "plans checked",
+    ] {
+        assert!(reached(name) > 0, "never reached {name}: {counts:#?}");
+    }
+    let codes = counts.keys().filter(|k| k.starts_with("code ")).count();
+    assert!(
+        codes >= 15,
+        "only {codes} distinct error codes: {counts:#?}"
+    );
+}
+
+fn run_plan(plan: &[Step], counts: &Counts) {
+    let s = Server::start(Opts::demo().unlimited());
+    let mut world = World::default();
+    for step in plan {
+        let Some(request) = build(&s, &world, step) else {
+            continue;
+        };
+        let before = subject(&s, &request);
+        let (resp, sent) = send(&s, &request, &step.mutation);
+        if resp.status >= 400 {
+            if let Some(before) = before {
+                let after = subject(&s, &request);
+                assert_eq!(
+                    after.as_ref(),
+                    Some(&before),
+                    "{} refused ({} {}) but changed what it acts on",
+                    resp.what,
+                    resp.status,
+                    resp.body
+                );
+                counts.hit("refused and unchanged");
+            }
+        }
+        let mutated = !matches!(step.mutation, Mutation::None);
+        counts.hit(format!("{:?} {}xx", step.op, resp.status / 100));
+        if let Some(code) = resp.error_code() {
+            counts.hit(format!("code {code}"));
+        }
+        if resp.status >= 400 {
+            counts.hit(if mutated {
+                "mutated 4xx"
+            } else {
+                "unmutated 4xx"
+            });
+        }
+        check_caller(step, &request, &resp, counts);
+        if resp.status < 300 {
+            learn(&s, &mut world, step.op, &request, sent.as_ref(), &resp);
+        }
+    }
+    check_store(&s, &world);
+    counts.hit("plans checked");
+}
+
+/// The order or after-sale `request` acts on, as an admin reads it.
+fn subject(s: &Server, request: &Request) -> Option<Value> {
+    let body = request.body.as_ref();
+    let path = if let Some(rest) = request.path.strip_prefix("/v1/orders/") {
+        let id = rest.split(['/', '?']).next()?;
+        match id {
+            "price" => return None,
+            "remove" => format!("/v1/orders/{}", body?["order_ids"][0].as_str()?),
+            _ => format!("/v1/orders/{id}"),
+        }
+    } else if let Some(rest) = request.path.strip_prefix("/v1/after-sales/") {
+        format!("/v1/after-sales/{}", rest.split(['/', '?']).next()?)
+    } else if request.path == "/v1/payments/callback" {
+        format!("/v1/orders/{}", body?["order_id"].as_str()?)
+    } else if request.path == "/v1/refunds/callback" {
+        format!("/v1/after-sales/{}", body?["after_sale_id"].as_str()?)
+    } else {
+        return None;
+    };
+    if request.method == "GET" {
+        return None;
+    }
+    let r = s.get(&path).admin().send();
+    r.expect(200);
+    Some(r.json())
+}
+
+/// Tokens and signatures: none is 401, a forged one is 401, and a stranger
+/// never acts on another's order.
+fn check_caller(step: &Step, request: &Request, resp: &Resp, counts: &Counts) {
+    let Mutation::Caller(i) = step.mutation else {
+        return;
+    };
+    if matches!(request.who, Who::Signed) {
+        assert_eq!(resp.status, 401, "{}: {}", resp.what, resp.body);
+        counts.hit("bad signature 401");
+        return;
+    }
+    match CALLERS[i] {
+        Caller::Nobody | Caller::GarbageToken | Caller::WrongSecret => {
+            assert_eq!(resp.status, 401, "{}: {}", resp.what, resp.body);
+            counts.hit("no token 401");
+        }
+        Caller::Stranger => {
+            let others = request.owner.as_deref().is_some_and(|o| o != STRANGER);
+            if others || matches!(request.who, Who::Admin) {
+                assert!(
+                    resp.status >= 400,
+                    "{}: a stranger was answered {} {}",
+                    resp.what,
+                    resp.status,
+                    resp.body
+                );
+                counts.hit("stranger refused");
+            }
+        }
+    }
+}
+
+/// Sends `request` with `mutation` applied; answers the response and the
+/// body as sent.
+fn send(s: &Server, request: &Request, mutation: &Mutation) -> (Resp, Option<Value>) {
+    let mut body = request.body.clone();
+    let mut path = request.path.clone();
+    if let Some(b) = body.as_mut() {
+        mutate(b, mutation);
+    } else if let Mutation::Replace { with, .. } = mutation {
+        // Listings and reads: an odd query value.
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let key = ["page_size", "status", "cursor", "created_from"][with % 4];
+        path = format!(
+            "{path}{sep}{key}={}",
+            QUERY_VALUES[with % QUERY_VALUES.len()]
+        );
+    }
+    let mut req = s.req(request.method, &path);
+    let raw = body.as_ref().map(|b| serde_json::to_vec(b).unwrap());
+    req = match (&request.who, mutation) {
+        (Who::Signed, Mutation::Caller(_)) => {
+            // Signed over other bytes.
+            let sig = ordercore::auth::sign(PAYMENT_SECRET, b"{}");
+            req.header("X-Signature", &sig)
+        }
+        (Who::Signed, _) => {
+            let sig = ordercore::auth::sign(PAYMENT_SECRET, raw.as_deref().unwrap_or_default());
+            req.header("X-Signature", &sig)
+        }
+        (_, Mutation::Caller(i)) => match CALLERS[*i] {
+            Caller::Nobody => req,
+            Caller::Stranger => req.user(STRANGER),
+            Caller::GarbageToken => req.bearer("abc.def.ghi"),
+            Caller::WrongSecret => {
+                let token = ordercore::auth::mint(
+                    "not-the-server-secret-0123456789",
+                    &ordercore_domain::UserId::parse("alice").unwrap(),
+                    true,
+                    TOKEN_TTL,
+                )
+                .unwrap();
+                req.bearer(&token)
+            }
+        },
+        (Who::User(u), _) => req.user(u),
+        (Who::Admin, _) => req.admin(),
+    };
+    if let Mutation::Header(i) = mutation {
+        let (name, value) = HEADERS[*i];
+        req = req.header(name, value);
+    }
+    if let Some(raw) = raw {
+        req = req.raw("application/json", raw);
+    }
+    (req.send(), body)
+}
+
+/// Every node of `v` as a JSON pointer (the root excluded).
+fn pointers(v: &Value, at: &str, out: &mut Vec<String>) {
+    match v {
+        Value::Object(map) => {
+            for (k, child) in map {
+                let p = format!("{at}/{k}");
+                out.push(p.clone());
+                pointers(child, &p, out);
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                let p = format!("{at}/{i}");
+                out.push(p.clone());
+                pointers(child, &p, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The pointers of `v`'s nodes that `keep` accepts, the root first.
+fn nodes(v: &Value, keep: impl Fn(&Value) -> bool) -> Vec<String> {
+    let mut all = vec![String::new()];
+    pointers(v, "", &mut all);
+    all.into_iter()
+        .filter(|p| v.pointer(p).is_some_and(&keep))
+        .collect()
+}
+
+fn mutate(body: &mut Value, mutation: &Mutation) {
+    match *mutation {
+        Mutation::Replace { at, with } => {
+            let all = nodes(body, |_| true);
+            if let Some(node) = body.pointer_mut(&all[at % all.len()]) {
+                *node = odd_value(with);
+            }
+        }
+        Mutation::Drop { at } => {
+            let all = nodes(body, |_| true);
+            let p = &all[at % all.len()];
+            let Some((parent, last)) = p.rsplit_once('/') else {
+                return;
+            };
+            match body.pointer_mut(parent) {
+                Some(Value::Object(map)) => {
+                    map.remove(last);
+                }
+                Some(Value::Array(items)) => {
+                    if let Ok(i) = last.parse::<usize>() {
+                        items.remove(i);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Mutation::Unknown { at } => {
+            let objects = nodes(body, Value::is_object);
+            if let Some(Value::Object(map)) = body.pointer_mut(&objects[at % objects.len()]) {
+                map.insert("unexpected_field".to_owned(), json!(1));
+            }
+        }
+        Mutation::Repeat { at, times } => {
+            let arrays = nodes(body, Value::is_array);
+            if arrays.is_empty() {
+                return;
+            }
+            if let Some(Value::Array(items)) = body.pointer_mut(&arrays[at % arrays.len()]) {
+                let first = items.first().cloned().unwrap_or(json!(1));
+                *items = vec![first; times];
+            }
+        }
+        Mutation::Nudge { at, by } => {
+            let ints = nodes(body, |v| v.as_i64().is_some());
+            if ints.is_empty() {
+                return;
+            }
+            if let Some(node) = body.pointer_mut(&ints[at % ints.len()]) {
+                *node = json!(node.as_i64().unwrap_or(0).saturating_add(by));
+            }
+        }
+        Mutation::None | Mutation::Caller(_) | Mutation::Header(_) => {}
+    }
+}
+
+/// A basket of demo SKUs, 1 to 3 lines of 1 to 3 units; some mix product
+/// types, so the order splits.
+fn basket(pick: usize) -> Vec<(&'static str, i64)> {
+    let skus = [TEA, MUG, LAMP, BOOK];
+    let lines = 1 + pick % 3;
+    (0..lines)
+        .map(|i| {
+            let sku = skus[(pick / 3 + i) % skus.len()];
+            (sku, i64::try_from(1 + (pick / 7 + i) % 3).unwrap())
+        })
+        .collect()
+}
+
+fn pick<T>(items: &[T], pick: usize) -> Option<&T> {
+    (!items.is_empty()).then(|| &items[pick % items.len()])
+}
+
+/// The first order or part from `pick` on whose status `fits` (by an admin
+/// read), or the picked one when none does, so refused cases run too.
+fn target(
+    s: &Server,
+    world: &World,
+    pick: usize,
+    fits: impl Fn(i64) -> bool,
+) -> Option<(String, Order)> {
+    let parts: Vec<(String, &Order)> = world
+        .orders
+        .iter()
+        .flat_map(|o| {
+            let ids = if o.parts.is_empty() {
+                vec![o.id.clone()]
+            } else {
+                o.parts.clone()
+            };
+            ids.into_iter().map(move |id| (id, o))
+        })
+        .collect();
+    if parts.is_empty() {
+        return None;
+    }
+    let n = parts.len();
+    for k in 0..n.min(16) {
+        let (id, order) = &parts[(pick + k) % n];
+        if fits(s.order_status(id)) {
+            return Some((id.clone(), (*order).clone()));
+        }
+    }
+    let (id, order) = &parts[pick % n];
+    Some((id.clone(), (*order).clone()))
+}
+
+/// The valid request of `step` in `world` (`None` when it needs something
+/// the plan has not made yet).
+fn build(s: &Server, world: &World, step: &Step) -> Option<Request> {
+    let p = step.pick;
+    let user = USERS[p % USERS.len()];
+    let order = pick(&world.orders, p);
+    let after_sale = pick(&world.after_sales, p);
+    let request = match step.op {
+        Op::OrderIds => Request::new(
+            "POST",
+            "/v1/order-ids".into(),
+            Some(json!({"user_id": user, "business_identifier": 1})),
+            Who::User(user.into()),
+        ),
+        Op::Price => Request::new(
+            "POST",
+            "/v1/orders/price".into(),
+            Some(json!({"user_id": user, "items": lines(&basket(p))})),
+            Who::User(user.into()),
+        ),
+        Op::Create => {
+            let items = basket(p);
+            let order_id = s.new_order_id(user);
+            let coupon = COUPONS[p % USERS.len()].filter(|_| p.is_multiple_of(3));
+            let mut quote = json!({"user_id": user, "items": lines(&items)});
+            if let Some(c) = coupon {
+                quote["coupon_id"] = json!(c);
+            }
+            let r = s.post("/v1/orders/price").user(user).json(&quote).send();
+            // A coupon under its threshold or already locked: buy without it.
+            let (coupon, quote) = if r.status == 200 {
+                (coupon, r.json())
+            } else {
+                (None, s.price(user, &items, None))
+            };
+            Request::new(
+                "POST",
+                "/v1/orders".into(),
+                Some(create_body(
+                    &order_id,
+                    user,
+                    &items,
+                    coupon,
+                    &quote["amounts"],
+                )),
+                Who::User(user.into()),
+            )
+        }
+        Op::Prepay => {
+            let o = order?;
+            Request::new(
+                "POST",
+                format!("/v1/orders/{}/prepay", o.id),
+                Some(json!({"user_id": o.user, "pay_type": 10, "pay_amount": o.pay_amount})),
+                Who::User(o.user.clone()),
+            )
+        }
+        Op::Pay => {
+            let o = order?;
+            // A few trade numbers per order: repeats are DUPLICATE, a
+            // second one a REFUND.
+            let trade = format!("T-{}-{}", &o.id[..12], p % 3);
+            Request::new(
+                "POST",
+                "/v1/payments/callback".into(),
+                Some(pay_body(&o.id, o.pay_amount, &trade)),
+                Who::Signed,
+            )
+            .owned_by(&o.user)
+        }
+        Op::Cancel => {
+            let o = order?;
+            if p.is_multiple_of(4) {
+                Request::new(
+                    "POST",
+                    format!("/v1/orders/{}/cancel", o.id),
+                    Some(json!({"user_id": o.user, "cancel_type": 2})),
+                    Who::Admin,
+                )
+                .owned_by(&o.user)
+            } else {
+                Request::new(
+                    "POST",
+                    format!("/v1/orders/{}/cancel", o.id),
+                    Some(json!({"user_id": o.user})),
+                    Who::User(o.user.clone()),
+                )
+            }
+        }
+        Op::Address => {
+            let o = order?;
+            let mut body = delivery();
+            let map = body.as_object_mut().unwrap();
+            for k in ["delivery_type", "receiver_name", "receiver_phone"] {
+                map.remove(k);
+            }
+            map.insert("user_id".into(), json!(o.user));
+            Request::new(
+                "PUT",
+                format!("/v1/orders/{}/delivery-address", o.id),
+                Some(body),
+                Who::User(o.user.clone()),
+            )
+        }
+        Op::Remove => {
+            let o = order?;
+            Request::new(
+                "POST",
+                "/v1/orders/remove".into(),
+                Some(json!({"user_id": o.user, "order_ids": [o.id]})),
+                Who::User(o.user.clone()),
+            )
+        }
+        Op::Fulfill => {
+            let (id, o) = target(s, world, p, |st| (20..=50).contains(&st))?;
+            // The next step, now and then another one.
+            let status = s.order_status(&id);
+            let next = match status {
+                20 => 0,
+                30 => 1,
+                40 => 2,
+                _ => 3 + p % 2,
+            };
+            let event = if p.is_multiple_of(5) {
+                EVENTS[p % EVENTS.len()]
+            } else {
+                EVENTS[next]
+            };
+            Request::new(
+                "POST",
+                format!("/v1/orders/{id}/fulfillment"),
+                Some(json!({"event": event, "logistics_code": "SF-1", "operator": "ops"})),
+                Who::Admin,
+            )
+            .owned_by(&o.user)
+        }
+        Op::Note => {
+            let o = order?;
+            Request::new(
+                "POST",
+                format!("/v1/orders/{}/notes", o.id),
+                Some(json!({"text": "called the shopper"})),
+                Who::Admin,
+            )
+            .owned_by(&o.user)
+        }
+        Op::AfterSale => {
+            let (id, o) = target(s, world, p, |st| [20, 30, 60].contains(&st))?;
+            let detail = s.order(&id);
+            let status = detail["status"].as_i64().unwrap_or(0);
+            let item = pick(detail["items"].as_array()?, p / 5)?.clone();
+            let kind = if status == 60 { 2 } else { 1 };
+            Request::new(
+                "POST",
+                format!("/v1/orders/{id}/after-sales"),
+                Some(json!({
+                    "user_id": o.user,
+                    "after_sale_type": kind,
+                    "items": [{"sku_code": item["sku_code"], "return_quantity": 1}],
+                    "reason": "arrived broken"
+                })),
+                Who::User(o.user.clone()),
+            )
+        }
+        Op::Lack => {
+            let (id, o) = target(s, world, p, |st| st == 30 || st == 40)?;
+            let detail = s.order(&id);
+            let item = pick(detail["items"].as_array()?, p / 5)?.clone();
+            Request::new(
+                "POST",
+                format!("/v1/orders/{id}/lack"),
+                Some(json!({"items": [{"sku_code": item["sku_code"], "lack_quantity": 1}]})),
+                Who::Admin,
+            )
+            .owned_by(&o.user)
+        }
+        Op::Review => {
+            let (id, owner) = after_sale?;
+            Request::new(
+                "POST",
+                format!("/v1/after-sales/{id}/review"),
+                Some(json!({"approved": !p.is_multiple_of(4), "remark": "checked"})),
+                Who::Admin,
+            )
+            .owned_by(owner)
+        }
+        Op::Revoke => {
+            let (id, owner) = after_sale?;
+            Request::new(
+                "POST",
+                format!("/v1/after-sales/{id}/revoke"),
+                Some(json!({"user_id": owner})),
+                Who::User(owner.clone()),
+            )
+        }
+        Op::RefundCallback => {
+            let (id, owner) = after_sale?;
+            let r = s.get(&format!("/v1/after-sales/{id}")).admin().send();
+            let amount = r.json()["apply_refund_amount"].as_i64().unwrap_or(0);
+            Request::new(
+                "POST",
+                "/v1/refunds/callback".into(),
+                Some(refund_body(id, amount, !p.is_multiple_of(3))),
+                Who::Signed,
+            )
+            .owned_by(owner)
+        }
+        Op::Retry => {
+            let (id, owner) = after_sale?;
+            Request::new(
+                "POST",
+                format!("/v1/after-sales/{id}/retry"),
+                None,
+                Who::Admin,
+            )
+            .owned_by(owner)
+        }
+        Op::Stock => {
+            let (sku, _) = DEMO_STOCK[p % DEMO_STOCK.len()];
+            let delta = i64::try_from(p % 21).unwrap() - 10;
+            Request::new(
+                "POST",
+                format!("/v1/skus/{sku}/stock"),
+                Some(json!({"delta": delta})),
+                Who::Admin,
+            )
+        }
+        Op::Coupon => Request::new(
+            "PUT",
+            format!("/v1/coupons/CPN-FUZZ-{}", p % 5),
+            Some(json!({
+                "user_id": user,
+                "amount": 500,
+                "threshold_amount": 1_000,
+                "valid_from": "2020-01-01T00:00:00Z",
+                "valid_to": "2099-01-01T00:00:00Z"
+            })),
+            Who::Admin,
+        ),
+        Op::Sku => Request::new(
+            "PUT",
+            format!("/v1/skus/SKU-FUZZ-{}", p % 3),
+            Some(sku_body(1 + i64::try_from(p % 2).unwrap(), 2_500, 50)),
+            Who::Admin,
+        ),
+        Op::Listing => {
+            if p.is_multiple_of(2) {
+                Request::new(
+                    "GET",
+                    format!("/v1/users/{user}/orders?page_size={}", 1 + p % 5),
+                    None,
+                    Who::User(user.into()),
+                )
+            } else {
+                Request::new(
+                    "GET",
+                    format!("/v1/orders?page_size={}", 1 + p % 5),
+                    None,
+                    Who::Admin,
+                )
+            }
+        }
+        Op::Read => {
+            let o = order?;
+            let path = match p % 4 {
+                0 => format!("/v1/orders/{}", o.id),
+                1 => format!("/v1/orders/{}/events", o.id),
+                2 => format!("/v1/users/{}/after-sales", o.user),
+                _ => match after_sale {
+                    Some((id, _)) => format!("/v1/after-sales/{id}"),
+                    None => format!("/v1/orders/{}", o.id),
+                },
+            };
+            let owner = match (p % 4, after_sale) {
+                (3, Some((_, owner))) => owner.clone(),
+                _ => o.user.clone(),
+            };
+            Request::new("GET", path, None, Who::User(owner))
+        }
+    };
+    Some(request)
+}
+
+/// Records what a successful request made: orders, after-sales, stock.
+fn learn(
+    s: &Server,
+    world: &mut World,
+    op: Op,
+    request: &Request,
+    sent: Option<&Value>,
+    resp: &Resp,
+) {
+    let body = resp.json();
+    match op {
+        Op::Create => {
+            let user = sent
+                .and_then(|b| b["user_id"].as_str())
+                .unwrap_or_default()
+                .to_owned();
+            let Some(id) = body["order_id"].as_str() else {
+                return;
+            };
+            if world.orders.iter().any(|o| o.id == id) {
+                return;
+            }
+            world.orders.push(Order {
+                id: id.to_owned(),
+                user,
+                parts: body["sub_order_ids"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                pay_amount: body["pay_amount"].as_i64().unwrap_or(0),
+            });
+        }
+        Op::Pay | Op::AfterSale | Op::Lack => {
+            if let Some(id) = body["after_sale_id"].as_str() {
+                let owner = request.owner.clone().unwrap_or_default();
+                if !world.after_sales.iter().any(|(a, _)| a == id) {
+                    world.after_sales.push((id.to_owned(), owner));
+                }
+            }
+        }
+        Op::Fulfill | Op::Cancel => {
+            // REFUSED and a paid cancel start system refunds: learn them
+            // from the owner's after-sale listing.
+            let Some(owner) = request.owner.as_deref() else {
+                return;
+            };
+            let r = s
+                .get(&format!("/v1/users/{owner}/after-sales?page_size=100"))
+                .user(owner)
+                .send();
+            r.expect(200);
+            for a in r.json()["after_sales"].as_array().into_iter().flatten() {
+                if let Some(id) = a["after_sale_id"].as_str() {
+                    if !world.after_sales.iter().any(|(x, _)| x == id) {
+                        world.after_sales.push((id.to_owned(), owner.to_owned()));
+                    }
+                }
+            }
+        }
+        Op::Stock => {
+            let sku = request
+                .path
+                .trim_start_matches("/v1/skus/")
+                .trim_end_matches("/stock")
+                .to_owned();
+            let delta = sent.and_then(|b| b["delta"].as_i64()).unwrap_or(0);
+            *world.deltas.entry(sku).or_default() += delta;
+        }
+        _ => {}
+    }
+}
+
+/// Stock conservation and the locked units against every order listed.
+fn check_store(s: &Server, world: &World) {
+    s.get("/readyz").send().expect(200);
+    let mut locked: BTreeMap<String, i64> = BTreeMap::new();
+    let mut created = BTreeSet::new();
+    for o in s.all_orders(Some(10)) {
+        created.insert(o["order_id"].as_str().unwrap().to_owned());
+        for item in o["items"].as_array().unwrap() {
+            *locked
+                .entry(item["sku_code"].as_str().unwrap().to_owned())
+                .or_default() += item["sale_quantity"].as_i64().unwrap();
+        }
+    }
+    for (sku, stock) in DEMO_STOCK {
+        let row = s.sku(sku);
+        let n = |k: &str| row[k].as_i64().unwrap();
+        let (available, l, sold) = (n("available"), n("locked"), n("sold"));
+        assert!(available >= 0 && l >= 0 && sold >= 0, "{sku}: {row}");
+        assert_eq!(
+            available + l + sold,
+            stock + world.deltas.get(sku).copied().unwrap_or(0),
+            "{sku}: stock not conserved: {row}"
+        );
+        assert_eq!(
+            l,
+            locked.get(sku).copied().unwrap_or(0),
+            "{sku}: locked against the CREATED orders {created:?}: {row}"
+        );
+    }
+    // Every order the plan made still reads whole.
+    for o in &world.orders {
+        let detail = s.order(&o.id);
+        assert_eq!(detail["order_id"], o.id.as_str(), "{detail}");
+    }
+}
