@@ -11,8 +11,9 @@
 #   4. ordercore, durable, open loop at half of (2)'s median rate, three
 #      runs: p99, with the share of CPU the hypervisor took in each, how
 #      late the client started its sessions and the share of answers over
-#      5 ms inside the server (its /metrics); and the bare handler at the
-#      same rate (the client's own latency);
+#      5 ms inside the server (its /metrics), and the median p99 of the
+#      three; and the bare handler at the same rate (the client's own
+#      latency);
 #   5. full lifecycles (mixed scenario), durable and relaxed.
 # Usage: load-tests/scripts/perf.sh [SECONDS] [CONCURRENCY]
 set -euo pipefail
@@ -94,6 +95,12 @@ for RUN in 1 2 3; do
     --duration "$SECS" --out "$OUT/create-open-$RUN" >/dev/null
   echo "4. durable, open loop at $HALF/s (run $RUN):  $(summary "$OUT/create-open-$RUN/report.json")"
 done
+python3 - "$OUT" <<'PY'
+import json, sys
+p99 = [json.load(open(f"{sys.argv[1]}/create-open-{i}/report.json"))["overall"]["p99_us"] / 1000
+       for i in (1, 2, 3)]
+print(f'   p99s: {" / ".join(f"{p:.2f}" for p in p99)} ms; median {sorted(p99)[1]:.2f} ms (target <= 5)')
+PY
 
 # The client's own share of that latency: the bare handler at the same rate.
 echo_run echo-open --rate "$HALF"
