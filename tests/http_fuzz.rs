@@ -14,7 +14,9 @@
 //! plan the store is still consistent: every SKU's counts are
 //! non-negative, their sum is the demo stock plus the deltas applied, the
 //! units locked are exactly those of the CREATED orders, and the server is
-//! ready.
+//! ready. Then the server is stopped (SIGTERM) or killed (SIGKILL) and
+//! started again on the same data: every order, history, after-sale, SKU,
+//! coupon and event read back exactly as before.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -341,6 +343,8 @@ fn random_requests_keep_every_rule_and_the_store_consistent() {
         "bad signature 401",
         "stranger refused",
         "refused and unchanged",
+        "restart compared",
+        "crash compared",
         "plans checked",
     ] {
         assert!(reached(name) > 0, "never reached {name}: {counts:#?}");
@@ -393,7 +397,76 @@ fn run_plan(plan: &[Step], counts: &Counts) {
         }
     }
     check_store(&s, &world);
+    // Everything was acknowledged, so a graceful restart and a crash alike
+    // must bring back exactly what was read before, through replay.
+    let before = snapshot(&s, &world);
+    let mut s = s;
+    if plan.len().is_multiple_of(2) {
+        s.stop();
+        counts.hit("restart compared");
+    } else {
+        s.crash();
+        counts.hit("crash compared");
+    }
+    s.restart();
+    let after = snapshot(&s, &world);
+    for (what, value) in &before {
+        assert_eq!(
+            after.get(what),
+            Some(value),
+            "{what} differs after the restart"
+        );
+    }
+    assert_eq!(before.len(), after.len());
+    check_store(&s, &world);
     counts.hit("plans checked");
+}
+
+/// What an admin reads of everything the plan touched: each order's detail
+/// and history, each after-sale, the demo SKUs and coupons, the event feed.
+fn snapshot(s: &Server, world: &World) -> BTreeMap<String, Value> {
+    let mut paths: Vec<String> = Vec::new();
+    for o in &world.orders {
+        paths.push(format!("/v1/orders/{}", o.id));
+        paths.push(format!("/v1/orders/{}/events", o.id));
+        paths.extend(o.parts.iter().map(|p| format!("/v1/orders/{p}")));
+    }
+    paths.extend(
+        world
+            .after_sales
+            .iter()
+            .map(|(id, _)| format!("/v1/after-sales/{id}")),
+    );
+    paths.extend(DEMO_STOCK.iter().map(|(sku, _)| format!("/v1/skus/{sku}")));
+    paths.extend(COUPONS.iter().flatten().map(|c| format!("/v1/coupons/{c}")));
+    let mut out: BTreeMap<String, Value> = paths
+        .into_iter()
+        .map(|path| {
+            let r = s.get(&path).admin().send();
+            r.expect(200);
+            (path, r.json())
+        })
+        .collect();
+    let mut after = 0_u64;
+    for page in 0.. {
+        assert!(page < 1_000, "the event feed did not end");
+        let r = s
+            .get(&format!("/v1/events?after={after}&limit=1000"))
+            .admin()
+            .send();
+        r.expect(200);
+        let body = r.json();
+        let next = body["next"].as_u64().unwrap();
+        let events = body["events"].as_array().unwrap();
+        if events.is_empty() && next == after {
+            break;
+        }
+        for e in events {
+            out.insert(format!("event {}", e["seq"]), e.clone());
+        }
+        after = next;
+    }
+    out
 }
 
 /// The order or after-sale `request` acts on, as an admin reads it.
