@@ -4,7 +4,8 @@
 //! sent as is or mutated one way — a value replaced by one of another type
 //! or out of range, a field dropped, an unknown field added, an array
 //! repeated, a number nudged a little, another caller or none, a bad
-//! `Idempotency-Key`, `If-Match` or `X-Request-Id`.
+//! `Idempotency-Key`, `If-Match` or `X-Request-Id`, or `?dry_run=true`
+//! (a command that dry-runs is then sent for real, and the two must agree).
 //!
 //! Every response keeps the rules [`Req::send`] checks (no 5xx; every error
 //! exactly `{code, message}`, with a documented code and that code's one
@@ -107,6 +108,8 @@ enum Mutation {
     Caller(usize),
     /// One of [`HEADERS`] added.
     Header(usize),
+    /// Sent with `?dry_run=true` first, then for real.
+    DryRun,
 }
 
 #[derive(Debug, Clone)]
@@ -295,6 +298,7 @@ fn mutations() -> impl Strategy<Value = Mutation> {
             .prop_map(|(at, by)| Mutation::Nudge { at, by }),
         1 => (0..CALLERS.len()).prop_map(Mutation::Caller),
         1 => (0..HEADERS.len()).prop_map(Mutation::Header),
+        2 => Just(Mutation::DryRun),
     ]
 }
 
@@ -343,6 +347,8 @@ fn random_requests_keep_every_rule_and_the_store_consistent() {
         "bad signature 401",
         "stranger refused",
         "refused and unchanged",
+        "dry run refused as for real",
+        "dry run agreed with the real one",
         "restart compared",
         "crash compared",
         "plans checked",
@@ -364,7 +370,32 @@ fn run_plan(plan: &[Step], counts: &Counts) {
             continue;
         };
         let before = subject(&s, &request);
-        let (resp, sent) = send(&s, &request, &step.mutation);
+        // A command that dry-runs: first `?dry_run=true`, then for real.
+        let dry = match (&step.mutation, &before) {
+            (Mutation::DryRun, Some(before)) if dry_runs(step.op) => {
+                let (dry, _) = send(&s, &request, &step.mutation);
+                let after = subject(&s, &request);
+                assert_eq!(
+                    after.as_ref(),
+                    Some(before),
+                    "{} ({} {}) changed what it acts on",
+                    dry.what,
+                    dry.status,
+                    dry.body
+                );
+                Some(dry)
+            }
+            _ => None,
+        };
+        let mutation = if dry.is_some() {
+            &Mutation::None
+        } else {
+            &step.mutation
+        };
+        let (resp, sent) = send(&s, &request, mutation);
+        if let Some(dry) = &dry {
+            check_dry_run(step.op, dry, &resp, counts);
+        }
         if resp.status >= 400 {
             if let Some(before) = before {
                 let after = subject(&s, &request);
@@ -469,6 +500,51 @@ fn snapshot(s: &Server, world: &World) -> BTreeMap<String, Value> {
     out
 }
 
+/// The commands API.md lets run dry (`?dry_run=true`).
+fn dry_runs(op: Op) -> bool {
+    matches!(op, Op::Cancel | Op::AfterSale | Op::Review | Op::Lack)
+}
+
+/// A dry run answers what the same command then does for real: the
+/// same error, or success with the status the real one answers (and, for
+/// an application or a lack, the refund it creates).
+fn check_dry_run(op: Op, dry: &Resp, real: &Resp, counts: &Counts) {
+    if dry.status >= 400 {
+        assert_eq!(
+            (real.status, real.error_code()),
+            (dry.status, dry.error_code()),
+            "{} refused as {}, for real answered {} {}",
+            dry.what,
+            dry.body,
+            real.status,
+            real.body
+        );
+        counts.hit("dry run refused as for real");
+        return;
+    }
+    assert_eq!(dry.status, 200, "{}: {}", dry.what, dry.body);
+    let (d, r) = (dry.json(), real.json());
+    assert_eq!(d["dry_run"], true, "{}: {d}", dry.what);
+    assert!(
+        real.status < 300,
+        "{} succeeded dry ({d}), for real answered {} {}",
+        dry.what,
+        real.status,
+        real.body
+    );
+    assert_eq!(d["status"], r["status"], "{}: dry {d}, real {r}", dry.what);
+    // An application or a lack answers the refund it creates (a review
+    // answers the whole after-sale, whose refund may be an earlier one).
+    if let (Op::AfterSale | Op::Lack, Some(refund)) = (op, r.get("apply_refund_amount")) {
+        assert_eq!(
+            &d["refund_amount"], refund,
+            "{}: dry {d}, real {r}",
+            dry.what
+        );
+    }
+    counts.hit("dry run agreed with the real one");
+}
+
 /// The order or after-sale `request` acts on, as an admin reads it.
 fn subject(s: &Server, request: &Request) -> Option<Value> {
     let body = request.body.as_ref();
@@ -543,6 +619,10 @@ fn send(s: &Server, request: &Request, mutation: &Mutation) -> (Resp, Option<Val
             "{path}{sep}{key}={}",
             QUERY_VALUES[with % QUERY_VALUES.len()]
         );
+    }
+    if let Mutation::DryRun = mutation {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        path = format!("{path}{sep}dry_run=true");
     }
     let mut req = s.req(request.method, &path);
     let raw = body.as_ref().map(|b| serde_json::to_vec(b).unwrap());
@@ -665,7 +745,7 @@ fn mutate(body: &mut Value, mutation: &Mutation) {
                 *node = json!(node.as_i64().unwrap_or(0).saturating_add(by));
             }
         }
-        Mutation::None | Mutation::Caller(_) | Mutation::Header(_) => {}
+        Mutation::None | Mutation::Caller(_) | Mutation::Header(_) | Mutation::DryRun => {}
     }
 }
 

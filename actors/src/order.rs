@@ -551,7 +551,7 @@ impl OrderActor {
             }
         };
         if opts.dry_run {
-            let dry_run = DryRun::of(family, &events);
+            let dry_run = DryRun::of(family, &cmd.action, &events);
             let family = Arc::clone(family);
             let _ = reply.send(Routed::Done(Ok(Outcome::DryRun { family, dry_run })));
             return;

@@ -1,6 +1,7 @@
 //! What a command would do, without doing it (`?dry_run=true`).
 
-use crate::codes::{CouponStatus, OrderStatus};
+use crate::codes::{AfterSaleTypeDetail, CouponStatus, OrderStatus};
+use crate::command::Action;
 use crate::event::{Event, EventBody, StockDelta};
 use crate::family::OrderFamily;
 use crate::money::Money;
@@ -8,8 +9,9 @@ use crate::money::Money;
 /// The outcome of a decided but not applied command (API.md, "Dry run").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DryRun {
-    /// The order's status afterwards, or the after-sale's when the command
-    /// creates or reviews one.
+    /// The status the real command answers with: the after-sale's when the
+    /// command creates or reviews one (after-sale apply, lack, review), the
+    /// order's otherwise (cancel).
     pub status: u8,
     /// Money the change would refund.
     pub refund_amount: Money,
@@ -20,8 +22,8 @@ pub struct DryRun {
 }
 
 impl DryRun {
-    /// Summarises `events` as decided for `family`.
-    pub fn of(family: &OrderFamily, events: &[Event]) -> DryRun {
+    /// Summarises `events` as decided for `family` by `action`.
+    pub fn of(family: &OrderFamily, action: &Action, events: &[Event]) -> DryRun {
         let mut after = family.clone();
         for event in events {
             after.apply(event);
@@ -41,7 +43,12 @@ impl DryRun {
             match &event.body {
                 EventBody::AfterSaleCommitted(a) => {
                     refund += a.apply_refund_amount.minor();
-                    if a.detail == crate::codes::AfterSaleTypeDetail::PART_REFUND {
+                    // A shopper's application or a lack; a cancel's own
+                    // system refund leaves the order's status the answer.
+                    if matches!(
+                        a.detail,
+                        AfterSaleTypeDetail::PART_REFUND | AfterSaleTypeDetail::LACK_REFUND
+                    ) {
                         status = after.after_sale(&a.after_sale_id).map(|a| a.status.code());
                     }
                 }
@@ -59,6 +66,11 @@ impl DryRun {
                 EventBody::CouponChanged(change) => coupon_status = Some(change.status),
                 _ => {}
             }
+        }
+        // A review that repeats the recorded decision changes nothing; its
+        // real answer is still the after-sale, as it stands.
+        if let (None, Action::ReviewAfterSale { after_sale_id, .. }) = (status, action) {
+            status = after.after_sale(after_sale_id).map(|a| a.status.code());
         }
         let order_status: OrderStatus = after.display_status();
         DryRun {

@@ -1042,7 +1042,11 @@ fn a_dry_run_says_what_would_happen() {
         },
     };
     let events = ordercore_domain::decide(&family, &cancel, shop.now).unwrap();
-    let view = DryRunView::from(&ordercore_domain::DryRun::of(&family, &events));
+    let view = DryRunView::from(&ordercore_domain::DryRun::of(
+        &family,
+        &cancel.action,
+        &events,
+    ));
     assert_eq!(
         serde_json::to_value(&view).unwrap(),
         json!({

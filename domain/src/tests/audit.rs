@@ -375,8 +375,16 @@ fn events_and_the_status_log_record_who_asked_for_which_request_and_why() {
 }
 
 fn dry(f: &OrderFamily, meta: CommandMeta, action: Action, now: crate::Timestamp) -> DryRun {
-    let events = crate::decide(f, &Command { meta, action }, now).unwrap();
-    DryRun::of(f, &events)
+    let events = crate::decide(
+        f,
+        &Command {
+            meta,
+            action: action.clone(),
+        },
+        now,
+    )
+    .unwrap();
+    DryRun::of(f, &action, &events)
 }
 
 fn delta(sku: &str, available: i64, locked: i64, sold: i64) -> crate::event::StockDelta {
@@ -449,14 +457,28 @@ fn dry_runs_of_after_sale_apply_review_and_lack() {
     let run = dry(&f, admin(), review(a, false), shop.now);
     assert_eq!(run.status, AfterSaleStatus::REVIEW_REJECTED.code());
     assert_eq!(run.refund_amount, Money::ZERO);
+    // The same decision again changes nothing, and answers the after-sale
+    // as it stands, not the order.
+    shop.run(&mut f, admin(), review(a, true)).unwrap();
+    let run = dry(&f, admin(), review(a, true), shop.now);
+    assert_eq!(
+        run,
+        DryRun {
+            status: AfterSaleStatus::REFUNDING.code(),
+            refund_amount: Money::ZERO,
+            stock: vec![],
+            coupon_status: None,
+        }
+    );
 
     let (shop, f) = fixture(OrderStatus::OUT_STOCK);
     let id = f.order_id;
+    // The lack's after-sale is approved at once: the real answer's status.
     let run = dry(&f, admin(), lack(id, &[("A2", 1)]), shop.now);
     assert_eq!(
         run,
         DryRun {
-            status: OrderStatus::OUT_STOCK.code(),
+            status: AfterSaleStatus::REFUNDING.code(),
             refund_amount: m(A2_PAY),
             stock: vec![],
             coupon_status: None,
