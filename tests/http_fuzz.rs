@@ -5,7 +5,9 @@
 //! or out of range, a field dropped, an unknown field added, an array
 //! repeated, a number nudged a little, another caller or none, a bad
 //! `Idempotency-Key`, `If-Match` or `X-Request-Id`, or `?dry_run=true`
-//! (a command that dry-runs is then sent for real, and the two must agree).
+//! (a command that dry-runs is then sent for real, and the two must agree),
+//! or a new `Idempotency-Key` (a success is sent again with it, and once
+//! more after the restart below: the recorded answer, changing nothing).
 //!
 //! Every response keeps the rules [`Req::send`] checks (no 5xx; every error
 //! exactly `{code, message}`, with a documented code and that code's one
@@ -110,6 +112,9 @@ enum Mutation {
     Header(usize),
     /// Sent with `?dry_run=true` first, then for real.
     DryRun,
+    /// Sent with a new `Idempotency-Key`, then again with the same one
+    /// (and once more after the plan's restart).
+    Replay,
 }
 
 #[derive(Debug, Clone)]
@@ -249,6 +254,9 @@ struct World {
     after_sales: Vec<(String, String)>,
     /// Stock deltas applied to the demo SKUs.
     deltas: BTreeMap<String, i64>,
+    /// Keyed requests that succeeded: the request, its key, and the
+    /// response recorded for it (status and body).
+    keyed: Vec<(Request, String, u16, String)>,
 }
 
 /// How often each named case was reached, over all plans.
@@ -299,6 +307,7 @@ fn mutations() -> impl Strategy<Value = Mutation> {
         1 => (0..CALLERS.len()).prop_map(Mutation::Caller),
         1 => (0..HEADERS.len()).prop_map(Mutation::Header),
         2 => Just(Mutation::DryRun),
+        2 => Just(Mutation::Replay),
     ]
 }
 
@@ -351,6 +360,8 @@ fn random_requests_keep_every_rule_and_the_store_consistent() {
         "dry run agreed with the real one",
         "restart compared",
         "crash compared",
+        "replayed",
+        "replayed after the restart",
         "plans checked",
     ] {
         assert!(reached(name) > 0, "never reached {name}: {counts:#?}");
@@ -392,9 +403,26 @@ fn run_plan(plan: &[Step], counts: &Counts) {
         } else {
             &step.mutation
         };
-        let (resp, sent) = send(&s, &request, mutation);
+        let key = (matches!(step.mutation, Mutation::Replay) && keyed(step.op))
+            .then(|| format!("replay-{}", world.keyed.len()));
+        let (resp, sent) = send_keyed(&s, &request, mutation, key.as_deref());
         if let Some(dry) = &dry {
             check_dry_run(step.op, dry, &resp, counts);
+        }
+        if let (Some(key), true) = (key, resp.status < 300) {
+            let moved = subject(&s, &request);
+            let (again, _) = send_keyed(&s, &request, &Mutation::None, Some(&key));
+            check_replay(&again, resp.status, &resp.body, "at once");
+            assert_eq!(
+                subject(&s, &request),
+                moved,
+                "{}: the replay changed something",
+                again.what
+            );
+            counts.hit("replayed");
+            world
+                .keyed
+                .push((request.clone(), key, resp.status, resp.body.clone()));
         }
         if resp.status >= 400 {
             if let Some(before) = before {
@@ -449,6 +477,12 @@ fn run_plan(plan: &[Step], counts: &Counts) {
         );
     }
     assert_eq!(before.len(), after.len());
+    for (request, key, status, body) in &world.keyed {
+        let (again, _) = send_keyed(&s, request, &Mutation::None, Some(key));
+        check_replay(&again, *status, body, "after the restart");
+        counts.hit("replayed after the restart");
+    }
+    assert_eq!(snapshot(&s, &world), after, "replays changed something");
     check_store(&s, &world);
     counts.hit("plans checked");
 }
@@ -498,6 +532,43 @@ fn snapshot(s: &Server, world: &World) -> BTreeMap<String, Value> {
         after = next;
     }
     out
+}
+
+/// The writes that take an `Idempotency-Key` (API.md: every POST or PUT
+/// that acts on an order family or an after-sale, provider callbacks
+/// aside).
+fn keyed(op: Op) -> bool {
+    matches!(
+        op,
+        Op::Create
+            | Op::Prepay
+            | Op::Cancel
+            | Op::Address
+            | Op::Remove
+            | Op::Fulfill
+            | Op::Note
+            | Op::AfterSale
+            | Op::Lack
+            | Op::Review
+            | Op::Revoke
+            | Op::Retry
+    )
+}
+
+/// A keyed request sent again answers its recorded response, marked.
+fn check_replay(again: &Resp, status: u16, body: &str, when: &str) {
+    assert_eq!(
+        (again.status, again.body.as_str()),
+        (status, body),
+        "{}: the replay {when} answered otherwise",
+        again.what
+    );
+    assert_eq!(
+        again.header("idempotent-replayed"),
+        Some("true"),
+        "{}: a replay {when} not marked",
+        again.what
+    );
 }
 
 /// The commands API.md lets run dry (`?dry_run=true`).
@@ -607,6 +678,16 @@ fn check_caller(step: &Step, request: &Request, resp: &Resp, counts: &Counts) {
 /// Sends `request` with `mutation` applied; answers the response and the
 /// body as sent.
 fn send(s: &Server, request: &Request, mutation: &Mutation) -> (Resp, Option<Value>) {
+    send_keyed(s, request, mutation, None)
+}
+
+/// [`send`] with an `Idempotency-Key`.
+fn send_keyed(
+    s: &Server,
+    request: &Request,
+    mutation: &Mutation,
+    key: Option<&str>,
+) -> (Resp, Option<Value>) {
     let mut body = request.body.clone();
     let mut path = request.path.clone();
     if let Some(b) = body.as_mut() {
@@ -654,6 +735,9 @@ fn send(s: &Server, request: &Request, mutation: &Mutation) -> (Resp, Option<Val
         (Who::User(u), _) => req.user(u),
         (Who::Admin, _) => req.admin(),
     };
+    if let Some(key) = key {
+        req = req.header("Idempotency-Key", key);
+    }
     if let Mutation::Header(i) = mutation {
         let (name, value) = HEADERS[*i];
         req = req.header(name, value);
@@ -745,7 +829,11 @@ fn mutate(body: &mut Value, mutation: &Mutation) {
                 *node = json!(node.as_i64().unwrap_or(0).saturating_add(by));
             }
         }
-        Mutation::None | Mutation::Caller(_) | Mutation::Header(_) | Mutation::DryRun => {}
+        Mutation::None
+        | Mutation::Caller(_)
+        | Mutation::Header(_)
+        | Mutation::DryRun
+        | Mutation::Replay => {}
     }
 }
 

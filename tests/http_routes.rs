@@ -620,6 +620,106 @@ fn the_address_it_already_has_changes_nothing_unless_keyed() {
     assert_eq!(now["version"], 4);
 }
 
+/// A keyed success that changes nothing (the step the order is in, the
+/// review decision already made) still records its answer: its retry
+/// replays it after the order moves on, and the version does not move.
+#[test]
+fn a_keyed_success_that_changes_nothing_replays_its_answer() {
+    let s = Server::start(Opts::demo());
+    let created = s.create("erin", &[(TEA, 1)], None);
+    let id = created["order_id"].as_str().unwrap().to_owned();
+    let pay = created["pay_amount"].as_i64().unwrap();
+    s.pay(&id, pay, "T-NOOP-1").expect(200);
+    s.fulfill(&id, "FULFILLED").expect(200);
+    let step = |event: &str, key: Option<&str>| {
+        let req = s.post(&format!("/v1/orders/{id}/fulfillment")).admin();
+        let req = match key {
+            Some(k) => req.header("Idempotency-Key", k),
+            None => req,
+        };
+        let r = req.json(&json!({"event": event})).send();
+        r.expect(200);
+        r
+    };
+    let version = s.order(&id)["version"].clone();
+    let first = step("FULFILLED", Some("step-1"));
+    assert_eq!(first.header("idempotent-replayed"), None);
+    assert_eq!(first.json()["version"], version);
+    assert_eq!(
+        s.order(&id)["version"],
+        version,
+        "a no-op moved the version"
+    );
+    step("OUT_STOCK", None);
+    let retry = step("FULFILLED", Some("step-1"));
+    assert_eq!(retry.header("idempotent-replayed"), Some("true"));
+    assert_eq!(retry.body, first.body);
+    assert_eq!(s.order_status(&id), 40);
+
+    // The same for a review decision made again.
+    let r = s
+        .post(&format!("/v1/orders/{id}/after-sales"))
+        .user("erin")
+        .json(&json!({"user_id": "erin", "after_sale_type": 1,
+                      "items": [{"sku_code": TEA, "return_quantity": 1}], "reason": "late"}));
+    let r = r.send();
+    r.expect_error(409, "AFTER_SALE_CANNOT_APPLY");
+    let created = s.create("erin", &[(MUG, 1)], None);
+    let id = created["order_id"].as_str().unwrap().to_owned();
+    s.pay(&id, created["pay_amount"].as_i64().unwrap(), "T-NOOP-2")
+        .expect(200);
+    let r = s
+        .post(&format!("/v1/orders/{id}/after-sales"))
+        .user("erin")
+        .json(&json!({"user_id": "erin", "after_sale_type": 1,
+                      "items": [{"sku_code": MUG, "return_quantity": 1}], "reason": "late"}))
+        .send();
+    r.expect(201);
+    let after_sale = r.json()["after_sale_id"].as_str().unwrap().to_owned();
+    let review = |key: Option<&str>| {
+        let req = s
+            .post(&format!("/v1/after-sales/{after_sale}/review"))
+            .admin();
+        let req = match key {
+            Some(k) => req.header("Idempotency-Key", k),
+            None => req,
+        };
+        let r = req.json(&json!({"approved": true, "remark": "ok"})).send();
+        r.expect(200);
+        r
+    };
+    review(None);
+    let first = review(Some("review-1"));
+    assert_eq!(first.json()["status"], 40);
+    let refund = first.json()["apply_refund_amount"].as_i64().unwrap();
+    s.callback(
+        "/v1/refunds/callback",
+        &refund_body(&after_sale, refund, true),
+    )
+    .expect(200);
+    let retry = review(Some("review-1"));
+    assert_eq!(retry.header("idempotent-replayed"), Some("true"));
+    assert_eq!(retry.body, first.body);
+    let now = s
+        .get(&format!("/v1/after-sales/{after_sale}"))
+        .admin()
+        .send();
+    assert_eq!(now.json()["status"], 50);
+
+    // And after a restart, from what was recorded.
+    let mut s = s;
+    s.stop();
+    s.restart();
+    let retry = s
+        .post(&format!("/v1/after-sales/{after_sale}/review"))
+        .admin()
+        .header("Idempotency-Key", "review-1")
+        .json(&json!({"approved": true, "remark": "ok"}))
+        .send();
+    assert_eq!(retry.header("idempotent-replayed"), Some("true"));
+    assert_eq!(retry.body, first.body);
+}
+
 #[test]
 fn address_cancel_dry_run_and_remove() {
     let s = Server::start(Opts::demo());

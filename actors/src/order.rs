@@ -556,10 +556,14 @@ impl OrderActor {
             let _ = reply.send(Routed::Done(Ok(Outcome::DryRun { family, dry_run })));
             return;
         }
-        if events.is_empty() {
+        if events.is_empty() && idempotency.is_none() {
             // Accepted, nothing to change (a repeat of a recorded outcome).
             return self.hold(None, reply);
         }
+        // With a key, even a success that changes nothing (the same review
+        // decision or fulfillment step again) records its answer, so that
+        // the key replays it (API.md: the recorded response, marked as a
+        // replay) whatever the family does next.
         if let Some(idem) = &idempotency {
             let mut after = (**family).clone();
             for event in &events {

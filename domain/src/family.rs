@@ -476,7 +476,10 @@ impl OrderFamily {
         if event.version > self.version {
             self.version = event.version;
         }
-        self.updated_at = event.at;
+        // A key recorded for a success that changed nothing is not a change.
+        if event.body.is_public() {
+            self.updated_at = event.at;
+        }
         event.body.is_public()
     }
 

@@ -444,6 +444,13 @@ impl View {
                 self.mark_index(expiry_key(family.expire_at, &id), created, seq);
                 false
             }
+            // A keyed success that changed nothing records only its key, at
+            // the version the family already had: whether the row holds it
+            // is whether the key is there (a key is recorded once).
+            (EventBody::IdempotencyRecorded(entry), Some(family)) => !family
+                .idempotency
+                .iter()
+                .any(|e| e.caller == entry.caller && e.key == entry.key),
             (_, Some(family)) if family.version >= event.version => {
                 // The row is ahead of the replay: a crash took the
                 // checkpoint that wrote it before its index rows, so a

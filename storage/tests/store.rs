@@ -651,6 +651,84 @@ fn catalog_rows_are_stamped_with_their_own_events_not_with_skipped_sequences() {
     store.shutdown().unwrap();
 }
 
+/// A keyed success that changed nothing journals only its key, at the
+/// version the family already had. A kill before the next checkpoint
+/// leaves a family row of that same version without the key; replay must
+/// still apply it, or the key's retry after the restart runs again instead
+/// of replaying.
+#[test]
+fn replay_applies_a_key_recorded_at_the_version_the_row_already_has() {
+    use ordercore_domain::event::Actor;
+    use ordercore_domain::family::IdempotencyEntry;
+    use ordercore_domain::ids::IdempotencyKey;
+    use ordercore_domain::{Event, EventBody, Target, UserId};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (store, db) = open_keeping_db(dir.path(), &Arc::default());
+    let mut shop = roomy_shop(&store);
+    let ticket = submit_create(&store, &mut shop, "u1");
+    let id = ticket
+        .unit
+        .events
+        .iter()
+        .find_map(|e| match e.body.target() {
+            Target::Family(id) => Some(id),
+            _ => None,
+        })
+        .expect("a family event");
+    ticket.wait().unwrap();
+    store.checkpoint_now().unwrap();
+    let family = store.family(&id).unwrap().expect("the order");
+    // Every row as that checkpoint left them.
+    let state = db.open_tree("state").unwrap();
+    let rows: Vec<(sled::IVec, sled::IVec)> = state.iter().map(Result::unwrap).collect();
+
+    let caller = Actor::user(&UserId::parse("u1").unwrap());
+    let key = IdempotencyKey::parse("noop-1").unwrap();
+    let record = Event {
+        seq: 0,
+        at: family.updated_at,
+        actor: caller.clone(),
+        request_id: None,
+        reason: None,
+        version: family.version,
+        body: EventBody::IdempotencyRecorded(Box::new(IdempotencyEntry {
+            family_id: family.order_id,
+            caller: caller.clone(),
+            key: key.clone(),
+            request_hash: 7,
+            status: 200,
+            body: "{}".into(),
+        })),
+    };
+    store
+        .submit(0, store.epoch(), vec![record])
+        .unwrap()
+        .wait()
+        .unwrap();
+    // A kill right after: the journal holds the key, the rows do not.
+    store.shutdown().unwrap();
+    drop(store);
+    state.clear().unwrap();
+    for (k, v) in rows {
+        state.insert(k, v).unwrap();
+    }
+    state.flush().unwrap();
+    drop((state, db));
+
+    let (store, _db) = open_keeping_db(dir.path(), &Arc::default());
+    let back = store.family(&family.order_id).unwrap().expect("the order");
+    assert_eq!(back.version, family.version);
+    assert!(
+        back.idempotency
+            .iter()
+            .any(|e| e.caller == caller && e.key == key && e.request_hash == 7),
+        "the key was lost in replay: {:?}",
+        back.idempotency
+    );
+    store.shutdown().unwrap();
+}
+
 /// A store with one CREATED order, written by a checkpoint, and the
 /// checkpoint row from before that order, to put back as a kill between
 /// the checkpoint's rows and its checkpoint row would have left it.
