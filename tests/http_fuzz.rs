@@ -362,6 +362,7 @@ fn random_requests_keep_every_rule_and_the_store_consistent() {
         "crash compared",
         "replayed",
         "replayed after the restart",
+        "history events found in the feed",
         "plans checked",
     ] {
         assert!(reached(name) > 0, "never reached {name}: {counts:#?}");
@@ -459,6 +460,9 @@ fn run_plan(plan: &[Step], counts: &Counts) {
     // Everything was acknowledged, so a graceful restart and a crash alike
     // must bring back exactly what was read before, through replay.
     let before = snapshot(&s, &world);
+    for _ in 0..check_feed(&before) {
+        counts.hit("history events found in the feed");
+    }
     let mut s = s;
     if plan.len().is_multiple_of(2) {
         s.stop();
@@ -485,6 +489,90 @@ fn run_plan(plan: &[Step], counts: &Counts) {
     assert_eq!(snapshot(&s, &world), after, "replays changed something");
     check_store(&s, &world);
     counts.hit("plans checked");
+}
+
+/// The listings agree with the orders: every summary the admin listing
+/// shows has the status, amount and owner of the order's own detail, and
+/// each shopper's listing shows exactly that shopper's part of it.
+fn check_listings(s: &Server) {
+    let all = s.all_orders(None);
+    let mut by_user: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for summary in &all {
+        let id = summary["order_id"].as_str().unwrap();
+        let detail = s.order(id);
+        assert_eq!(
+            summary["status"], detail["status"],
+            "{id}: the listing's status is not the order's: {summary} / {detail}"
+        );
+        let real_pay = detail["amounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["amount_type"] == 50)
+            .map(|a| a["amount"].clone());
+        assert_eq!(
+            Some(&summary["pay_amount"]),
+            real_pay.as_ref(),
+            "{id}: the listing's pay amount is not the order's: {summary} / {detail}"
+        );
+        assert_ne!(detail["status"], 127, "an INVALID order listed: {summary}");
+        assert_ne!(detail["removed"], true, "a removed order listed: {summary}");
+        let user = detail["user_id"].as_str().unwrap().to_owned();
+        by_user.entry(user).or_default().insert(id.to_owned());
+    }
+    for user in USERS {
+        let mut listed = BTreeSet::new();
+        let mut cursor: Option<String> = None;
+        for page in 0.. {
+            assert!(page < 1_000, "{user}'s listing did not end");
+            let path = match &cursor {
+                Some(c) => format!("/v1/users/{user}/orders?page_size=7&cursor={c}"),
+                None => format!("/v1/users/{user}/orders?page_size=7"),
+            };
+            let r = s.get(&path).user(user).send();
+            r.expect(200);
+            let body = r.json();
+            for o in body["orders"].as_array().unwrap() {
+                let id = o["order_id"].as_str().unwrap().to_owned();
+                assert!(listed.insert(id.clone()), "{user}: {id} listed twice");
+            }
+            match body["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => break,
+            }
+        }
+        assert_eq!(
+            listed,
+            by_user.remove(user).unwrap_or_default(),
+            "{user}'s listing is not their part of the admin listing"
+        );
+    }
+}
+
+/// Each order's history is the event feed's record of it: every event in
+/// a history is in the feed under its `seq`, with the same type, time,
+/// actor and data.
+fn check_feed(snapshot: &BTreeMap<String, Value>) -> usize {
+    let mut checked = 0;
+    for (path, history) in snapshot {
+        if !path.ends_with("/events") {
+            continue;
+        }
+        for e in history["events"].as_array().unwrap() {
+            let fed = snapshot
+                .get(&format!("event {}", e["seq"]))
+                .unwrap_or_else(|| panic!("{path}: event {} is not in the feed", e["seq"]));
+            for field in ["type", "at", "actor", "data"] {
+                assert_eq!(
+                    fed[field], e[field],
+                    "{path}: event {} differs in {field}",
+                    e["seq"]
+                );
+            }
+            checked += 1;
+        }
+    }
+    checked
 }
 
 /// What an admin reads of everything the plan touched: each order's detail
@@ -1250,6 +1338,7 @@ fn learn(
 /// Stock conservation and the locked units against every order listed.
 fn check_store(s: &Server, world: &World) {
     s.get("/readyz").send().expect(200);
+    check_listings(s);
     let mut locked: BTreeMap<String, i64> = BTreeMap::new();
     let mut created = BTreeSet::new();
     for o in s.all_orders(Some(10)) {
