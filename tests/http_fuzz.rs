@@ -17,7 +17,8 @@
 //! plan the store is still consistent: every SKU's counts are
 //! non-negative, their sum is the demo stock plus the deltas applied, the
 //! units locked are exactly those of the CREATED orders, and the server is
-//! ready. Then the server is stopped (SIGTERM) or killed (SIGKILL) and
+//! ready (half the plans run with actors compacting 1 ms after each
+//! change). Then the server is stopped (SIGTERM) or killed (SIGKILL) and
 //! started again on the same data: every order, history, after-sale, SKU,
 //! coupon and event read back exactly as before.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -363,6 +364,9 @@ fn random_requests_keep_every_rule_and_the_store_consistent() {
         "replayed",
         "replayed after the restart",
         "history events found in the feed",
+        "plans with compacting actors",
+        "compactions",
+        "rehydrations",
         "plans checked",
     ] {
         assert!(reached(name) > 0, "never reached {name}: {counts:#?}");
@@ -375,7 +379,16 @@ fn random_requests_keep_every_rule_and_the_store_consistent() {
 }
 
 fn run_plan(plan: &[Step], counts: &Counts) {
-    let s = Server::start(Opts::demo().unlimited());
+    // Half the plans run with actors that keep only their compact state
+    // 1 ms after each change, so most commands and reads meet a compact
+    // family and bring the whole one back.
+    let mut opts = Opts::demo().unlimited();
+    let compacting = plan.first().is_some_and(|step| step.pick % 2 == 0);
+    if compacting {
+        opts = opts.flag("--compact-after-ms", "1");
+        counts.hit("plans with compacting actors");
+    }
+    let s = Server::start(opts);
     let mut world = World::default();
     for step in plan {
         let Some(request) = build(&s, &world, step) else {
@@ -457,6 +470,14 @@ fn run_plan(plan: &[Step], counts: &Counts) {
         }
     }
     check_store(&s, &world);
+    if compacting {
+        // Compact families were met and read back whole.
+        for name in ["compactions", "rehydrations"] {
+            if s.core_metric(name) > 0 {
+                counts.hit(name);
+            }
+        }
+    }
     // Everything was acknowledged, so a graceful restart and a crash alike
     // must bring back exactly what was read before, through replay.
     let before = snapshot(&s, &world);

@@ -996,16 +996,6 @@ fn a_signal_right_after_listening_stops_gracefully() {
     }
 }
 
-/// One of the core's counters from `/metrics`.
-fn core_metric(s: &Server, name: &str) -> i64 {
-    let body = s.get("/metrics").send().body;
-    let needle = format!("ordercore_core{{metric=\"{name}\"}} ");
-    body.lines()
-        .find_map(|l| l.strip_prefix(&needle))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("/metrics lacks {name}"))
-}
-
 /// An idle order actor keeps only its compact state: a payment is decided
 /// on it, and the detail, the history and a cancel's reply read the parts
 /// it left on disk back, as they were.
@@ -1017,7 +1007,7 @@ fn idle_orders_compact_and_still_answer_whole_details() {
     let before = s.order(&id);
     let compacted = |at_least: i64| {
         s.poll(Duration::from_secs(10), || {
-            (core_metric(&s, "compactions") >= at_least).then_some(())
+            (s.core_metric("compactions") >= at_least).then_some(())
         })
     };
     compacted(1);
@@ -1026,9 +1016,9 @@ fn idle_orders_compact_and_still_answer_whole_details() {
     paid.expect(200);
     assert_eq!(paid.json()["result"], "PAID");
     compacted(2);
-    let rehydrations = core_metric(&s, "rehydrations");
+    let rehydrations = s.core_metric("rehydrations");
     let after = s.order(&id);
-    assert!(core_metric(&s, "rehydrations") > rehydrations);
+    assert!(s.core_metric("rehydrations") > rehydrations);
     assert_eq!(
         after["items"], before["items"],
         "product snapshots are back"

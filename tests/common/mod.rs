@@ -464,6 +464,16 @@ impl Server {
         panic!("the admin listing did not end");
     }
 
+    /// One of the core's counters from `/metrics`.
+    pub fn core_metric(&self, name: &str) -> i64 {
+        let body = self.get("/metrics").send().body;
+        let needle = format!("ordercore_core{{metric=\"{name}\"}} ");
+        body.lines()
+            .find_map(|l| l.strip_prefix(&needle))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("/metrics lacks {name}"))
+    }
+
     /// Polls `probe` every 50 ms until it answers `Some`, at most `bound`.
     pub fn poll<T>(&self, bound: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
         poll(bound, &mut probe)
