@@ -7,7 +7,9 @@
 //! `Idempotency-Key`, `If-Match` or `X-Request-Id`, or `?dry_run=true`
 //! (a command that dry-runs is then sent for real, and the two must agree),
 //! or a new `Idempotency-Key` (a success is sent again with it, and once
-//! more after the restart below: the recorded answer, changing nothing).
+//! more after the restart below: the recorded answer, changing nothing),
+//! or sent twice at once with one new key (the same answer twice, a
+//! success applied once).
 //!
 //! Every response keeps the rules [`Req::send`] checks (no 5xx; every error
 //! exactly `{code, message}`, with a documented code and that code's one
@@ -116,6 +118,9 @@ enum Mutation {
     /// Sent with a new `Idempotency-Key`, then again with the same one
     /// (and once more after the plan's restart).
     Replay,
+    /// Sent twice at once with the same new `Idempotency-Key`, as a client
+    /// retrying before its first answer came.
+    Twice,
 }
 
 #[derive(Debug, Clone)]
@@ -309,6 +314,7 @@ fn mutations() -> impl Strategy<Value = Mutation> {
         1 => (0..HEADERS.len()).prop_map(Mutation::Header),
         2 => Just(Mutation::DryRun),
         2 => Just(Mutation::Replay),
+        1 => Just(Mutation::Twice),
     ]
 }
 
@@ -363,6 +369,7 @@ fn random_requests_keep_every_rule_and_the_store_consistent() {
         "crash compared",
         "replayed",
         "replayed after the restart",
+        "sent twice at once, 2xx",
         "history events found in the feed",
         "plans with compacting actors",
         "compactions",
@@ -419,7 +426,19 @@ fn run_plan(plan: &[Step], counts: &Counts) {
         };
         let key = (matches!(step.mutation, Mutation::Replay) && keyed(step.op))
             .then(|| format!("replay-{}", world.keyed.len()));
-        let (resp, sent) = send_keyed(&s, &request, mutation, key.as_deref());
+        let (resp, sent) = if matches!(step.mutation, Mutation::Twice) && keyed(step.op) {
+            let key = format!("twice-{}", world.keyed.len());
+            let (resp, sent) = send_twice(&s, &request, &key);
+            counts.hit(format!("sent twice at once, {}xx", resp.status / 100));
+            if resp.status < 300 {
+                world
+                    .keyed
+                    .push((request.clone(), key, resp.status, resp.body.clone()));
+            }
+            (resp, sent)
+        } else {
+            send_keyed(&s, &request, mutation, key.as_deref())
+        };
         if let Some(dry) = &dry {
             check_dry_run(step.op, dry, &resp, counts);
         }
@@ -643,6 +662,57 @@ fn snapshot(s: &Server, world: &World) -> BTreeMap<String, Value> {
     out
 }
 
+/// Sends `request` with `key` from two threads at once. The family's
+/// actor takes them one after the other: both answer the same, and a
+/// success is applied once (the other answer is its replay). Answers the
+/// first reply that is not a replay.
+fn send_twice(s: &Server, request: &Request, key: &str) -> (Resp, Option<Value>) {
+    let clients = [s.client(), s.client()];
+    let before = subject(s, request);
+    let answers: Vec<(Resp, Option<Value>)> = std::thread::scope(|scope| {
+        let sent: Vec<_> = clients
+            .iter()
+            .map(|c| scope.spawn(move || send_keyed(c, request, &Mutation::None, Some(key))))
+            .collect();
+        sent.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let (a, b) = (&answers[0].0, &answers[1].0);
+    assert_eq!(
+        (a.status, &a.body),
+        (b.status, &b.body),
+        "{}: two sends of one key answered differently",
+        a.what
+    );
+    let replays = answers
+        .iter()
+        .filter(|(r, _)| r.header("idempotent-replayed") == Some("true"))
+        .count();
+    if a.status < 300 {
+        assert_eq!(
+            replays, 1,
+            "{}: a success must be applied once and replayed once",
+            a.what
+        );
+        // Applied once: a third send replays, and changes nothing more.
+        let moved = subject(s, request);
+        let (again, _) = send_keyed(s, request, &Mutation::None, Some(key));
+        check_replay(&again, a.status, &a.body, "after two at once");
+        assert_eq!(subject(s, request), moved);
+    } else {
+        assert_eq!(replays, 0, "{}: a failure is never recorded", a.what);
+        assert_eq!(
+            subject(s, request),
+            before,
+            "{}: refused twice but changed",
+            a.what
+        );
+    }
+    answers
+        .into_iter()
+        .find(|(r, _)| r.header("idempotent-replayed").is_none())
+        .expect("one answer is not a replay")
+}
+
 /// The writes that take an `Idempotency-Key` (API.md: every POST or PUT
 /// that acts on an order family or an after-sale, provider callbacks
 /// aside).
@@ -790,9 +860,26 @@ fn send(s: &Server, request: &Request, mutation: &Mutation) -> (Resp, Option<Val
     send_keyed(s, request, mutation, None)
 }
 
+/// A server or a client of it (for another thread).
+trait Requester {
+    fn request(&self, method: &str, path: &str) -> Req<'_>;
+}
+
+impl Requester for Server {
+    fn request(&self, method: &str, path: &str) -> Req<'_> {
+        self.req(method, path)
+    }
+}
+
+impl Requester for Client {
+    fn request(&self, method: &str, path: &str) -> Req<'_> {
+        self.req(method, path)
+    }
+}
+
 /// [`send`] with an `Idempotency-Key`.
 fn send_keyed(
-    s: &Server,
+    s: &dyn Requester,
     request: &Request,
     mutation: &Mutation,
     key: Option<&str>,
@@ -814,7 +901,7 @@ fn send_keyed(
         let sep = if path.contains('?') { '&' } else { '?' };
         path = format!("{path}{sep}dry_run=true");
     }
-    let mut req = s.req(request.method, &path);
+    let mut req = s.request(request.method, &path);
     let raw = body.as_ref().map(|b| serde_json::to_vec(b).unwrap());
     req = match (&request.who, mutation) {
         (Who::Signed, Mutation::Caller(_)) => {
@@ -942,7 +1029,8 @@ fn mutate(body: &mut Value, mutation: &Mutation) {
         | Mutation::Caller(_)
         | Mutation::Header(_)
         | Mutation::DryRun
-        | Mutation::Replay => {}
+        | Mutation::Replay
+        | Mutation::Twice => {}
     }
 }
 
