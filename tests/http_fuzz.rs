@@ -9,7 +9,8 @@
 //! or a new `Idempotency-Key` (a success is sent again with it, and once
 //! more after the restart below: the recorded answer, changing nothing),
 //! or sent twice at once with one new key (the same answer twice, a
-//! success applied once).
+//! success applied once), or with `If-Match` naming the family's version
+//! (never refused for it) or the one before (always 412).
 //!
 //! Every response keeps the rules [`Req::send`] checks (no 5xx; every error
 //! exactly `{code, message}`, with a documented code and that code's one
@@ -121,6 +122,11 @@ enum Mutation {
     /// Sent twice at once with the same new `Idempotency-Key`, as a client
     /// retrying before its first answer came.
     Twice,
+    /// Sent with `If-Match` naming the family's version as read just
+    /// before (`stale`: the version before it).
+    IfMatch {
+        stale: bool,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -315,6 +321,7 @@ fn mutations() -> impl Strategy<Value = Mutation> {
         2 => Just(Mutation::DryRun),
         2 => Just(Mutation::Replay),
         1 => Just(Mutation::Twice),
+        2 => any::<bool>().prop_map(|stale| Mutation::IfMatch { stale }),
     ]
 }
 
@@ -370,6 +377,8 @@ fn random_requests_keep_every_rule_and_the_store_consistent() {
         "replayed",
         "replayed after the restart",
         "sent twice at once, 2xx",
+        "stale If-Match refused",
+        "current If-Match 2xx",
         "history events found in the feed",
         "plans with compacting actors",
         "compactions",
@@ -426,7 +435,30 @@ fn run_plan(plan: &[Step], counts: &Counts) {
         };
         let key = (matches!(step.mutation, Mutation::Replay) && keyed(step.op))
             .then(|| format!("replay-{}", world.keyed.len()));
-        let (resp, sent) = if matches!(step.mutation, Mutation::Twice) && keyed(step.op) {
+        let version = match step.mutation {
+            Mutation::IfMatch { stale } => family_version(&s, &request).map(|v| {
+                counts.hit(if stale {
+                    "stale If-Match sent"
+                } else {
+                    "current If-Match sent"
+                });
+                if stale {
+                    v - 1
+                } else {
+                    v
+                }
+            }),
+            _ => None,
+        };
+        let (resp, sent) = if let Some(v) = version {
+            let r = send_if_match(&s, &request, v);
+            check_if_match(
+                &r.0,
+                matches!(step.mutation, Mutation::IfMatch { stale: true }),
+                counts,
+            );
+            r
+        } else if matches!(step.mutation, Mutation::Twice) && keyed(step.op) {
             let key = format!("twice-{}", world.keyed.len());
             let (resp, sent) = send_twice(&s, &request, &key);
             counts.hit(format!("sent twice at once, {}xx", resp.status / 100));
@@ -711,6 +743,61 @@ fn send_twice(s: &Server, request: &Request, key: &str) -> (Resp, Option<Value>)
         .into_iter()
         .find(|(r, _)| r.header("idempotent-replayed").is_none())
         .expect("one answer is not a replay")
+}
+
+/// The version of the family a write to `/v1/orders/{id}/...` acts on
+/// (its `ETag`), when it is 2 or more (so that an older one exists) and
+/// the order is not removed (to its shopper, a removed order is not found
+/// whatever version a write names).
+fn family_version(s: &Server, request: &Request) -> Option<u64> {
+    let rest = request.path.strip_prefix("/v1/orders/")?;
+    let (id, action) = rest.split_once('/')?;
+    if request.method == "GET" || action == "events" {
+        return None;
+    }
+    let r = s.get(&format!("/v1/orders/{id}")).admin().send();
+    r.expect(200);
+    if r.json()["removed"] == true {
+        return None;
+    }
+    let tag = r.header("etag")?.trim_matches('"').parse().ok()?;
+    (tag >= 2).then_some(tag)
+}
+
+/// [`send`] with `If-Match: "<version>"`.
+fn send_if_match(s: &Server, request: &Request, version: u64) -> (Resp, Option<Value>) {
+    let mut req = s.req(request.method, &request.path);
+    req = match &request.who {
+        Who::User(u) => req.user(u),
+        Who::Admin | Who::Signed => req.admin(),
+    };
+    let req = req.header("If-Match", &format!("\"{version}\""));
+    match &request.body {
+        Some(b) => (req.json(b).send(), Some(b.clone())),
+        None => (req.send(), None),
+    }
+}
+
+/// A write naming the version the family has is never refused for it;
+/// one naming an older version always is, with 412.
+fn check_if_match(resp: &Resp, stale: bool, counts: &Counts) {
+    if stale {
+        assert_eq!(
+            (resp.status, resp.error_code().as_deref()),
+            (412, Some("ORDER_VERSION_MISMATCH")),
+            "{}: an older version was not refused: {}",
+            resp.what,
+            resp.body
+        );
+        counts.hit("stale If-Match refused");
+    } else {
+        assert_ne!(
+            resp.status, 412,
+            "{}: the current version refused: {}",
+            resp.what, resp.body
+        );
+        counts.hit(format!("current If-Match {}xx", resp.status / 100));
+    }
 }
 
 /// The writes that take an `Idempotency-Key` (API.md: every POST or PUT
@@ -1030,7 +1117,8 @@ fn mutate(body: &mut Value, mutation: &Mutation) {
         | Mutation::Header(_)
         | Mutation::DryRun
         | Mutation::Replay
-        | Mutation::Twice => {}
+        | Mutation::Twice
+        | Mutation::IfMatch { .. } => {}
     }
 }
 
