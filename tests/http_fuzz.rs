@@ -19,7 +19,9 @@
 //! write leaves the order or after-sale it names as it was. After each
 //! plan the store is still consistent: every SKU's counts are
 //! non-negative, their sum is the demo stock plus the deltas applied, the
-//! units locked are exactly those of the CREATED orders, and the server is
+//! units locked are exactly those of the CREATED orders, every order's
+//! status log is a chain that ends at its status, each coupon is held as
+//! its order's status says, and the server is
 //! ready (half the plans run with actors compacting 1 ms after each
 //! change). Then the server is stopped (SIGTERM) or killed (SIGKILL) and
 //! started again on the same data: every order, history, after-sale, SKU,
@@ -381,6 +383,7 @@ fn random_requests_keep_every_rule_and_the_store_consistent() {
         "current If-Match 2xx",
         "history events found in the feed",
         "plans with compacting actors",
+        "coupons checked against their orders",
         "compactions",
         "rehydrations",
         "plans checked",
@@ -520,7 +523,9 @@ fn run_plan(plan: &[Step], counts: &Counts) {
             learn(&s, &mut world, step.op, &request, sent.as_ref(), &resp);
         }
     }
-    check_store(&s, &world);
+    for _ in 0..check_store(&s, &world) {
+        counts.hit("coupons checked against their orders");
+    }
     if compacting {
         // Compact families were met and read back whole.
         for name in ["compactions", "rehydrations"] {
@@ -1533,7 +1538,8 @@ fn learn(
 }
 
 /// Stock conservation and the locked units against every order listed.
-fn check_store(s: &Server, world: &World) {
+/// Answers how many orders' coupons it checked.
+fn check_store(s: &Server, world: &World) -> usize {
     s.get("/readyz").send().expect(200);
     check_listings(s);
     let mut locked: BTreeMap<String, i64> = BTreeMap::new();
@@ -1562,9 +1568,62 @@ fn check_store(s: &Server, world: &World) {
             "{sku}: locked against the CREATED orders {created:?}: {row}"
         );
     }
-    // Every order the plan made still reads whole.
+    let mut coupons = 0;
     for o in &world.orders {
         let detail = s.order(&o.id);
         assert_eq!(detail["order_id"], o.id.as_str(), "{detail}");
+        check_status_log(s, o, &detail);
+        coupons += usize::from(check_coupon(s, &detail));
     }
+    coupons
+}
+
+/// Each order's status log is a chain (every entry starts where the one
+/// before it for the same order ended) that ends at the order's status.
+fn check_status_log(s: &Server, order: &Order, detail: &Value) {
+    let log = detail["status_log"].as_array().unwrap();
+    for id in std::iter::once(&order.id).chain(&order.parts) {
+        let mut last: Option<&Value> = None;
+        for entry in log.iter().filter(|e| e["order_id"] == id.as_str()) {
+            if let Some(before) = last {
+                assert_eq!(
+                    entry["from"], before["to"],
+                    "{id}: the status log is not a chain: {log:?}"
+                );
+            }
+            last = Some(entry);
+        }
+        let status = if *id == order.id {
+            detail["status"].clone()
+        } else {
+            s.order(id)["status"].clone()
+        };
+        let last = last.unwrap_or_else(|| panic!("{id} has no status log: {log:?}"));
+        assert_eq!(
+            last["to"], status,
+            "{id}: the status log ends elsewhere: {log:?}"
+        );
+    }
+}
+
+/// An order's coupon is LOCKED by it while it is CREATED, and USED by it
+/// once it is paid and not cancelled.
+fn check_coupon(s: &Server, detail: &Value) -> bool {
+    let Some(coupon) = detail["coupon_id"].as_str() else {
+        return false;
+    };
+    let id = &detail["order_id"];
+    let r = s.get(&format!("/v1/coupons/{coupon}")).admin().send();
+    r.expect(200);
+    let c = r.json();
+    match detail["status"].as_i64().unwrap() {
+        10 => assert_eq!(
+            (&c["status"], &c["order_id"]),
+            (&json!("LOCKED"), id),
+            "{c}"
+        ),
+        70 => assert_ne!(&c["order_id"], id, "a cancelled order holds {c}"),
+        _ => assert_eq!((&c["status"], &c["order_id"]), (&json!("USED"), id), "{c}"),
+    }
+    true
 }
