@@ -20,7 +20,8 @@
 //! plan the store is still consistent: every SKU's counts are
 //! non-negative, their sum is the demo stock plus the deltas applied, the
 //! units locked are exactly those of the CREATED orders, every order's
-//! status log is a chain that ends at its status, each coupon is held as
+//! status log is a chain that ends at its status, its after-sales never
+//! claim more than it paid, each coupon is held as
 //! its order's status says, and the server is
 //! ready (half the plans run with actors compacting 1 ms after each
 //! change). Then the server is stopped (SIGTERM) or killed (SIGKILL) and
@@ -384,6 +385,7 @@ fn random_requests_keep_every_rule_and_the_store_consistent() {
         "history events found in the feed",
         "plans with compacting actors",
         "coupons checked against their orders",
+        "refunds checked against their payment",
         "compactions",
         "rehydrations",
         "plans checked",
@@ -523,9 +525,7 @@ fn run_plan(plan: &[Step], counts: &Counts) {
             learn(&s, &mut world, step.op, &request, sent.as_ref(), &resp);
         }
     }
-    for _ in 0..check_store(&s, &world) {
-        counts.hit("coupons checked against their orders");
-    }
+    check_store(&s, &world, counts);
     if compacting {
         // Compact families were met and read back whole.
         for name in ["compactions", "rehydrations"] {
@@ -564,7 +564,7 @@ fn run_plan(plan: &[Step], counts: &Counts) {
         counts.hit("replayed after the restart");
     }
     assert_eq!(snapshot(&s, &world), after, "replays changed something");
-    check_store(&s, &world);
+    check_store(&s, &world, counts);
     counts.hit("plans checked");
 }
 
@@ -1538,8 +1538,7 @@ fn learn(
 }
 
 /// Stock conservation and the locked units against every order listed.
-/// Answers how many orders' coupons it checked.
-fn check_store(s: &Server, world: &World) -> usize {
+fn check_store(s: &Server, world: &World, counts: &Counts) {
     s.get("/readyz").send().expect(200);
     check_listings(s);
     let mut locked: BTreeMap<String, i64> = BTreeMap::new();
@@ -1568,14 +1567,46 @@ fn check_store(s: &Server, world: &World) -> usize {
             "{sku}: locked against the CREATED orders {created:?}: {row}"
         );
     }
-    let mut coupons = 0;
     for o in &world.orders {
         let detail = s.order(&o.id);
         assert_eq!(detail["order_id"], o.id.as_str(), "{detail}");
         check_status_log(s, o, &detail);
-        coupons += usize::from(check_coupon(s, &detail));
+        if check_refunds(s, o, &detail) {
+            counts.hit("refunds checked against their payment");
+        }
+        if check_coupon(s, &detail) {
+            counts.hit("coupons checked against their orders");
+        }
     }
-    coupons
+}
+
+/// The after-sales that refund, or may still refund, an order's payment
+/// never add up to more than it paid (API.md: pending ones count).
+fn check_refunds(s: &Server, order: &Order, detail: &Value) -> bool {
+    let Some(trade_no) = detail["payment"]["trade_no"].as_str() else {
+        return false;
+    };
+    let paid = detail["payment"]["pay_amount"].as_i64().unwrap();
+    let mut seen = BTreeMap::new();
+    let details = std::iter::once(detail.clone()).chain(order.parts.iter().map(|p| s.order(p)));
+    for d in details {
+        for a in d["after_sales"].as_array().into_iter().flatten() {
+            seen.insert(a["after_sale_id"].as_str().unwrap().to_owned(), a.clone());
+        }
+    }
+    let claimed: i64 = seen
+        .values()
+        .filter(|a| {
+            a["trade_no"] == trade_no && [10, 20, 40, 50].contains(&a["status"].as_i64().unwrap())
+        })
+        .map(|a| a["apply_refund_amount"].as_i64().unwrap())
+        .sum();
+    assert!(
+        claimed <= paid,
+        "{}: after-sales claim {claimed} of a payment of {paid}: {seen:?}",
+        order.id
+    );
+    claimed > 0
 }
 
 /// Each order's status log is a chain (every entry starts where the one
