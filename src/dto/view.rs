@@ -1111,8 +1111,9 @@ impl From<&StockDelta> for StockMoveView {
 pub struct DryRunView {
     /// Always true.
     pub dry_run: bool,
-    /// The order's status afterwards, or the after-sale's for an
-    /// application or a review.
+    /// The status the real command answers with: the order's afterwards
+    /// for a cancel, the after-sale's for an application, a review or a
+    /// lack.
     pub status: u8,
     #[schema(value_type = i64)]
     pub refund_amount: Money,
