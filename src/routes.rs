@@ -472,11 +472,22 @@ fn committed_render() -> Renderer {
     }))
 }
 
+/// The events a command decided, without the record of its
+/// `Idempotency-Key` (pushed last): the answer recorded with the key was
+/// rendered from the events before it, and the live answer must be the
+/// same — a keyed success that changed nothing has only the record.
+fn decided(events: &[Arc<Event>]) -> &[Arc<Event>] {
+    match events.split_last() {
+        Some((last, before)) if matches!(last.body, EventBody::IdempotencyRecorded(_)) => before,
+        _ => events,
+    }
+}
+
 /// The HTTP response of a core outcome.
 fn finish(outcome: Outcome, render: &Renderer, etag: bool) -> HttpResponse {
     match outcome {
         Outcome::Applied { family, unit } => {
-            let events = unit.as_ref().map_or(&[][..], |u| u.events.as_slice());
+            let events = unit.as_ref().map_or(&[][..], |u| decided(&u.events));
             let (status, body) = (render.render)(&family, events);
             let mut res = raw_json(status, body);
             if etag {

@@ -1822,6 +1822,37 @@ fn state_conflicts_are_409() {
     r.expect(201);
     assert_eq!(r.header("idempotent-replayed"), Some("true"));
     assert_eq!(s.order(&open)["version"], version);
+    // A success that changes nothing (the address it has) still answers,
+    // unrecorded, where a change answers the limit.
+    let delivery = s.order(&open)["delivery"].clone();
+    let mut same = json!({"user_id": "alice"});
+    for k in [
+        "province",
+        "city",
+        "area",
+        "street",
+        "detail_address",
+        "lon",
+        "lat",
+    ] {
+        same[k] = delivery[k].clone();
+    }
+    let r = s
+        .put(&format!("/v1/orders/{open}/delivery-address"))
+        .user("alice")
+        .header("Idempotency-Key", "addr-full")
+        .json(&same)
+        .send();
+    r.expect(200);
+    assert_eq!(r.header("idempotent-replayed"), None);
+    same["city"] = json!("Elsewhere");
+    s.put(&format!("/v1/orders/{open}/delivery-address"))
+        .user("alice")
+        .header("Idempotency-Key", "addr-full")
+        .json(&same)
+        .send()
+        .expect_error(409, "IDEMPOTENCY_KEY_LIMIT");
+    assert_eq!(s.order(&open)["version"], version);
 }
 
 /// `ORDER_CHANGE_LIMIT`: a family takes 1,000 edits (address changes,

@@ -807,12 +807,14 @@ fn check_if_match(resp: &Resp, stale: bool, counts: &Counts) {
 
 /// The writes that take an `Idempotency-Key` (API.md: every POST or PUT
 /// that acts on an order family or an after-sale, provider callbacks
-/// aside).
+/// included).
 fn keyed(op: Op) -> bool {
     matches!(
         op,
         Op::Create
             | Op::Prepay
+            | Op::Pay
+            | Op::RefundCallback
             | Op::Cancel
             | Op::Address
             | Op::Remove

@@ -620,6 +620,55 @@ fn the_address_it_already_has_changes_nothing_unless_keyed() {
     assert_eq!(now["version"], 4);
 }
 
+/// A keyed repeat of a create or of a payment answers as the repeat it is
+/// (200 for the create, `DUPLICATE` for the callback), the first time and
+/// when its key replays it.
+#[test]
+fn a_keyed_repeat_answers_as_the_repeat_it_is() {
+    let s = Server::start(Opts::demo());
+    let body = s.create_body("frank", &[(TEA, 1)], None);
+    s.post("/v1/orders")
+        .user("frank")
+        .json(&body)
+        .send()
+        .expect(201);
+    let again = |key: &str| {
+        let r = s
+            .post("/v1/orders")
+            .user("frank")
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send();
+        r.expect(200);
+        r
+    };
+    let first = again("create-again");
+    assert_eq!(first.header("idempotent-replayed"), None);
+    let replay = again("create-again");
+    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+    assert_eq!(replay.body, first.body);
+
+    let id = body["order_id"].as_str().unwrap().to_owned();
+    let pay_amount = real_pay(&body["amounts"]);
+    s.pay(&id, pay_amount, "T-KEYED-1").expect(200);
+    let raw = serde_json::to_vec(&pay_body(&id, pay_amount, "T-KEYED-1")).unwrap();
+    let callback = |key: &str| {
+        let r = s
+            .post("/v1/payments/callback")
+            .header("X-Signature", &ordercore::auth::sign(PAYMENT_SECRET, &raw))
+            .header("Idempotency-Key", key)
+            .raw("application/json", raw.clone())
+            .send();
+        r.expect(200);
+        r
+    };
+    let first = callback("callback-again");
+    assert_eq!(first.json()["result"], "DUPLICATE", "{}", first.body);
+    let replay = callback("callback-again");
+    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+    assert_eq!(replay.body, first.body);
+}
+
 /// A keyed success that changes nothing (the step the order is in, the
 /// review decision already made) still records its answer: its retry
 /// replays it after the order moves on, and the version does not move.

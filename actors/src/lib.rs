@@ -610,7 +610,12 @@ impl OrderCore {
                 ..WriteOptions::default()
             };
             match self.execute(remove(id), opts).await? {
-                Outcome::Applied { unit: Some(_), .. } => changed = true,
+                // A family already removed records only the key.
+                Outcome::Applied {
+                    unit: Some(unit), ..
+                } if unit.events.iter().any(|e| e.body.is_public()) => {
+                    changed = true;
+                }
                 // The same request, racing this one, removed it first: its
                 // reply is the one recorded.
                 Outcome::Replayed {

@@ -466,7 +466,20 @@ impl OrderFamily {
             EventBody::RefundFailed { after_sale_id, .. } => {
                 self.set_after_sale_status(after_sale_id, AfterSaleStatus::FAILED, event.at);
             }
-            EventBody::IdempotencyRecorded(entry) => self.idempotency.push((**entry).clone()),
+            EventBody::IdempotencyRecorded(entry) => {
+                // Replay relies on it (a key-only change is decided by the
+                // key): a key is recorded once per caller and family.
+                debug_assert!(
+                    !self
+                        .idempotency
+                        .iter()
+                        .any(|e| e.caller == entry.caller && e.key == entry.key),
+                    "key {} recorded twice in {}",
+                    entry.key,
+                    self.order_id
+                );
+                self.idempotency.push((**entry).clone());
+            }
             EventBody::StockChanged(_)
             | EventBody::CouponChanged(_)
             | EventBody::OrderNoteAdded { .. }
