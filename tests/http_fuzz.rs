@@ -889,7 +889,8 @@ fn check_dry_run(op: Op, dry: &Resp, real: &Resp, counts: &Counts) {
     counts.hit("dry run agreed with the real one");
 }
 
-/// The order or after-sale `request` acts on, as an admin reads it.
+/// The order, after-sale, SKU or coupon `request` acts on, as an admin
+/// reads it (or its absence, for one a create or an upsert would make).
 fn subject(s: &Server, request: &Request) -> Option<Value> {
     let body = request.body.as_ref();
     let path = if let Some(rest) = request.path.strip_prefix("/v1/orders/") {
@@ -905,6 +906,13 @@ fn subject(s: &Server, request: &Request) -> Option<Value> {
         format!("/v1/orders/{}", body?["order_id"].as_str()?)
     } else if request.path == "/v1/refunds/callback" {
         format!("/v1/after-sales/{}", body?["after_sale_id"].as_str()?)
+    } else if request.path == "/v1/orders" {
+        // A create: the order it names, or its absence.
+        format!("/v1/orders/{}", body?["order_id"].as_str()?)
+    } else if let Some(rest) = request.path.strip_prefix("/v1/skus/") {
+        format!("/v1/skus/{}", rest.split(['/', '?']).next()?)
+    } else if request.path.starts_with("/v1/coupons/") {
+        request.path.clone()
     } else {
         return None;
     };
@@ -912,8 +920,11 @@ fn subject(s: &Server, request: &Request) -> Option<Value> {
         return None;
     }
     let r = s.get(&path).admin().send();
-    r.expect(200);
-    Some(r.json())
+    match r.status {
+        200 => Some(r.json()),
+        404 => Some(json!({"absent": r.error_code()})),
+        other => panic!("{}: {other} {}", r.what, r.body),
+    }
 }
 
 /// Tokens and signatures: none is 401, a forged one is 401, and a stranger
