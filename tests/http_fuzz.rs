@@ -83,6 +83,9 @@ enum Op {
     Sku,
     Listing,
     Read,
+    /// A restart (or a crash) in the middle of the plan: the commands
+    /// after it meet families activated from storage.
+    Restart,
 }
 
 /// How a valid request is spoiled.
@@ -306,6 +309,7 @@ fn ops() -> impl Strategy<Value = Op> {
         1 => Just(Op::Coupon),
         1 => Just(Op::Sku),
         1 => Just(Op::Listing),
+        1 => Just(Op::Restart),
         2 => Just(Op::Read),
     ]
 }
@@ -384,6 +388,7 @@ fn random_requests_keep_every_rule_and_the_store_consistent() {
         "current If-Match 2xx",
         "history events found in the feed",
         "plans with compacting actors",
+        "restarted mid-plan",
         "coupons checked against their orders",
         "refunds checked against their payment",
         "compactions",
@@ -409,9 +414,14 @@ fn run_plan(plan: &[Step], counts: &Counts) {
         opts = opts.flag("--compact-after-ms", "1");
         counts.hit("plans with compacting actors");
     }
-    let s = Server::start(opts);
+    let mut s = Server::start(opts);
     let mut world = World::default();
     for step in plan {
+        if let Op::Restart = step.op {
+            restart(&mut s, &world, step.pick % 2 == 0, counts);
+            counts.hit("restarted mid-plan");
+            continue;
+        }
         let Some(request) = build(&s, &world, step) else {
             continue;
         };
@@ -534,30 +544,7 @@ fn run_plan(plan: &[Step], counts: &Counts) {
             }
         }
     }
-    // Everything was acknowledged, so a graceful restart and a crash alike
-    // must bring back exactly what was read before, through replay.
-    let before = snapshot(&s, &world);
-    for _ in 0..check_feed(&before) {
-        counts.hit("history events found in the feed");
-    }
-    let mut s = s;
-    if plan.len().is_multiple_of(2) {
-        s.stop();
-        counts.hit("restart compared");
-    } else {
-        s.crash();
-        counts.hit("crash compared");
-    }
-    s.restart();
-    let after = snapshot(&s, &world);
-    for (what, value) in &before {
-        assert_eq!(
-            after.get(what),
-            Some(value),
-            "{what} differs after the restart"
-        );
-    }
-    assert_eq!(before.len(), after.len());
+    let after = restart(&mut s, &world, plan.len().is_multiple_of(2), counts);
     for (request, key, status, body) in &world.keyed {
         let (again, _) = send_keyed(&s, request, &Mutation::None, Some(key));
         check_replay(&again, *status, body, "after the restart");
@@ -566,6 +553,40 @@ fn run_plan(plan: &[Step], counts: &Counts) {
     assert_eq!(snapshot(&s, &world), after, "replays changed something");
     check_store(&s, &world, counts);
     counts.hit("plans checked");
+}
+
+/// Stops the server (SIGTERM when `graceful`, else SIGKILL) and starts it
+/// on the same data. Everything was acknowledged, so either way it must
+/// bring back exactly what was read before, through replay. Answers what
+/// it reads after.
+fn restart(
+    s: &mut Server,
+    world: &World,
+    graceful: bool,
+    counts: &Counts,
+) -> BTreeMap<String, Value> {
+    let before = snapshot(s, world);
+    for _ in 0..check_feed(&before) {
+        counts.hit("history events found in the feed");
+    }
+    if graceful {
+        s.stop();
+        counts.hit("restart compared");
+    } else {
+        s.crash();
+        counts.hit("crash compared");
+    }
+    s.restart();
+    let after = snapshot(s, world);
+    for (what, value) in &before {
+        assert_eq!(
+            after.get(what),
+            Some(value),
+            "{what} differs after the restart"
+        );
+    }
+    assert_eq!(before.len(), after.len());
+    after
 }
 
 /// The listings agree with the orders: every summary the admin listing
@@ -1453,6 +1474,7 @@ fn build(s: &Server, world: &World, step: &Step) -> Option<Request> {
                 )
             }
         }
+        Op::Restart => return None,
         Op::Read => {
             let o = order?;
             let path = match p % 4 {
