@@ -1667,27 +1667,6 @@ fn idempotency_keys_come_first_are_scoped_and_record_only_successes() {
         .expect_error(404, "ORDER_NOT_FOUND");
 }
 
-/// Every event of the feed, following `next` (bounded).
-fn all_events(s: &Server) -> Vec<Value> {
-    let mut after = 0u64;
-    let mut out = Vec::new();
-    for _ in 0..1_000 {
-        let page = s
-            .get(&format!("/v1/events?after={after}&limit=1000"))
-            .admin()
-            .send()
-            .json();
-        let events = page["events"].as_array().unwrap().clone();
-        let next = page["next"].as_u64().unwrap();
-        if events.is_empty() && next == after {
-            return out;
-        }
-        out.extend(events);
-        after = next;
-    }
-    panic!("the event feed did not end");
-}
-
 #[test]
 fn every_event_type_of_api_md_is_published() {
     let s = Server::start(Opts::demo());
@@ -1779,7 +1758,7 @@ fn every_event_type_of_api_md_is_published() {
         .send()
         .expect(200);
 
-    let events = all_events(&s);
+    let events = s.all_events();
     let published: BTreeSet<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
     let documented = [
         "OrderCreated",

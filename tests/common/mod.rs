@@ -464,6 +464,28 @@ impl Server {
         panic!("the admin listing did not end");
     }
 
+    /// Every event of the feed, following `next` (bounded).
+    pub fn all_events(&self) -> Vec<Value> {
+        let mut after = 0u64;
+        let mut out = Vec::new();
+        for _ in 0..1_000 {
+            let r = self
+                .get(&format!("/v1/events?after={after}&limit=1000"))
+                .admin()
+                .send();
+            r.expect(200);
+            let page = r.json();
+            let events = page["events"].as_array().unwrap().clone();
+            let next = page["next"].as_u64().unwrap();
+            if events.is_empty() && next == after {
+                return out;
+            }
+            out.extend(events);
+            after = next;
+        }
+        panic!("the event feed did not end");
+    }
+
     /// One of the core's counters from `/metrics`.
     pub fn core_metric(&self, name: &str) -> i64 {
         let body = self.get("/metrics").send().body;
