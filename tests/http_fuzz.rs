@@ -270,8 +270,11 @@ struct World {
     orders: Vec<Order>,
     /// (after-sale id, owner)
     after_sales: Vec<(String, String)>,
-    /// Stock deltas applied to the demo SKUs.
+    /// Stock deltas applied to the demo SKUs since their total was last
+    /// set (`totals`, else their seeding).
     deltas: BTreeMap<String, i64>,
+    /// Total stock a demo SKU's upsert set.
+    totals: BTreeMap<String, i64>,
     /// Keyed requests that succeeded: the request, its key, and the
     /// response recorded for it (status and body).
     keyed: Vec<(Request, String, u16, String)>,
@@ -1435,6 +1438,30 @@ fn build(s: &Server, world: &World, step: &Step) -> Option<Request> {
             })),
             Who::Admin,
         ),
+        Op::Sku if p.is_multiple_of(2) => {
+            // A demo SKU's price and total stock changed under its orders
+            // (they keep the price they were sold at).
+            let (sku, _) = DEMO_STOCK[(p / 2) % DEMO_STOCK.len()];
+            let row = s.sku(sku);
+            let n = |k: &str| row[k].as_i64().unwrap();
+            let mut body = json!({"stock": n("available") + n("locked") + n("sold")
+                + i64::try_from(p % 7).unwrap() - 3});
+            for k in [
+                "product_id",
+                "product_name",
+                "product_type",
+                "purchase_price",
+                "product_unit",
+                "product_img",
+                "seller_id",
+            ] {
+                if !row[k].is_null() {
+                    body[k] = row[k].clone();
+                }
+            }
+            body["sale_price"] = json!(n("sale_price") + 100 * (i64::try_from(p % 5).unwrap() - 2));
+            Request::new("PUT", format!("/v1/skus/{sku}"), Some(body), Who::Admin)
+        }
         Op::Sku => Request::new(
             "PUT",
             format!("/v1/skus/SKU-FUZZ-{}", p % 3),
@@ -1543,6 +1570,16 @@ fn learn(
                 }
             }
         }
+        Op::Sku => {
+            let sku = request.path.trim_start_matches("/v1/skus/").to_owned();
+            if let (true, Some(total)) = (
+                DEMO_STOCK.iter().any(|(d, _)| *d == sku),
+                sent.and_then(|b| b["stock"].as_i64()),
+            ) {
+                world.totals.insert(sku.clone(), total);
+                world.deltas.insert(sku, 0);
+            }
+        }
         Op::Stock => {
             let sku = request
                 .path
@@ -1577,7 +1614,8 @@ fn check_store(s: &Server, world: &World, counts: &Counts) {
         assert!(available >= 0 && l >= 0 && sold >= 0, "{sku}: {row}");
         assert_eq!(
             available + l + sold,
-            stock + world.deltas.get(sku).copied().unwrap_or(0),
+            world.totals.get(sku).copied().unwrap_or(stock)
+                + world.deltas.get(sku).copied().unwrap_or(0),
             "{sku}: stock not conserved: {row}"
         );
         assert_eq!(
