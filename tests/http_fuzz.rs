@@ -693,6 +693,13 @@ fn snapshot(s: &Server, world: &World) -> BTreeMap<String, Value> {
     );
     paths.extend(DEMO_STOCK.iter().map(|(sku, _)| format!("/v1/skus/{sku}")));
     paths.extend(COUPONS.iter().flatten().map(|c| format!("/v1/coupons/{c}")));
+    // The coupons a plan may issue, where it did.
+    for i in 0..5 {
+        let path = format!("/v1/coupons/CPN-FUZZ-{i}");
+        if s.get(&path).admin().send().status == 200 {
+            paths.push(path);
+        }
+    }
     let mut out: BTreeMap<String, Value> = paths
         .into_iter()
         .map(|path| {
@@ -1222,7 +1229,14 @@ fn build(s: &Server, world: &World, step: &Step) -> Option<Request> {
         Op::Create => {
             let items = basket(p);
             let order_id = s.new_order_id(user);
-            let coupon = COUPONS[p % USERS.len()].filter(|_| p.is_multiple_of(3));
+            // The user's demo coupon, or one the plan issued (to this user
+            // or another).
+            let coupon = match p % 3 {
+                0 => COUPONS[p % USERS.len()].map(str::to_owned),
+                1 => Some(format!("CPN-FUZZ-{}", p % 5)),
+                _ => None,
+            };
+            let coupon = coupon.as_deref();
             let mut quote = json!({"user_id": user, "items": lines(&items)});
             if let Some(c) = coupon {
                 quote["coupon_id"] = json!(c);
