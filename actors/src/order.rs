@@ -520,17 +520,9 @@ impl OrderActor {
             let _ = reply.send(Routed::Done(Err(e.into())));
             return;
         }
-        // A family that keeps all the keys it may still answers a success
-        // that changes nothing (the same step, decision or callback again),
-        // unrecorded; anything else answers the limit (below).
-        let mut keys_full = None;
         let idempotency = match opts.idempotency {
             Some(idem) => {
                 match family.check_idempotency(&cmd.meta.actor, &idem.key, idem.request_hash) {
-                    Err(e) if e.code() == ErrorCode::IDEMPOTENCY_KEY_LIMIT => {
-                        keys_full = Some(e);
-                        None
-                    }
                     Err(e) => {
                         let _ = reply.send(Routed::Done(Err(e.into())));
                         return;
@@ -551,17 +543,7 @@ impl OrderActor {
         // the core cannot make the two disagree.
         cmd.meta.idempotency_key = idempotency.as_ref().map(|idem| idem.key.clone());
         let now = self.shared.config.clock.now();
-        let decided = decide(family, &cmd, now);
-        if let Some(e) = keys_full {
-            // The key comes before every rule (API.md), so the limit is the
-            // answer to anything but a success that changes nothing.
-            if !opts.dry_run && matches!(&decided, Ok(events) if events.is_empty()) {
-                return self.hold(None, reply);
-            }
-            let _ = reply.send(Routed::Done(Err(e.into())));
-            return;
-        }
-        let mut events = match decided {
+        let mut events = match decide(family, &cmd, now) {
             Ok(events) => events,
             Err(e) => {
                 let _ = reply.send(Routed::Done(Err(e.into())));
