@@ -26,7 +26,8 @@
 //! ready (half the plans run with actors compacting 1 ms after each
 //! change). Then the server is stopped (SIGTERM) or killed (SIGKILL) and
 //! started again on the same data: every order, history, after-sale, SKU,
-//! coupon and event read back exactly as before.
+//! coupon and event read back exactly as before, and the event stream
+//! from the start is the feed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -37,6 +38,7 @@ use proptest::test_runner::{Config, TestRunner};
 use serde_json::{json, Value};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 /// Plans per run; each starts its own server.
 const PLANS: u32 = 32;
@@ -390,6 +392,7 @@ fn random_requests_keep_every_rule_and_the_store_consistent() {
         "stale If-Match refused",
         "current If-Match 2xx",
         "history events found in the feed",
+        "streams matched the feed",
         "plans with compacting actors",
         "restarted mid-plan",
         "coupons checked against their orders",
@@ -554,6 +557,20 @@ fn run_plan(plan: &[Step], counts: &Counts) {
         counts.hit("replayed after the restart");
     }
     assert_eq!(snapshot(&s, &world), after, "replays changed something");
+    // The event stream, from the start, is the feed: every event once, in
+    // order, after the restarts.
+    let feed: Vec<u64> = s
+        .all_events()
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    let (_, streamed) = stream_ids(&s, "?after=0", None, Duration::from_secs(10), |ids| {
+        ids.len() >= feed.len()
+    });
+    assert_eq!(streamed, feed, "the event stream is not the feed");
+    if !feed.is_empty() {
+        counts.hit("streams matched the feed");
+    }
     check_store(&s, &world, counts);
     counts.hit("plans checked");
 }

@@ -639,56 +639,6 @@ fn a_deadline_that_passed_while_down_fires_after_restart() {
     assert_eq!(s.sku(MUG)["available"], 500);
 }
 
-/// An SSE client on a raw socket: sends the request, then collects the
-/// `id:` of every event until `done` says so or `bound` passes.
-fn stream_ids(
-    s: &Server,
-    query: &str,
-    last_event_id: Option<&str>,
-    bound: Duration,
-    mut done: impl FnMut(&[u64]) -> bool,
-) -> (String, Vec<u64>) {
-    let mut stream = std::net::TcpStream::connect(s.addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let mut request = format!(
-        "GET /v1/events/stream{query} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\nAuthorization: Bearer {}\r\n",
-        admin_token("ops")
-    );
-    if let Some(id) = last_event_id {
-        request.push_str(&format!("Last-Event-ID: {id}\r\n"));
-    }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).unwrap();
-    let deadline = Instant::now() + bound;
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 8192];
-    let mut ids = Vec::new();
-    while Instant::now() < deadline {
-        match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => raw.extend_from_slice(&buf[..n]),
-            Err(e)
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    || e.kind() == std::io::ErrorKind::TimedOut => {}
-            Err(e) => panic!("stream read: {e}"),
-        }
-        let text = String::from_utf8_lossy(&raw);
-        // Whole lines only: a read may end in the middle of one.
-        let whole = text.rfind('\n').map_or("", |end| &text[..end]);
-        ids = whole
-            .lines()
-            .filter_map(|l| l.strip_prefix("id: "))
-            .map(|v| v.trim().parse::<u64>().unwrap())
-            .collect();
-        if done(&ids) {
-            break;
-        }
-    }
-    (String::from_utf8_lossy(&raw).into_owned(), ids)
-}
-
 /// The stream sends a large feed in chunks cut at their byte budget
 /// (128 KiB) rather than at 256 events, and nothing is skipped or repeated
 /// where a chunk was cut.
