@@ -1,33 +1,29 @@
-//! Structured fuzzing of the whole API against the real server: random
-//! plans of requests built from the live state (real order ids, their pay
-//! amounts, sub-orders and after-sales, the next fulfillment step), each
-//! sent as is or mutated one way — a value replaced by one of another type
-//! or out of range, a field dropped, an unknown field added, an array
-//! repeated, a number nudged a little, another caller or none, a bad
-//! `Idempotency-Key`, `If-Match` or `X-Request-Id`, or `?dry_run=true`
-//! (a command that dry-runs is then sent for real, and the two must agree),
-//! or a new `Idempotency-Key` (a success is sent again with it, and once
-//! more after the restart below: the recorded answer, changing nothing),
-//! or sent twice at once with one new key (the same answer twice, a
-//! success applied once), or with `If-Match` naming the family's version
-//! (never refused for it) or the one before (always 412).
+//! Structured fuzzing of the whole API against the real server.
+//!
+//! Random plans of requests are built from the live state (real order ids,
+//! their pay amounts, sub-orders and after-sales, the next fulfillment
+//! step), each sent as is or one other way:
+//! - spoiled: a value replaced by one of another type or out of range, a
+//!   field dropped, an unknown field added, an array repeated, a number
+//!   nudged; another caller or none; a bad `Idempotency-Key`, `If-Match`
+//!   or `X-Request-Id`;
+//! - `?dry_run=true`, then for real: the two must agree;
+//! - with a new `Idempotency-Key`, sent again at once and after a restart
+//!   (the recorded answer, changing nothing), or twice at once (the same
+//!   answer twice, a success applied once);
+//! - with `If-Match` naming the family's version (never refused for it) or
+//!   the one before (always 412).
 //!
 //! Every response keeps the rules [`Req::send`] checks (no 5xx; every error
 //! exactly `{code, message}`, with a documented code and that code's one
-//! status). A request without a token answers 401, a callback signed over
-//! other bytes 401, a shopper never reaches another's order, and a refused
-//! write leaves the order or after-sale it names as it was. After each
-//! plan the store is still consistent: every SKU's counts are
-//! non-negative, their sum is the demo stock plus the deltas applied, the
-//! units locked are exactly those of the CREATED orders, every order's
-//! status log is a chain that ends at its status, its after-sales never
-//! claim more than it paid, each coupon is held as
-//! its order's status says, and the server is
-//! ready (half the plans run with actors compacting 1 ms after each
-//! change). Then the server is stopped (SIGTERM) or killed (SIGKILL) and
-//! started again on the same data: every order, history, after-sale, SKU,
-//! coupon and event read back exactly as before, and the event stream
-//! from the start is the feed.
+//! status); no token or a forged one is 401, a shopper never reaches
+//! another's order, and a refused write leaves what it names as it was.
+//! After each plan the store is consistent ([`check_store`]): stock
+//! conservation, locked units against the CREATED orders, status logs,
+//! refunds within the payment, coupons, listings. Plans restart or kill
+//! the server in their middle and at their end (half of them with actors
+//! compacting 1 ms after each change): everything reads back exactly as
+//! before, recorded keys replay, and the event stream is the feed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
