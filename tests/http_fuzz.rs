@@ -1620,7 +1620,11 @@ fn learn(
     }
 }
 
-/// Stock conservation and the locked units against every order listed.
+/// The store is consistent: the server is ready, the listings agree with
+/// the orders, each demo SKU's stock is conserved and its locked units are
+/// those of the CREATED orders, and each order the plan made has a status
+/// log that ends at its status, refunds within its payment and its coupon
+/// held as its status says.
 fn check_store(s: &Server, world: &World, counts: &Counts) {
     s.get("/readyz").send().expect(200);
     check_listings(s);
