@@ -23,7 +23,8 @@
 //! refunds within the payment, coupons, listings. Plans restart or kill
 //! the server in their middle and at their end (half of them with actors
 //! compacting 1 ms after each change): everything reads back exactly as
-//! before, recorded keys replay, and the event stream is the feed.
+//! before, recorded keys replay, and the event stream is the feed. Pairs
+//! of plans also run at once on one server, each for half the shoppers.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -53,6 +54,39 @@ const COUPONS: [Option<&str>; 4] = [
     Some("CPN-CAROL-5"),
     None,
 ];
+/// Who a run of steps acts for: its shoppers, and the prefix of the
+/// coupons it issues (so that concurrent runs touch disjoint orders and
+/// coupons).
+#[derive(Debug, Clone, Copy)]
+struct Cast {
+    users: &'static [&'static str],
+    coupons: &'static str,
+}
+/// Every shopper, for a plan run alone.
+const EVERYONE: Cast = Cast {
+    users: &USERS,
+    coupons: "",
+};
+/// The two halves of the shoppers, for two plans run at once.
+const HALVES: [Cast; 2] = [
+    Cast {
+        users: &["alice", "bob"],
+        coupons: "A",
+    },
+    Cast {
+        users: &["carol", "dave"],
+        coupons: "B",
+    },
+];
+
+/// A shopper's demo coupon.
+fn demo_coupon(user: &str) -> Option<&'static str> {
+    USERS
+        .iter()
+        .position(|u| *u == user)
+        .and_then(|i| COUPONS[i])
+}
+
 /// The demo SKUs and their stock at seeding (`src/demo.rs`).
 const DEMO_STOCK: [(&str, i64); 4] = [(TEA, 1_000), (MUG, 500), (LAMP, 300), (BOOK, 200)];
 /// Fulfillment steps, in order (API.md, "Fulfillment").
@@ -286,6 +320,14 @@ impl Counts {
     fn hit(&self, what: impl Into<String>) {
         *self.0.borrow_mut().entry(what.into()).or_default() += 1;
     }
+
+    /// Adds what another run counted.
+    fn absorb(&self, other: Counts) {
+        let mut mine = self.0.borrow_mut();
+        for (what, n) in other.0.into_inner() {
+            *mine.entry(what).or_default() += n;
+        }
+    }
 }
 
 fn ops() -> impl Strategy<Value = Op> {
@@ -406,17 +448,93 @@ fn random_requests_keep_every_rule_and_the_store_consistent() {
     );
 }
 
-fn run_plan(plan: &[Step], counts: &Counts) {
-    // Half the plans run with actors that keep only their compact state
-    // 1 ms after each change, so most commands and reads meet a compact
-    // family and bring the whole one back.
-    let mut opts = Opts::demo().unlimited();
-    let compacting = plan.first().is_some_and(|step| step.pick % 2 == 0);
-    if compacting {
-        opts = opts.flag("--compact-after-ms", "1");
-        counts.hit("plans with compacting actors");
+/// Plans run two at a time.
+const CONCURRENT_PLANS: u32 = 16;
+
+/// Two plans at once on one server, each for its half of the shoppers (so
+/// the per-request checks, which read the order a request names, stay
+/// exact), sharing the catalog: the same checks, and the store consistent
+/// after both, across a restart.
+#[test]
+fn two_plans_at_once_keep_every_rule_and_the_store_consistent() {
+    let counts = Counts::default();
+    let mut runner = TestRunner::new(Config {
+        cases: CONCURRENT_PLANS,
+        max_shrink_iters: SHRINK_ITERS,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let shared = |plan: Vec<Step>| {
+        // A restart would cut the other plan's requests, and catalog
+        // writes would move what the other plan's checks read.
+        plan.into_iter()
+            .map(|mut step| {
+                if matches!(step.op, Op::Restart | Op::Stock | Op::Sku) {
+                    step.op = Op::Read;
+                }
+                step
+            })
+            .collect::<Vec<_>>()
+    };
+    let result = runner.run(&(plans(), plans()), |(left, right)| {
+        run_two(&shared(left), &shared(right), &counts);
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
     }
-    let mut s = Server::start(opts);
+    let counts = counts.0.into_inner();
+    eprintln!("{counts:#?}");
+    for name in [
+        "Create 2xx",
+        "Pay 2xx",
+        "Fulfill 2xx",
+        "AfterSale 2xx",
+        "refused and unchanged",
+        "replayed",
+        "replayed after the restart",
+        "plans checked",
+    ] {
+        assert!(
+            counts.get(name).copied().unwrap_or(0) > 0,
+            "never reached {name}: {counts:#?}"
+        );
+    }
+}
+
+/// Runs `left` and `right` at once, each on its own thread and half of
+/// the shoppers, then ends them as one plan.
+fn run_two(left: &[Step], right: &[Step], counts: &Counts) {
+    let (s, compacting) = start(left, counts);
+    let worlds: Vec<(World, Counts)> = std::thread::scope(|scope| {
+        let runs: Vec<_> = [left, right]
+            .into_iter()
+            .zip(HALVES)
+            .map(|(plan, cast)| {
+                let s = &s;
+                scope.spawn(move || {
+                    let (mut world, counts) = (World::default(), Counts::default());
+                    for step in plan {
+                        run_step(s, &mut world, step, cast, &counts);
+                    }
+                    (world, counts)
+                })
+            })
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    let mut world = World::default();
+    for (w, c) in worlds {
+        counts.absorb(c);
+        world.orders.extend(w.orders);
+        world.after_sales.extend(w.after_sales);
+        world.keyed.extend(w.keyed);
+    }
+    finish_plan(s, &world, left.len().is_multiple_of(2), compacting, counts);
+}
+
+fn run_plan(plan: &[Step], counts: &Counts) {
+    let (mut s, compacting) = start(plan, counts);
     let mut world = World::default();
     for step in plan {
         if let Op::Restart = step.op {
@@ -424,120 +542,146 @@ fn run_plan(plan: &[Step], counts: &Counts) {
             counts.hit("restarted mid-plan");
             continue;
         }
-        let Some(request) = build(&s, &world, step) else {
-            continue;
-        };
-        let before = subject(&s, &request);
-        // A command that dry-runs: first `?dry_run=true`, then for real.
-        let dry = match (&step.mutation, &before) {
-            (Mutation::DryRun, Some(before)) if dry_runs(step.op) => {
-                let (dry, _) = send(&s, &request, &step.mutation);
-                let after = subject(&s, &request);
-                assert_eq!(
-                    after.as_ref(),
-                    Some(before),
-                    "{} ({} {}) changed what it acts on",
-                    dry.what,
-                    dry.status,
-                    dry.body
-                );
-                Some(dry)
-            }
-            _ => None,
-        };
-        let mutation = if dry.is_some() {
-            &Mutation::None
-        } else {
-            &step.mutation
-        };
-        let key = (matches!(step.mutation, Mutation::Replay) && keyed(step.op))
-            .then(|| format!("replay-{}", world.keyed.len()));
-        let version = match step.mutation {
-            Mutation::IfMatch { stale } => family_version(&s, &request).map(|v| {
-                counts.hit(if stale {
-                    "stale If-Match sent"
-                } else {
-                    "current If-Match sent"
-                });
-                if stale {
-                    v - 1
-                } else {
-                    v
-                }
-            }),
-            _ => None,
-        };
-        let (resp, sent) = if let Some(v) = version {
-            let r = send_if_match(&s, &request, v);
-            check_if_match(
-                &r.0,
-                matches!(step.mutation, Mutation::IfMatch { stale: true }),
-                counts,
-            );
-            r
-        } else if matches!(step.mutation, Mutation::Twice) && keyed(step.op) {
-            let key = format!("twice-{}", world.keyed.len());
-            let (resp, sent) = send_twice(&s, &request, &key);
-            counts.hit(format!("sent twice at once, {}xx", resp.status / 100));
-            if resp.status < 300 {
-                world
-                    .keyed
-                    .push((request.clone(), key, resp.status, resp.body.clone()));
-            }
-            (resp, sent)
-        } else {
-            send_keyed(&s, &request, mutation, key.as_deref())
-        };
-        if let Some(dry) = &dry {
-            check_dry_run(step.op, dry, &resp, counts);
-        }
-        if let (Some(key), true) = (key, resp.status < 300) {
-            let moved = subject(&s, &request);
-            let (again, _) = send_keyed(&s, &request, &Mutation::None, Some(&key));
-            check_replay(&again, resp.status, &resp.body, "at once");
+        run_step(&s, &mut world, step, EVERYONE, counts);
+    }
+    finish_plan(s, &world, plan.len().is_multiple_of(2), compacting, counts);
+}
+
+/// Starts a plan's server; half the plans run with actors that keep only
+/// their compact state 1 ms after each change, so most commands and reads
+/// meet a compact family and bring the whole one back. Answers whether
+/// this one does.
+fn start(plan: &[Step], counts: &Counts) -> (Server, bool) {
+    let mut opts = Opts::demo().unlimited();
+    let compacting = plan.first().is_some_and(|step| step.pick % 2 == 0);
+    if compacting {
+        opts = opts.flag("--compact-after-ms", "1");
+        counts.hit("plans with compacting actors");
+    }
+    (Server::start(opts), compacting)
+}
+
+/// Builds `step` for `cast` in `world`, sends it and checks its answer.
+fn run_step(s: &Server, world: &mut World, step: &Step, cast: Cast, counts: &Counts) {
+    let Some(request) = build(s, world, step, cast) else {
+        return;
+    };
+    let before = subject(s, &request);
+    // A command that dry-runs: first `?dry_run=true`, then for real.
+    let dry = match (&step.mutation, &before) {
+        (Mutation::DryRun, Some(before)) if dry_runs(step.op) => {
+            let (dry, _) = send(s, &request, &step.mutation);
+            let after = subject(s, &request);
             assert_eq!(
-                subject(&s, &request),
-                moved,
-                "{}: the replay changed something",
-                again.what
+                after.as_ref(),
+                Some(before),
+                "{} ({} {}) changed what it acts on",
+                dry.what,
+                dry.status,
+                dry.body
             );
-            counts.hit("replayed");
+            Some(dry)
+        }
+        _ => None,
+    };
+    let mutation = if dry.is_some() {
+        &Mutation::None
+    } else {
+        &step.mutation
+    };
+    let key = (matches!(step.mutation, Mutation::Replay) && keyed(step.op))
+        .then(|| format!("replay-{}", world.keyed.len()));
+    let version = match step.mutation {
+        Mutation::IfMatch { stale } => family_version(s, &request).map(|v| {
+            counts.hit(if stale {
+                "stale If-Match sent"
+            } else {
+                "current If-Match sent"
+            });
+            if stale {
+                v - 1
+            } else {
+                v
+            }
+        }),
+        _ => None,
+    };
+    let (resp, sent) = if let Some(v) = version {
+        let r = send_if_match(s, &request, v);
+        check_if_match(
+            &r.0,
+            matches!(step.mutation, Mutation::IfMatch { stale: true }),
+            counts,
+        );
+        r
+    } else if matches!(step.mutation, Mutation::Twice) && keyed(step.op) {
+        let key = format!("twice-{}", world.keyed.len());
+        let (resp, sent) = send_twice(s, &request, &key);
+        counts.hit(format!("sent twice at once, {}xx", resp.status / 100));
+        if resp.status < 300 {
             world
                 .keyed
                 .push((request.clone(), key, resp.status, resp.body.clone()));
         }
-        if resp.status >= 400 {
-            if let Some(before) = before {
-                let after = subject(&s, &request);
-                assert_eq!(
-                    after.as_ref(),
-                    Some(&before),
-                    "{} refused ({} {}) but changed what it acts on",
-                    resp.what,
-                    resp.status,
-                    resp.body
-                );
-                counts.hit("refused and unchanged");
-            }
-        }
-        let mutated = !matches!(step.mutation, Mutation::None);
-        counts.hit(format!("{:?} {}xx", step.op, resp.status / 100));
-        if let Some(code) = resp.error_code() {
-            counts.hit(format!("code {code}"));
-        }
-        if resp.status >= 400 {
-            counts.hit(if mutated {
-                "mutated 4xx"
-            } else {
-                "unmutated 4xx"
-            });
-        }
-        check_caller(step, &request, &resp, counts);
-        if resp.status < 300 {
-            learn(&s, &mut world, step.op, &request, sent.as_ref(), &resp);
+        (resp, sent)
+    } else {
+        send_keyed(s, &request, mutation, key.as_deref())
+    };
+    if let Some(dry) = &dry {
+        check_dry_run(step.op, dry, &resp, counts);
+    }
+    if let (Some(key), true) = (key, resp.status < 300) {
+        let moved = subject(s, &request);
+        let (again, _) = send_keyed(s, &request, &Mutation::None, Some(&key));
+        check_replay(&again, resp.status, &resp.body, "at once");
+        assert_eq!(
+            subject(s, &request),
+            moved,
+            "{}: the replay changed something",
+            again.what
+        );
+        counts.hit("replayed");
+        world
+            .keyed
+            .push((request.clone(), key, resp.status, resp.body.clone()));
+    }
+    if resp.status >= 400 {
+        if let Some(before) = before {
+            let after = subject(s, &request);
+            assert_eq!(
+                after.as_ref(),
+                Some(&before),
+                "{} refused ({} {}) but changed what it acts on",
+                resp.what,
+                resp.status,
+                resp.body
+            );
+            counts.hit("refused and unchanged");
         }
     }
-    check_store(&s, &world, counts);
+    let mutated = !matches!(step.mutation, Mutation::None);
+    counts.hit(format!("{:?} {}xx", step.op, resp.status / 100));
+    if let Some(code) = resp.error_code() {
+        counts.hit(format!("code {code}"));
+    }
+    if resp.status >= 400 {
+        counts.hit(if mutated {
+            "mutated 4xx"
+        } else {
+            "unmutated 4xx"
+        });
+    }
+    check_caller(step, &request, &resp, counts);
+    if resp.status < 300 {
+        learn(s, world, step.op, &request, sent.as_ref(), &resp);
+    }
+}
+
+/// The end of a plan: the store's checks, then a restart (or a crash)
+/// after which everything reads back as before, every recorded key
+/// replays, and the event stream is the feed.
+fn finish_plan(mut s: Server, world: &World, graceful: bool, compacting: bool, counts: &Counts) {
+    check_store(&s, world, counts);
     if compacting {
         // Compact families were met and read back whole.
         for name in ["compactions", "rehydrations"] {
@@ -546,13 +690,13 @@ fn run_plan(plan: &[Step], counts: &Counts) {
             }
         }
     }
-    let after = restart(&mut s, &world, plan.len().is_multiple_of(2), counts);
+    let after = restart(&mut s, world, graceful, counts);
     for (request, key, status, body) in &world.keyed {
         let (again, _) = send_keyed(&s, request, &Mutation::None, Some(key));
         check_replay(&again, *status, body, "after the restart");
         counts.hit("replayed after the restart");
     }
-    assert_eq!(snapshot(&s, &world), after, "replays changed something");
+    assert_eq!(snapshot(&s, world), after, "replays changed something");
     // The event stream, from the start, is the feed: every event once, in
     // order, after the restarts.
     let feed: Vec<u64> = s
@@ -567,7 +711,7 @@ fn run_plan(plan: &[Step], counts: &Counts) {
     if !feed.is_empty() {
         counts.hit("streams matched the feed");
     }
-    check_store(&s, &world, counts);
+    check_store(&s, world, counts);
     counts.hit("plans checked");
 }
 
@@ -707,10 +851,12 @@ fn snapshot(s: &Server, world: &World) -> BTreeMap<String, Value> {
     paths.extend(DEMO_STOCK.iter().map(|(sku, _)| format!("/v1/skus/{sku}")));
     paths.extend(COUPONS.iter().flatten().map(|c| format!("/v1/coupons/{c}")));
     // The coupons a plan may issue, where it did.
-    for i in 0..5 {
-        let path = format!("/v1/coupons/CPN-FUZZ-{i}");
-        if s.get(&path).admin().send().status == 200 {
-            paths.push(path);
+    for prefix in std::iter::once(EVERYONE).chain(HALVES).map(|c| c.coupons) {
+        for i in 0..5 {
+            let path = format!("/v1/coupons/CPN-FUZZ-{prefix}{i}");
+            if s.get(&path).admin().send().status == 200 {
+                paths.push(path);
+            }
         }
     }
     let mut out: BTreeMap<String, Value> = paths
@@ -1221,9 +1367,9 @@ fn target(
 
 /// The valid request of `step` in `world` (`None` when it needs something
 /// the plan has not made yet).
-fn build(s: &Server, world: &World, step: &Step) -> Option<Request> {
+fn build(s: &Server, world: &World, step: &Step, cast: Cast) -> Option<Request> {
     let p = step.pick;
-    let user = USERS[p % USERS.len()];
+    let user = cast.users[p % cast.users.len()];
     let order = pick(&world.orders, p);
     let after_sale = pick(&world.after_sales, p);
     let request = match step.op {
@@ -1245,8 +1391,8 @@ fn build(s: &Server, world: &World, step: &Step) -> Option<Request> {
             // The user's demo coupon, or one the plan issued (to this user
             // or another).
             let coupon = match p % 3 {
-                0 => COUPONS[p % USERS.len()].map(str::to_owned),
-                1 => Some(format!("CPN-FUZZ-{}", p % 5)),
+                0 => demo_coupon(user).map(str::to_owned),
+                1 => Some(format!("CPN-FUZZ-{}{}", cast.coupons, p % 5)),
                 _ => None,
             };
             let coupon = coupon.as_deref();
@@ -1455,7 +1601,7 @@ fn build(s: &Server, world: &World, step: &Step) -> Option<Request> {
         }
         Op::Coupon => Request::new(
             "PUT",
-            format!("/v1/coupons/CPN-FUZZ-{}", p % 5),
+            format!("/v1/coupons/CPN-FUZZ-{}{}", cast.coupons, p % 5),
             Some(json!({
                 "user_id": user,
                 "amount": 500,
