@@ -386,22 +386,27 @@ fn plans() -> impl Strategy<Value = Vec<Step>> {
     )
 }
 
-#[test]
-fn random_requests_keep_every_rule_and_the_store_consistent() {
-    let counts = Counts::default();
+/// Runs `test` on `cases` values of `strategy`, shrinking a failure a
+/// bounded number of times (each attempt starts servers).
+fn run_cases<S: Strategy>(cases: u32, strategy: S, test: impl Fn(S::Value)) {
     let mut runner = TestRunner::new(Config {
-        cases: PLANS,
+        cases,
         max_shrink_iters: SHRINK_ITERS,
         failure_persistence: None,
         ..Config::default()
     });
-    let result = runner.run(&plans(), |plan| {
-        run_plan(&plan, &counts);
+    if let Err(e) = runner.run(&strategy, |value| {
+        test(value);
         Ok(())
-    });
-    if let Err(e) = result {
+    }) {
         panic!("{e}");
     }
+}
+
+#[test]
+fn random_requests_keep_every_rule_and_the_store_consistent() {
+    let counts = Counts::default();
+    run_cases(PLANS, plans(), |plan| run_plan(&plan, &counts));
     let counts = counts.0.into_inner();
     eprintln!("{counts:#?}");
     let reached = |name: &str| counts.get(name).copied().unwrap_or(0);
@@ -458,12 +463,6 @@ const CONCURRENT_PLANS: u32 = 16;
 #[test]
 fn two_plans_at_once_keep_every_rule_and_the_store_consistent() {
     let counts = Counts::default();
-    let mut runner = TestRunner::new(Config {
-        cases: CONCURRENT_PLANS,
-        max_shrink_iters: SHRINK_ITERS,
-        failure_persistence: None,
-        ..Config::default()
-    });
     let shared = |plan: Vec<Step>| {
         // A restart would cut the other plan's requests, and catalog
         // writes would move what the other plan's checks read.
@@ -476,13 +475,9 @@ fn two_plans_at_once_keep_every_rule_and_the_store_consistent() {
             })
             .collect::<Vec<_>>()
     };
-    let result = runner.run(&(plans(), plans()), |(left, right)| {
+    run_cases(CONCURRENT_PLANS, (plans(), plans()), |(left, right)| {
         run_two(&shared(left), &shared(right), &counts);
-        Ok(())
     });
-    if let Err(e) = result {
-        panic!("{e}");
-    }
     let counts = counts.0.into_inner();
     eprintln!("{counts:#?}");
     for name in [
