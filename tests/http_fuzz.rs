@@ -22,7 +22,8 @@
 //! conservation, locked units against the CREATED orders, status logs,
 //! refunds within the payment, coupons, listings. Plans restart or kill
 //! the server in their middle and at their end (half of them with actors
-//! compacting 1 ms after each change): everything reads back exactly as
+//! compacting 1 ms after each change, a third in relaxed durability,
+//! which are only stopped gracefully): everything reads back exactly as
 //! before, recorded keys replay, and the event stream is the feed. Pairs
 //! of plans also run at once on one server, each for half the shoppers.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -437,6 +438,7 @@ fn random_requests_keep_every_rule_and_the_store_consistent() {
         "history events found in the feed",
         "streams matched the feed",
         "plans with compacting actors",
+        "plans in relaxed durability",
         "restarted mid-plan",
         "coupons checked against their orders",
         "refunds checked against their payment",
@@ -500,7 +502,7 @@ fn two_plans_at_once_keep_every_rule_and_the_store_consistent() {
 /// Runs `left` and `right` at once, each on its own thread and half of
 /// the shoppers, then ends them as one plan.
 fn run_two(left: &[Step], right: &[Step], counts: &Counts) {
-    let (s, compacting) = start(left, counts);
+    let (s, mode) = start(left, counts);
     let worlds: Vec<(World, Counts)> = std::thread::scope(|scope| {
         let runs: Vec<_> = [left, right]
             .into_iter()
@@ -525,35 +527,54 @@ fn run_two(left: &[Step], right: &[Step], counts: &Counts) {
         world.after_sales.extend(w.after_sales);
         world.keyed.extend(w.keyed);
     }
-    finish_plan(s, &world, left.len().is_multiple_of(2), compacting, counts);
+    finish_plan(s, &world, left.len().is_multiple_of(2), mode, counts);
 }
 
 fn run_plan(plan: &[Step], counts: &Counts) {
-    let (mut s, compacting) = start(plan, counts);
+    let (mut s, mode) = start(plan, counts);
     let mut world = World::default();
     for step in plan {
         if let Op::Restart = step.op {
-            restart(&mut s, &world, step.pick % 2 == 0, counts);
+            restart(&mut s, &world, mode.relaxed || step.pick % 2 == 0, counts);
             counts.hit("restarted mid-plan");
             continue;
         }
         run_step(&s, &mut world, step, EVERYONE, counts);
     }
-    finish_plan(s, &world, plan.len().is_multiple_of(2), compacting, counts);
+    finish_plan(s, &world, plan.len().is_multiple_of(2), mode, counts);
 }
 
 /// Starts a plan's server; half the plans run with actors that keep only
 /// their compact state 1 ms after each change, so most commands and reads
 /// meet a compact family and bring the whole one back. Answers whether
 /// this one does.
-fn start(plan: &[Step], counts: &Counts) -> (Server, bool) {
+fn start(plan: &[Step], counts: &Counts) -> (Server, Mode) {
     let mut opts = Opts::demo().unlimited();
-    let compacting = plan.first().is_some_and(|step| step.pick % 2 == 0);
-    if compacting {
+    let pick = plan.first().map_or(0, |step| step.pick);
+    let mode = Mode {
+        compacting: pick.is_multiple_of(2),
+        relaxed: pick.is_multiple_of(3),
+    };
+    if mode.compacting {
         opts = opts.flag("--compact-after-ms", "1");
         counts.hit("plans with compacting actors");
     }
-    (Server::start(opts), compacting)
+    if mode.relaxed {
+        opts = opts.flag("--durability", "relaxed");
+        counts.hit("plans in relaxed durability");
+    }
+    (Server::start(opts), mode)
+}
+
+/// How a plan's server runs.
+#[derive(Debug, Clone, Copy)]
+struct Mode {
+    /// Actors compact 1 ms after each change.
+    compacting: bool,
+    /// `--durability relaxed`: changes are answered before they are
+    /// durable, so a crash may lose the last of them (by design) and its
+    /// plans stop the server gracefully instead.
+    relaxed: bool,
 }
 
 /// Builds `step` for `cast` in `world`, sends it and checks its answer.
@@ -675,9 +696,9 @@ fn run_step(s: &Server, world: &mut World, step: &Step, cast: Cast, counts: &Cou
 /// The end of a plan: the store's checks, then a restart (or a crash)
 /// after which everything reads back as before, every recorded key
 /// replays, and the event stream is the feed.
-fn finish_plan(mut s: Server, world: &World, graceful: bool, compacting: bool, counts: &Counts) {
+fn finish_plan(mut s: Server, world: &World, graceful: bool, mode: Mode, counts: &Counts) {
     check_store(&s, world, counts);
-    if compacting {
+    if mode.compacting {
         // Compact families were met and read back whole.
         for name in ["compactions", "rehydrations"] {
             if s.core_metric(name) > 0 {
@@ -685,7 +706,7 @@ fn finish_plan(mut s: Server, world: &World, graceful: bool, compacting: bool, c
             }
         }
     }
-    let after = restart(&mut s, world, graceful, counts);
+    let after = restart(&mut s, world, graceful || mode.relaxed, counts);
     for (request, key, status, body) in &world.keyed {
         let (again, _) = send_keyed(&s, request, &Mutation::None, Some(key));
         check_replay(&again, *status, body, "after the restart");
