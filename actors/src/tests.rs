@@ -1165,19 +1165,23 @@ async fn a_keyed_batch_remove_replays_its_reply_and_finishes_a_batch_cut_short()
 
     // A batch of two cut short after its first removal (a failed write):
     // the retry removes the second under the reply the first recorded.
-    let cut_short = WriteOptions {
-        idempotency: Some(Idempotency {
-            key: IdempotencyKey::parse("rm-2").unwrap(),
-            request_hash: 31,
-            render: Box::new(|_, _| (200, "{\"removed\":2}".to_owned())),
-        }),
-        ..WriteOptions::default()
+    let cut_short = |by: &CommandMeta, order_id: OrderId, key: &str, hash: u64| {
+        let opts = WriteOptions {
+            idempotency: Some(Idempotency {
+                key: IdempotencyKey::parse(key).unwrap(),
+                request_hash: hash,
+                render: Box::new(|_, _| (200, "{\"removed\":2}".to_owned())),
+            }),
+            ..WriteOptions::default()
+        };
+        let remove = Command {
+            meta: by.clone(),
+            action: Action::Remove { order_id },
+        };
+        let core = core.clone();
+        async move { core.execute(remove, opts).await.unwrap() }
     };
-    let remove = Command {
-        meta: meta.clone(),
-        action: Action::Remove { order_id: ids[2] },
-    };
-    core.execute(remove, cut_short).await.unwrap();
+    cut_short(&meta, ids[2], "rm-2", 31).await;
     let retried = core
         .remove_orders(meta.clone(), &ids[2..4], Some(batch_key("rm-2", 31)))
         .await
@@ -1194,19 +1198,7 @@ async fn a_keyed_batch_remove_replays_its_reply_and_finishes_a_batch_cut_short()
     // with that order), so it answers as a replay. (To the shopper, a
     // removed order is not found: only an operator gets here.)
     let operator = testkit::admin();
-    let cut_short = WriteOptions {
-        idempotency: Some(Idempotency {
-            key: IdempotencyKey::parse("rm-3").unwrap(),
-            request_hash: 41,
-            render: Box::new(|_, _| (200, "{\"removed\":2}".to_owned())),
-        }),
-        ..WriteOptions::default()
-    };
-    let remove = Command {
-        meta: operator.clone(),
-        action: Action::Remove { order_id: ids[4] },
-    };
-    core.execute(remove, cut_short).await.unwrap();
+    cut_short(&operator, ids[4], "rm-3", 41).await;
     core.remove_orders(meta.clone(), &ids[5..], None)
         .await
         .unwrap();
