@@ -470,10 +470,7 @@ impl OrderFamily {
                 // Replay relies on it (a key-only change is decided by the
                 // key): a key is recorded once per caller and family.
                 debug_assert!(
-                    !self
-                        .idempotency
-                        .iter()
-                        .any(|e| e.caller == entry.caller && e.key == entry.key),
+                    self.idempotency_entry(&entry.caller, &entry.key).is_none(),
                     "key {} recorded twice in {}",
                     entry.key,
                     self.order_id
@@ -805,6 +802,18 @@ impl OrderFamily {
             .map(|p| (PayResult::Refund, Some(p.after_sale_id)))
     }
 
+    /// What the family recorded for `key` sent by `caller` (keys are
+    /// scoped to both).
+    pub fn idempotency_entry(
+        &self,
+        caller: &Actor,
+        key: &IdempotencyKey,
+    ) -> Option<&IdempotencyEntry> {
+        self.idempotency
+            .iter()
+            .find(|e| &e.caller == caller && &e.key == key)
+    }
+
     /// Checks an `Idempotency-Key` before anything else (API.md).
     pub fn check_idempotency(
         &self,
@@ -813,11 +822,7 @@ impl OrderFamily {
         request_hash: u64,
     ) -> Result<IdempotencyCheck<'_>, crate::DomainError> {
         use crate::error::{DomainError, ErrorCode};
-        match self
-            .idempotency
-            .iter()
-            .find(|e| &e.caller == caller && &e.key == key)
-        {
+        match self.idempotency_entry(caller, key) {
             Some(entry) if entry.request_hash == request_hash => {
                 Ok(IdempotencyCheck::Replay(entry))
             }

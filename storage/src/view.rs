@@ -447,10 +447,9 @@ impl View {
             // A keyed success that changed nothing records only its key, at
             // the version the family already had: whether the row holds it
             // is whether the key is there (a key is recorded once).
-            (EventBody::IdempotencyRecorded(entry), Some(family)) => !family
-                .idempotency
-                .iter()
-                .any(|e| e.caller == entry.caller && e.key == entry.key),
+            (EventBody::IdempotencyRecorded(entry), Some(family)) => family
+                .idempotency_entry(&entry.caller, &entry.key)
+                .is_none(),
             (_, Some(family)) if family.version >= event.version => {
                 // The row is ahead of the replay: a crash took the
                 // checkpoint that wrote it before its index rows, so a
