@@ -608,7 +608,7 @@ fn run_step(s: &Server, world: &mut World, step: &Step, cast: Cast, counts: &Cou
     let key = (matches!(step.mutation, Mutation::Replay) && keyed(step.op))
         .then(|| format!("replay-{}", world.keyed.len()));
     let version = match step.mutation {
-        Mutation::IfMatch { stale } => family_version(s, &request).map(|v| {
+        Mutation::IfMatch { stale } => family_version(&request, before.as_ref()).map(|v| {
             counts.hit(if stale {
                 "stale If-Match sent"
             } else {
@@ -623,7 +623,8 @@ fn run_step(s: &Server, world: &mut World, step: &Step, cast: Cast, counts: &Cou
         _ => None,
     };
     let (resp, sent) = if let Some(v) = version {
-        let r = send_if_match(s, &request, v);
+        let tag = format!("\"{v}\"");
+        let r = send_with(s, &request, mutation, &[("If-Match", &tag)]);
         check_if_match(
             &r.0,
             matches!(step.mutation, Mutation::IfMatch { stale: true }),
@@ -940,37 +941,19 @@ fn send_twice(s: &Server, request: &Request, key: &str) -> (Resp, Option<Value>)
         .expect("one answer is not a replay")
 }
 
-/// The version of the family a write to `/v1/orders/{id}/...` acts on
-/// (its `ETag`), when it is 2 or more (so that an older one exists) and
-/// the order is not removed (to its shopper, a removed order is not found
-/// whatever version a write names).
-fn family_version(s: &Server, request: &Request) -> Option<u64> {
-    let rest = request.path.strip_prefix("/v1/orders/")?;
-    let (id, action) = rest.split_once('/')?;
-    if request.method == "GET" || action == "events" {
+/// The version of the family a write to `/v1/orders/{id}/...` acts on, as
+/// `before` (its detail, read just before: [`subject`]) has it, when it is
+/// 2 or more (so that an older one exists) and the order is not removed
+/// (to its shopper, a removed order is not found whatever version a write
+/// names).
+fn family_version(request: &Request, before: Option<&Value>) -> Option<u64> {
+    request.path.strip_prefix("/v1/orders/")?.split_once('/')?;
+    let detail = before?;
+    if detail["removed"] == true {
         return None;
     }
-    let r = s.get(&format!("/v1/orders/{id}")).admin().send();
-    r.expect(200);
-    if r.json()["removed"] == true {
-        return None;
-    }
-    let tag = r.header("etag")?.trim_matches('"').parse().ok()?;
-    (tag >= 2).then_some(tag)
-}
-
-/// [`send`] with `If-Match: "<version>"`.
-fn send_if_match(s: &Server, request: &Request, version: u64) -> (Resp, Option<Value>) {
-    let mut req = s.req(request.method, &request.path);
-    req = match &request.who {
-        Who::User(u) => req.user(u),
-        Who::Admin | Who::Signed => req.admin(),
-    };
-    let req = req.header("If-Match", &format!("\"{version}\""));
-    match &request.body {
-        Some(b) => (req.json(b).send(), Some(b.clone())),
-        None => (req.send(), None),
-    }
+    let version = detail["version"].as_u64()?;
+    (version >= 2).then_some(version)
 }
 
 /// A write naming the version the family has is never refused for it;
@@ -1152,7 +1135,7 @@ fn check_caller(step: &Step, request: &Request, resp: &Resp, counts: &Counts) {
 /// Sends `request` with `mutation` applied; answers the response and the
 /// body as sent.
 fn send(s: &Server, request: &Request, mutation: &Mutation) -> (Resp, Option<Value>) {
-    send_keyed(s, request, mutation, None)
+    send_with(s, request, mutation, &[])
 }
 
 /// A server or a client of it (for another thread).
@@ -1178,6 +1161,19 @@ fn send_keyed(
     request: &Request,
     mutation: &Mutation,
     key: Option<&str>,
+) -> (Resp, Option<Value>) {
+    match key {
+        Some(key) => send_with(s, request, mutation, &[("Idempotency-Key", key)]),
+        None => send_with(s, request, mutation, &[]),
+    }
+}
+
+/// [`send`] with `headers` added.
+fn send_with(
+    s: &dyn Requester,
+    request: &Request,
+    mutation: &Mutation,
+    headers: &[(&str, &str)],
 ) -> (Resp, Option<Value>) {
     let mut body = request.body.clone();
     let mut path = request.path.clone();
@@ -1226,8 +1222,8 @@ fn send_keyed(
         (Who::User(u), _) => req.user(u),
         (Who::Admin, _) => req.admin(),
     };
-    if let Some(key) = key {
-        req = req.header("Idempotency-Key", key);
+    for (name, value) in headers {
+        req = req.header(name, value);
     }
     if let Mutation::Header(i) = mutation {
         let (name, value) = HEADERS[*i];
