@@ -20,6 +20,8 @@ use ordercore_benches::{
     cpu_us, cpu_us_by_thread, drive, raw_sled, seed, start, unit_bytes, Workload,
 };
 use ordercore_domain::CreateOrder;
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 /// mimalloc instead of the system allocator: the core allocates many small,
@@ -72,11 +74,12 @@ async fn run(n: usize) {
     core.store().checkpoint_now().unwrap();
     let rows0 = core.store().metrics().rows_written;
     let cmds: Vec<CreateOrder> = (0..n).map(|_| workload.next_create()).collect();
+    let workload = Rc::new(RefCell::new(workload));
     println!("driving the core ...");
     let cpu0 = cpu_us();
     let threads0 = cpu_us_by_thread();
     let started = Instant::now();
-    drive(&core, cmds, true).await;
+    drive(&core, &workload, cmds, true).await;
     let acked = started.elapsed();
     core.store().checkpoint_now().unwrap();
     let sustained = started.elapsed();

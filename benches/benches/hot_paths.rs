@@ -22,7 +22,9 @@ use ordercore_domain::{OrderFamily, UserId};
 use ordercore_storage::codec::{decode, encode, encode_packed};
 use ordercore_storage::journal::{encode_unit, Unit};
 use ordercore_storage::{Store, StoreConfig};
+use std::cell::RefCell;
 use std::hint::black_box;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 const CREATE_JSON: &str = r#"{"order_id":"260101000000010000011000000000u1","user_id":"u1","business_identifier":1,"order_type":1,
@@ -148,13 +150,15 @@ fn writer_and_core(c: &mut Criterion) {
         seed(&core, &Workload::new()).await;
         core
     });
-    let mut workload = Workload::new();
+    let workload = Rc::new(RefCell::new(Workload::new()));
     g.bench_function("core_create_pay_lifecycle", |b| {
         b.iter_custom(|iters| {
-            let cmds: Vec<_> = (0..iters).map(|_| workload.next_create()).collect();
+            let cmds: Vec<_> = (0..iters)
+                .map(|_| workload.borrow_mut().next_create())
+                .collect();
             system.block_on(async {
                 let started = Instant::now();
-                drive(&core, cmds, true).await;
+                drive(&core, &workload, cmds, true).await;
                 started.elapsed()
             })
         })

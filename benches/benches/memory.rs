@@ -19,6 +19,8 @@ use ordercore_benches::{drive, rss_bytes, seed, start, Workload};
 use ordercore_domain::CreateOrder;
 use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
 use std::alloc::System;
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 #[global_allocator]
@@ -61,7 +63,7 @@ async fn run(active: usize) {
     core.store().checkpoint_now().unwrap();
     let (heap0, rss0) = (live_heap() - cmds_heap, rss_bytes());
     let started = Instant::now();
-    drive(&core, cmds, false).await;
+    drive(&core, &Rc::new(RefCell::new(workload)), cmds, false).await;
     let created = started.elapsed();
     core.store().checkpoint_now().unwrap();
     let live = core.metrics().active_actors;

@@ -82,12 +82,22 @@ impl Workload {
     pub fn next_create(&mut self) -> ordercore_domain::CreateOrder {
         let i = self.next;
         self.next += 1;
+        let (at, seq) = self.ids.next(self.shop.now);
+        let owner = testkit::user(&format!("u{}", i % USERS));
+        self.create_at(i, OrderId::generate(at, 1, seq, &owner).unwrap())
+    }
+
+    /// The `i`th create request once more, with the order id it was given:
+    /// a driver sends each request without keeping a copy, and asks for it
+    /// again only if the core refused it as overloaded.
+    pub fn create_at(&mut self, i: usize, order_id: OrderId) -> ordercore_domain::CreateOrder {
         let owner = format!("u{}", i % USERS);
         let a = format!("S{:04}", (i * 7) % SKUS);
         let b = format!("S{:04}", (i * 7 + 3) % SKUS);
         let mut cmd = self.shop.create_cmd(&owner, &[(&a, 1), (&b, 2)], None);
-        let (at, seq) = self.ids.next(self.shop.now);
-        cmd.order_id = OrderId::generate(at, 1, seq, &testkit::user(&owner)).unwrap();
+        cmd.order_id = order_id;
+        // The body's fingerprint, as an edge would hash it: one per request.
+        cmd.fingerprint = i as u64 + 1;
         cmd
     }
 
@@ -329,44 +339,57 @@ mod core_driver {
         }
     }
 
-    /// Runs `cmds` through the core with `WINDOW` in flight; pays each order
-    /// after its create when `pay` is set. Retries what the core refuses as
-    /// overloaded.
-    pub async fn drive(core: &OrderCore, cmds: Vec<CreateOrder>, pay: bool) {
-        let queue = Rc::new(RefCell::new(cmds.into_iter().enumerate()));
+    /// Runs `cmds` (the next ones of `workload`) through the core with
+    /// `WINDOW` in flight; pays each order after its create when `pay` is
+    /// set. Each request is sent as it is, not a copy of it, as an edge
+    /// sends the one it parsed; one the core refuses as overloaded is asked
+    /// of `workload` again and retried.
+    pub async fn drive(
+        core: &OrderCore,
+        workload: &Rc<RefCell<Workload>>,
+        cmds: Vec<CreateOrder>,
+        pay: bool,
+    ) {
+        let first = workload.borrow().next - cmds.len();
+        let queue = Rc::new(RefCell::new(
+            cmds.into_iter()
+                .enumerate()
+                .map(move |(i, c)| (first + i, c)),
+        ));
         let window = std::env::var("ORDERCORE_BENCH_WINDOW")
             .ok()
             .and_then(|w| w.parse().ok())
             .unwrap_or(WINDOW);
         let workers: Vec<_> = (0..window)
             .map(|_| {
-                let (core, queue) = (core.clone(), Rc::clone(&queue));
+                let (core, queue, workload) =
+                    (core.clone(), Rc::clone(&queue), Rc::clone(workload));
                 actix::spawn(async move {
                     loop {
                         let next = queue.borrow_mut().next();
-                        let Some((i, cmd)) = next else { break };
-                        let meta = CommandMeta::by(ordercore_domain::Actor::user(&cmd.user_id));
+                        let Some((i, mut cmd)) = next else { break };
+                        let order_id = cmd.order_id;
                         let created = loop {
-                            match core.create_order(cmd.clone(), meta.clone(), None).await {
+                            let meta = CommandMeta::by(ordercore_domain::Actor::user(&cmd.user_id));
+                            match core.create_order(cmd, meta, None).await {
                                 Ok(outcome) => break family(outcome),
-                                Err(e) if e.code() == ordercore_domain::ErrorCode::OVERLOADED => {
+                                Err(e) if overloaded(&e) => {
                                     actix::clock::sleep(Duration::from_millis(1)).await;
+                                    cmd = workload.borrow_mut().create_at(i, order_id);
                                 }
                                 Err(e) => panic!("create failed: {e}"),
                             }
                         };
                         if pay {
-                            let action = testkit::pay_action(&created, &format!("T{i}"));
-                            let cmd = Command {
-                                meta: testkit::provider(),
-                                action,
-                            };
+                            let trade_no = format!("T{i}");
                             loop {
-                                match core.execute(cmd.clone(), WriteOptions::default()).await {
+                                let cmd = Command {
+                                    meta: testkit::provider(),
+                                    action: testkit::pay_action(&created, &trade_no),
+                                };
+                                match core.execute(cmd, WriteOptions::default()).await {
                                     Ok(_) => break,
-                                    Err(e)
-                                        if e.code() == ordercore_domain::ErrorCode::OVERLOADED =>
-                                    {
+                                    Err(e) if overloaded(&e) => {
                                         actix::clock::sleep(Duration::from_millis(1)).await;
                                     }
                                     Err(e) => panic!("pay failed: {e}"),
@@ -381,6 +404,25 @@ mod core_driver {
             w.await.unwrap();
         }
     }
+
+    fn overloaded(e: &ordercore_actors::CoreError) -> bool {
+        e.code() == ordercore_domain::ErrorCode::OVERLOADED
+    }
 }
 
 pub use core_driver::{drive, seed, start, WINDOW};
+
+#[cfg(test)]
+mod tests {
+    use super::Workload;
+
+    #[test]
+    fn a_create_asked_for_again_is_the_one_first_given() {
+        let mut workload = Workload::new();
+        let first: Vec<_> = (0..300).map(|_| workload.next_create()).collect();
+        for (i, cmd) in first.iter().enumerate() {
+            assert_eq!(&workload.create_at(i, cmd.order_id), cmd);
+        }
+        assert_ne!(first[0], first[1]);
+    }
+}
