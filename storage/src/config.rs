@@ -62,6 +62,12 @@ pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(1_000);
 pub const CHECKPOINT_SPREAD_PERCENT: u32 = 80;
 /// Rows written between two looks at the pace (one is a few µs).
 pub const CHECKPOINT_PACE_ROWS: u64 = 128;
+/// Rows left in an unpaced checkpoint (one a caller waits for: shutdown,
+/// `checkpoint_now`, a view filling up) from which the rest is written by
+/// two threads, half each (8,192: ~50 ms of rows on one thread, where a
+/// thread costs ~50 µs to start). sled takes inserts from several threads;
+/// a paced checkpoint keeps to one and leaves the other core to requests.
+pub const CHECKPOINT_SPLIT_ROWS_MIN: usize = 8_192;
 /// Families changed but not yet written behind before submitters get
 /// `Overloaded`: bounds the memory of the write-behind view.
 pub const DIRTY_FAMILIES_MAX: usize = 1_000_000;
@@ -96,6 +102,8 @@ pub struct StoreConfig {
     /// always wait).
     pub group_linger_min_rate: f64,
     pub checkpoint_interval: Duration,
+    /// [`CHECKPOINT_SPLIT_ROWS_MIN`].
+    pub checkpoint_split_rows_min: usize,
     pub dirty_families_max: usize,
     pub journal_retention: Duration,
     /// Size of a journal segment file (the grain of trimming).
@@ -119,6 +127,7 @@ impl StoreConfig {
             group_linger_units: GROUP_LINGER_UNITS,
             group_linger_min_rate: GROUP_LINGER_MIN_RATE,
             checkpoint_interval: CHECKPOINT_INTERVAL,
+            checkpoint_split_rows_min: CHECKPOINT_SPLIT_ROWS_MIN,
             dirty_families_max: DIRTY_FAMILIES_MAX,
             journal_retention: JOURNAL_RETENTION,
             journal_segment_bytes: crate::segments::SEGMENT_BYTES,

@@ -33,6 +33,8 @@ pub struct StoreMetrics {
     pub checkpoint_pauses: AtomicU64,
     /// Groups the journal writer waited for to grow (arrivals were dense).
     pub group_waits: AtomicU64,
+    /// Runs of an unpaced checkpoint's rows written by two threads.
+    pub checkpoint_splits: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -59,6 +61,7 @@ pub struct MetricsSnapshot {
     pub row_reads_skipped: u64,
     pub checkpoint_pauses: u64,
     pub group_waits: u64,
+    pub checkpoint_splits: u64,
     /// Units waiting for the writer.
     pub queue_depth: u64,
     /// Families changed but not yet written behind.
@@ -102,6 +105,7 @@ impl StoreMetrics {
             row_reads_skipped: get(&self.row_reads_skipped),
             checkpoint_pauses: get(&self.checkpoint_pauses),
             group_waits: get(&self.group_waits),
+            checkpoint_splits: get(&self.checkpoint_splits),
             queue_depth,
             dirty_families,
         }

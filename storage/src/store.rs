@@ -1281,6 +1281,56 @@ impl<'a> Pace<'a> {
     }
 }
 
+/// Writes `items` one by one with `write`, paced; once the checkpoint is
+/// unpaced (someone waits for it) and at least
+/// [`crate::config::CHECKPOINT_SPLIT_ROWS_MIN`] remain, the rest in two
+/// halves on two threads. `done` rows came before these. Returns the rows written.
+fn write_rows<T: Sync>(
+    items: &[T],
+    done: u64,
+    pace: &mut Pace<'_>,
+    write: impl Fn(&T) -> Result<(), StorageError> + Sync,
+) -> Result<u64, StorageError> {
+    for (i, item) in items.iter().enumerate() {
+        let rest = &items[i..];
+        if pace.spread.is_zero() && rest.len() >= pace.inner.config.checkpoint_split_rows_min {
+            pace.inner
+                .metrics
+                .checkpoint_splits
+                .fetch_add(1, Ordering::Relaxed);
+            split_rows(rest, &write)?;
+            return Ok(items.len() as u64);
+        }
+        write(item)?;
+        pace.row(done + i as u64 + 1);
+    }
+    Ok(items.len() as u64)
+}
+
+/// Writes `items` with `write` in two halves, one on a second thread.
+fn split_rows<T: Sync>(
+    items: &[T],
+    write: &(impl Fn(&T) -> Result<(), StorageError> + Sync),
+) -> Result<(), StorageError> {
+    let (mine, theirs) = items.split_at(items.len() / 2);
+    std::thread::scope(|scope| {
+        let other = std::thread::Builder::new()
+            .name("ordercore-rows".into())
+            .spawn_scoped(scope, || theirs.iter().try_for_each(write));
+        let mine = mine.iter().try_for_each(write);
+        let theirs = match other {
+            Ok(handle) => handle.join().unwrap_or_else(|_| {
+                Err(StorageError::Unavailable(
+                    "a checkpoint's second row writer stopped".into(),
+                ))
+            }),
+            // No second thread to be had: this one writes the rest.
+            Err(_) => theirs.iter().try_for_each(write),
+        };
+        mine.and(theirs)
+    })
+}
+
 /// Writes the view's dirty entries, then the checkpoint row, then trims the
 /// journal.
 fn checkpoint(inner: &Inner, paced: bool) -> Result<(), StorageError> {
@@ -1388,22 +1438,24 @@ fn write_snapshot(
             *max = Some(*last);
         }
     }
-    for (id, family) in &snapshot.dirty.families {
+    let write_family = |(id, family): &(&OrderId, &Dirty<Arc<OrderFamily>>)| {
         inner
             .rows
             .insert(family_key(id), encode_packed(family.value.as_ref())?)?;
-        rows += 1;
-        pace.row(rows);
-    }
-    for (key, insert) in &snapshot.dirty.index {
+        Ok(())
+    };
+    let write_index = |(key, insert): &(&Vec<u8>, &Dirty<bool>)| {
         if insert.value {
             inner.rows.insert(key.as_slice(), &[][..])?;
         } else {
             inner.rows.remove(key.as_slice())?;
         }
-        rows += 1;
-        pace.row(rows);
-    }
+        Ok(())
+    };
+    let families: Vec<_> = snapshot.dirty.families.iter().collect();
+    rows += write_rows(&families, rows, &mut pace, write_family)?;
+    let index: Vec<_> = snapshot.dirty.index.iter().collect();
+    rows += write_rows(&index, rows, &mut pace, write_index)?;
     for (code, sku) in &snapshot.dirty.skus {
         inner
             .rows

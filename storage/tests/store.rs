@@ -924,6 +924,44 @@ fn a_family_created_and_paid_in_one_interval_costs_one_row_and_one_index_row() {
     store.shutdown().unwrap();
 }
 
+/// A checkpoint someone waits for writes its rows on two threads once
+/// enough remain: every row is written once, and reads back.
+#[test]
+fn a_checkpoint_waited_for_writes_its_rows_on_two_threads_and_all_of_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.checkpoint_split_rows_min = 8;
+    let store = Store::open(cfg).unwrap();
+    let mut model = Model::new(&store);
+    store.checkpoint_now().unwrap();
+    let before = store.metrics();
+    let orders = 41;
+    for i in 0..orders {
+        let id = model
+            .create(&store, &format!("u{i}"), &[(["A1", "A2", "B1"][i % 3], 1)])
+            .unwrap();
+        if i % 2 == 0 {
+            let pay = pay_action(&model.families[&id], &format!("T{i}"));
+            assert!(model.run(&store, id, testkit::provider(), pay));
+        }
+    }
+    store.checkpoint_now().unwrap();
+    let after = store.metrics();
+    // Families, then index rows (a user row each, a deadline row for each
+    // unpaid one): two runs split.
+    assert_eq!(after.checkpoint_splits - before.checkpoint_splits, 2);
+    let unpaid = orders / 2;
+    let skus = 3;
+    assert_eq!(
+        after.rows_written - before.rows_written,
+        (2 * orders + unpaid + skus) as u64
+    );
+    let store = reopen(store, dir.path());
+    model.assert_matches(&store);
+    assert_eq!(store.pending_deadlines().unwrap().len(), unpaid);
+    store.shutdown().unwrap();
+}
+
 /// The background checkpoint spreads its rows over the interval (it
 /// pauses between them) and still writes every one of them.
 #[test]
