@@ -8,6 +8,8 @@
 //!
 //! (c) sled alone inserting each shape of state row (family, user index,
 //!     expiry index) with the keys and bytes of (b)'s families.
+//! (d) a checkpoint someone waits for, of up to 100,000 lifecycles' rows,
+//!     written by one thread and by two.
 //!
 //! Prints lifecycles/s, µs of process CPU per lifecycle, records written per
 //! lifecycle (journal records + state rows), the ratio of (b) to (a) and
@@ -135,6 +137,45 @@ fn main() {
         lifecycles_per_s / (raw_records_per_s / 2.0)
     );
     row_costs(&state_rows);
+    split_checkpoints(&Workload::new().catalog(), &work[..n.min(100_000)]);
+}
+
+/// (d) A checkpoint waited for (`checkpoint_now`) of `work`'s rows, all
+/// dirty at once, written by one thread and by two (the store's default
+/// past `CHECKPOINT_SPLIT_ROWS_MIN`), in the order A B B A.
+fn split_checkpoints(catalog: &[ordercore_domain::Event], work: &[ordercore_benches::Lifecycle]) {
+    let measure = |split_rows_min: usize| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = StoreConfig::new(dir.path());
+        config.checkpoint_interval = std::time::Duration::from_secs(3_600);
+        config.checkpoint_split_rows_min = split_rows_min;
+        let store = Store::open(config).unwrap();
+        store
+            .submit(0, store.epoch(), catalog.to_vec())
+            .unwrap()
+            .wait()
+            .unwrap();
+        store.checkpoint_now().unwrap();
+        submit_all(&store, work, WINDOW);
+        let rows0 = store.metrics().rows_written;
+        let (cpu0, started) = (cpu_us(), Instant::now());
+        store.checkpoint_now().unwrap();
+        let (took, cpu) = (started.elapsed(), cpu_us() - cpu0);
+        let rows = store.metrics().rows_written - rows0;
+        store.shutdown().unwrap();
+        (took.as_secs_f64(), cpu as f64 / rows.max(1) as f64, rows)
+    };
+    let one = usize::MAX;
+    let two = ordercore_storage::config::CHECKPOINT_SPLIT_ROWS_MIN;
+    let runs = [measure(one), measure(two), measure(two), measure(one)];
+    let rows = runs[0].2;
+    println!("(d) a checkpoint waited for, {rows} rows (A B B A):");
+    for (name, a, b) in [("one thread", 0, 3), ("two threads", 1, 2)] {
+        println!(
+            "    {name:12} {:.3} / {:.3} s, {:.1} / {:.1} µs of CPU per row",
+            runs[a].0, runs[b].0, runs[a].1, runs[b].1
+        );
+    }
 }
 
 /// A sled key and value.
