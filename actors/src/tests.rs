@@ -708,6 +708,61 @@ async fn idle_actors_keep_a_compact_family_and_read_the_rest_back() {
     core.shutdown().unwrap();
 }
 
+/// A compact family keeps none of the replies recorded for keys (one can
+/// be a whole order's detail, and a family keeps up to 64): a keyed retry
+/// reads the whole family back and gets its recorded reply.
+#[actix::test]
+async fn a_compact_family_keeps_no_recorded_replies_and_a_keyed_retry_gets_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(testkit::t0());
+    let core = start(dir.path(), &clock, |c| {
+        c.compact_after = Duration::from_secs(3_600);
+    });
+    let mut shop = Shop::default();
+    seed(&core, &shop).await;
+    let order = create(&core, shop.create_cmd("u1", &[("A1", 1)], None))
+        .await
+        .unwrap();
+    let reply = "{\"a long recorded reply\":true}".repeat(40);
+    let keyed = |key: &str| WriteOptions {
+        idempotency: Some(Idempotency {
+            key: IdempotencyKey::parse(key).unwrap(),
+            request_hash: 7,
+            render: Box::new({
+                let reply = reply.clone();
+                move |_, _| (200, reply.clone())
+            }),
+        }),
+        ..WriteOptions::default()
+    };
+    let note = |text: &str, opts: WriteOptions| {
+        let admin = CommandMeta::by(ordercore_domain::Actor::admin("ops"));
+        core.add_note(admin, order.order_id, text.to_owned(), opts)
+    };
+    let first = note("keyed", keyed("note-1")).await.unwrap();
+    assert!(!family_of(first).idempotency.is_empty());
+
+    let compactions = core.metrics().compactions;
+    assert_eq!(core.compact_idle(Duration::ZERO), 1);
+    assert!(eventually(|| core.metrics().compactions > compactions).await);
+    // Decided on the compact state, which holds no recorded reply.
+    let compact = family_of(note("plain", WriteOptions::default()).await.unwrap());
+    assert!(compact.compact, "decided on the compact state");
+    assert!(compact.idempotency.is_empty());
+
+    let rehydrations = core.metrics().rehydrations;
+    let retried = note("keyed", keyed("note-1")).await.unwrap();
+    assert!(
+        matches!(&retried, Outcome::Replayed { status: 200, body } if *body == reply),
+        "{retried:?}"
+    );
+    assert_eq!(core.metrics().rehydrations, rehydrations + 1);
+    let whole = core.order(&order.order_id).await.unwrap();
+    assert_eq!(whole.idempotency.len(), 1);
+    assert_eq!(whole.idempotency[0].body, reply);
+    core.shutdown().unwrap();
+}
+
 #[actix::test]
 async fn an_actor_compacts_its_family_on_its_own_when_idle() {
     let dir = tempfile::tempdir().unwrap();

@@ -287,7 +287,10 @@ impl OrderFamily {
 
     /// The family without what only a detail or a history read shows: the
     /// history, the status log, the buyer's remark and each line's product
-    /// snapshot (name, unit, image). It decides every command and applies
+    /// snapshot (name, unit, image); nor the replies recorded for
+    /// `Idempotency-Key`s, which only a keyed request reads, and it reads
+    /// the whole family first (a reply can be a whole order's detail, and
+    /// a family keeps up to 64). It decides every command and applies
     /// every event as the whole family does (a property test holds it to
     /// that), so an idle order actor keeps this much in memory and reads
     /// the whole family from storage only when those parts are asked for
@@ -313,7 +316,7 @@ impl OrderFamily {
             extra_payments: self.extra_payments.clone(),
             after_sales: self.after_sales.clone(),
             status_log: Vec::new(),
-            idempotency: self.idempotency.clone(),
+            idempotency: Vec::new(),
             history: Vec::new(),
             compact: true,
             compact_edits: self.edits(),
@@ -466,6 +469,8 @@ impl OrderFamily {
             EventBody::RefundFailed { after_sale_id, .. } => {
                 self.set_after_sale_status(after_sale_id, AfterSaleStatus::FAILED, event.at);
             }
+            // A compact copy keeps no recorded replies (see `compact`).
+            EventBody::IdempotencyRecorded(_) if self.compact => {}
             EventBody::IdempotencyRecorded(entry) => {
                 // Replay relies on it (a key-only change is decided by the
                 // key): a key is recorded once per caller and family.

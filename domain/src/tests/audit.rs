@@ -485,3 +485,20 @@ fn dry_runs_of_after_sale_apply_review_and_lack() {
         }
     );
 }
+
+/// A compact copy keeps no recorded replies (a keyed request reads the
+/// whole family first), before or after a key is recorded, and stays the
+/// compact copy of the whole family.
+#[test]
+fn a_compact_copy_keeps_no_recorded_replies() {
+    let (_, mut f) = fixture(OrderStatus::PAID);
+    let u1 = shopper("u1").actor;
+    record(&mut f, &u1, "k1", 1);
+    let mut compact = f.compact();
+    assert!(compact.idempotency.is_empty());
+    record(&mut f, &u1, "k2", 2);
+    record(&mut compact, &u1, "k2", 2);
+    assert_eq!(f.idempotency.len(), 2);
+    assert_eq!(compact, f.compact());
+    assert!(compact.idempotency.is_empty());
+}
