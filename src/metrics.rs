@@ -235,6 +235,7 @@ impl Metrics {
         gauge(&self.store, "overloaded", i(s.overloaded));
         gauge(&self.store, "row_reads_skipped", i(s.row_reads_skipped));
         gauge(&self.store, "checkpoint_pauses", i(s.checkpoint_pauses));
+        gauge(&self.store, "checkpoint_splits", i(s.checkpoint_splits));
         gauge(&self.store, "group_waits", i(s.group_waits));
         gauge(&self.store, "recovery_ms", i(s.recovery_ms));
         let mut cumulative = 0;

@@ -350,7 +350,11 @@ mod core_driver {
         cmds: Vec<CreateOrder>,
         pay: bool,
     ) {
-        let first = workload.borrow().next - cmds.len();
+        let first = workload
+            .borrow()
+            .next
+            .checked_sub(cmds.len())
+            .expect("`cmds` are the last requests `workload` made");
         let queue = Rc::new(RefCell::new(
             cmds.into_iter()
                 .enumerate()

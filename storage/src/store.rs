@@ -1307,17 +1307,32 @@ fn write_rows<T: Sync>(
     Ok(items.len() as u64)
 }
 
-/// Writes `items` with `write` in two halves, one on a second thread.
+/// Writes `items` with `write` in two halves, one on a second thread. A
+/// half stops, answering nothing of its own, once the other meets an error:
+/// the checkpoint fails with that error and its rows are written later.
 fn split_rows<T: Sync>(
     items: &[T],
     write: &(impl Fn(&T) -> Result<(), StorageError> + Sync),
 ) -> Result<(), StorageError> {
     let (mine, theirs) = items.split_at(items.len() / 2);
+    let failed = AtomicBool::new(false);
+    let half = |rows: &[T]| {
+        for row in rows {
+            if failed.load(Ordering::Relaxed) {
+                break;
+            }
+            if let Err(e) = write(row) {
+                failed.store(true, Ordering::Relaxed);
+                return Err(e);
+            }
+        }
+        Ok(())
+    };
     std::thread::scope(|scope| {
         let other = std::thread::Builder::new()
             .name("ordercore-rows".into())
-            .spawn_scoped(scope, || theirs.iter().try_for_each(write));
-        let mine = mine.iter().try_for_each(write);
+            .spawn_scoped(scope, || half(theirs));
+        let mine = half(mine);
         let theirs = match other {
             Ok(handle) => handle.join().unwrap_or_else(|_| {
                 Err(StorageError::Unavailable(
@@ -1325,7 +1340,7 @@ fn split_rows<T: Sync>(
                 ))
             }),
             // No second thread to be had: this one writes the rest.
-            Err(_) => theirs.iter().try_for_each(write),
+            Err(_) => half(theirs),
         };
         mine.and(theirs)
     })
@@ -1477,4 +1492,45 @@ fn write_snapshot(
     inner.rows.insert(CHECKPOINT_KEY, encode(&checkpoint)?)?;
     inner.db.flush()?;
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both halves write every row once; a failure in one half stops the
+    /// other, and the checkpoint gets that failure, not a stand-in.
+    #[test]
+    fn split_rows_write_each_row_once_and_stop_at_the_first_failure() {
+        let rows: Vec<u32> = (0..10_000).collect();
+        let written: Vec<AtomicUsize> = rows.iter().map(|_| AtomicUsize::new(0)).collect();
+        split_rows(&rows, &|&r: &u32| {
+            written[r as usize].fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        })
+        .unwrap();
+        assert!(written.iter().all(|w| w.load(Ordering::Relaxed) == 1));
+
+        // A failure at the first row of the second thread's half.
+        let tried = AtomicUsize::new(0);
+        let failing = 5_000;
+        let result = split_rows(&rows, &|&r: &u32| {
+            tried.fetch_add(1, Ordering::Relaxed);
+            if r == failing {
+                return Err(StorageError::Sled("injected: no space left".into()));
+            }
+            // Slow enough that the other half's failure is seen mid-way.
+            std::thread::sleep(Duration::from_micros(20));
+            Ok(())
+        });
+        assert!(
+            matches!(&result, Err(StorageError::Sled(m)) if m.contains("injected")),
+            "{result:?}"
+        );
+        let tried = tried.load(Ordering::Relaxed);
+        assert!(
+            tried < rows.len() / 2,
+            "the other half stopped: {tried} tried"
+        );
+    }
 }
