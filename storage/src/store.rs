@@ -1282,9 +1282,10 @@ impl<'a> Pace<'a> {
 }
 
 /// Writes `items` one by one with `write`, paced; once the checkpoint is
-/// unpaced (someone waits for it) and at least
+/// unpaced (someone waits for it, or the view is filling up) and at least
 /// [`crate::config::CHECKPOINT_SPLIT_ROWS_MIN`] remain, the rest in two
-/// halves on two threads. `done` rows came before these. Returns the rows written.
+/// halves on two threads. `done` rows came before these. Returns the rows
+/// written.
 fn write_rows<T: Sync>(
     items: &[T],
     done: u64,
