@@ -713,13 +713,7 @@ async fn idle_actors_keep_a_compact_family_and_read_the_rest_back() {
 /// reads the whole family back and gets its recorded reply.
 #[actix::test]
 async fn a_compact_family_keeps_no_recorded_replies_and_a_keyed_retry_gets_its_own() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(testkit::t0());
-    let core = start(dir.path(), &clock, |c| {
-        c.compact_after = Duration::from_secs(3_600);
-    });
-    let mut shop = Shop::default();
-    seed(&core, &shop).await;
+    let (_dir, _clock, core, mut shop) = seeded().await;
     let order = create(&core, shop.create_cmd("u1", &[("A1", 1)], None))
         .await
         .unwrap();
