@@ -302,7 +302,11 @@ mod core_driver {
     /// `idle` is how long actors stay idle before they compact their family
     /// or passivate on their own.
     pub fn start(dir: &std::path::Path, idle: Duration) -> OrderCore {
-        let mut config = StoreConfig::new(dir);
+        start_with(StoreConfig::new(dir), idle)
+    }
+
+    /// [`start`] with the store's settings given.
+    pub fn start_with(mut config: StoreConfig, idle: Duration) -> OrderCore {
         if std::env::var("ORDERCORE_BENCH_DURABILITY").is_ok_and(|d| d == "relaxed") {
             config.durability = ordercore_storage::Durability::Relaxed;
         }
@@ -414,11 +418,36 @@ mod core_driver {
     }
 }
 
-pub use core_driver::{drive, seed, start, WINDOW};
+pub use core_driver::{drive, seed, start, start_with, WINDOW};
 
 #[cfg(test)]
 mod tests {
-    use super::Workload;
+    use super::{drive, seed, start_with, Workload};
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    use std::time::Duration;
+
+    /// A writer queue of two units refuses most creates and payments as
+    /// overloaded: the driver asks for each again and every lifecycle
+    /// still completes, once.
+    #[test]
+    fn the_driver_retries_what_the_core_refuses_as_overloaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = ordercore_storage::StoreConfig::new(dir.path());
+        config.queue_units_max = 2;
+        let n = 300;
+        actix::System::new().block_on(async {
+            let core = start_with(config, Duration::from_secs(3_600));
+            let mut workload = Workload::new();
+            seed(&core, &workload).await;
+            let cmds = (0..n).map(|_| workload.next_create()).collect();
+            drive(&core, &Rc::new(RefCell::new(workload)), cmds, true).await;
+            let outcomes = core.metrics().outcomes;
+            assert_eq!((outcomes.orders_created, outcomes.orders_paid), (n, n));
+            assert!(core.store().metrics().overloaded > 0, "nothing was refused");
+            core.shutdown().unwrap();
+        });
+    }
 
     #[test]
     fn a_create_asked_for_again_is_the_one_first_given() {
